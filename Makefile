@@ -1,0 +1,34 @@
+# The two commands of the README: `make serve` (arrives with the service) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The marker is rebuilt whenever a requirements file changes.
+STAMP := $(VENV)/.installed-dev
+
+.PHONY: test lint bench-backbones train-image clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python requirements/service.txt requirements/train.txt requirements/dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+	touch $@
+
+## make test: create .venv if missing, install what the tests need, run the test suite
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+## CPU latency / throughput of the backbones; writes docs/benchmarks/backbones.{md,json}
+bench-backbones: $(STAMP)
+	$(BIN)/python bench/bench_backbones.py
+
+## train the default CondenseNetV2 on the generated image dataset
+train-image: $(STAMP)
+	$(BIN)/python training/train_image.py
+
+clean-venv:
+	rm -rf $(VENV)

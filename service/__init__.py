@@ -1,0 +1,1 @@
+"""The inference service (FastAPI + ONNX Runtime). It must never import torch."""

@@ -1,0 +1,1 @@
+"""Training, evaluation, profiling and export (needs torch)."""

@@ -1,0 +1,44 @@
+"""Optimiser and learning-rate schedule shared by the training scripts."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, lr_scale: float = 1.0) -> list[dict]:
+    """Two groups: weights with ``weight_decay``, and BN / bias parameters without it."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim <= 1 else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay, "lr_scale": lr_scale},
+        {"params": no_decay, "weight_decay": 0.0, "lr_scale": lr_scale},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def build_sgd(groups: Iterable[dict], lr: float, momentum: float = 0.9, nesterov: bool = True) -> torch.optim.SGD:
+    return torch.optim.SGD(list(groups), lr=lr, momentum=momentum, nesterov=nesterov)
+
+
+def cosine_with_warmup(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Learning-rate factor: linear warm-up from ~0 to 1, then cosine decay to 0."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, base_lr: float, factor: float) -> float:
+    """Set every group's lr to ``base_lr * factor * group['lr_scale']``; returns the base value."""
+    lr = base_lr * factor
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+    return lr
