@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The marker is rebuilt whenever a requirements file changes.
 STAMP := $(VENV)/.installed-dev
+# One pytest worker per core; each worker runs torch on one thread (tests/conftest.py).
+PYTEST_ARGS ?= -n auto
 
 .PHONY: test lint bench-backbones train-image clean-venv
 
@@ -17,7 +19,7 @@ $(STAMP): $(BIN)/python requirements/service.txt requirements/train.txt requirem
 
 ## make test: create .venv if missing, install what the tests need, run the test suite
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -46,3 +46,12 @@ def condensed_pair(name: str, input_size: int, **kwargs) -> tuple[nn.Module, nn.
 def tiny_condensenet() -> nn.Module:
     torch.manual_seed(0)
     return create_model("condensenetv2_cifar", **TINY_CONDENSENET)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Under pytest-xdist each worker gets one core's worth of threads: two workers with
+    # two threads each on a two-core machine would fight over the cores.
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)

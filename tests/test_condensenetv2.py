@@ -12,6 +12,7 @@ from training.models.condensenetv2 import (
     CondensedSparseFeatureReactivation,
     LearnedGroupConv,
     SparseFeatureReactivation,
+    _rounds_of_distinct_targets,
 )
 from training.models.serialization import load_backbone, save_backbone
 
@@ -135,7 +136,7 @@ def test_converted_form_has_no_dense_channel_matrices():
     for sfr in sfrs:
         assert sfr.targets.dtype == torch.long and sfr.targets.ndim == 1
         assert sfr.conv.groups == model.groups
-    largest = max(t.numel() for t in converted.state_dict().values())
+    largest = max(t.numel() for t in converted.state_dict().values() if isinstance(t, torch.Tensor))
     assert largest <= max(p.numel() for p in converted.parameters())
     # Every converted 1x1 conv holds a G-th of its dense counterpart's weights.
     dense = sum(m.conv.weight.numel() for m in masked_convs(model))
@@ -162,3 +163,13 @@ def test_calibrated_batchnorm_gives_unit_scale_activations():
     model = calibrate_batchnorm(create_model("condensenetv2_cifar", **TINY_CONDENSENET), 32)
     features = model(torch.randn(4, 3, 32, 32)).features
     assert 0.05 < features.std() < 20
+
+
+def test_scatter_rounds_never_repeat_a_target():
+    targets = torch.tensor([3, 1, 3, 0, 3, 1])
+    order, bounds = _rounds_of_distinct_targets(targets)
+    assert bounds == [0, 3, 5, 6]
+    assert sorted(order.tolist()) == list(range(6))
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        chunk = targets[order[start:end]].tolist()
+        assert len(chunk) == len(set(chunk))

@@ -120,6 +120,12 @@ class TrainState:
     step: int = 0
     history: list[dict] = field(default_factory=list)
     bad_files: set[str] = field(default_factory=set)
+    epoch_losses: list[float] = field(default_factory=list)  # this epoch's step losses so far
+
+
+def log(message: str) -> None:
+    """A line on stderr that does not break the progress bar."""
+    tqdm.write(message, file=sys.stderr)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -199,6 +205,7 @@ class ImageTrainer:
                 "step": self.state.step,
                 "history": self.state.history,
                 "bad_files": sorted(self.state.bad_files),
+                "epoch_losses": self.state.epoch_losses,
                 "rng": rng_state(),
             },
             self.checkpoint_path,
@@ -221,7 +228,9 @@ class ImageTrainer:
         if self.ema and checkpoint["ema"] is not None:
             self.ema.load_state_dict(checkpoint["ema"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.state = TrainState(checkpoint["step"], checkpoint["history"], set(checkpoint["bad_files"]))
+        self.state = TrainState(
+            checkpoint["step"], checkpoint["history"], set(checkpoint["bad_files"]), checkpoint["epoch_losses"]
+        )
         restore_rng_state(checkpoint["rng"])
         return True
 
@@ -246,7 +255,7 @@ class ImageTrainer:
             if self.config.strict_data:
                 raise BadDataError(f"cannot read image {path}")
             if path not in self.state.bad_files:
-                tqdm.write(f"warning: skipping unreadable image {path}", file=sys.stderr)
+                log(f"warning: skipping unreadable image {path}")
             self.state.bad_files.add(path)
 
     @torch.no_grad()
@@ -270,20 +279,27 @@ class ImageTrainer:
     def _condense(self) -> None:
         if self.condensable and self.model.condense(self.state.step / self.total_steps):
             stage = int(next(m.stage for m in self.model.modules() if hasattr(m, "group_mask")))
-            tqdm.write(f"step {self.state.step}: condensed to step {stage} of {self.model.groups - 1}")
+            log(f"step {self.state.step}: condensed to step {stage} of {self.model.groups - 1}")
 
     def _evaluated(self, epoch: int) -> bool:
         return any(record["epoch"] == epoch + 1 for record in self.state.history)
 
     def _end_of_epoch(self, epoch: int) -> None:
-        record: dict[str, Any] = {"epoch": epoch + 1, "step": self.state.step, "val": self.evaluate(self.model)}
+        losses = self.state.epoch_losses
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "step": self.state.step,
+            "train_loss": sum(losses) / len(losses) if losses else None,
+            "val": self.evaluate(self.model),
+        }
+        self.state.epoch_losses = []
         if self.ema:
             record["val_ema"] = self.evaluate(self.ema.module)
         self.state.history.append(record)
         summary = f"epoch {epoch + 1}/{self.config.epochs}: val top-1 {record['val']['top1']:.3f}"
         if self.ema:
             summary += f", EMA {record['val_ema']['top1']:.3f}"
-        tqdm.write(summary)
+        log(summary)
         (self.run_dir / "metrics.json").write_text(json.dumps(self.state.history, indent=2))
         self.save_checkpoint()
 
@@ -313,6 +329,8 @@ class ImageTrainer:
                     )
                     self._note_bad_files(labels, indices, self.train_set)
                     loss = self.train_step(images, labels)
+                    if loss is not None:
+                        self.state.epoch_losses.append(loss)
                     if self.ema:
                         self.ema.update(self.model, self.state.step)
                     self.state.step += 1
@@ -340,7 +358,7 @@ class ImageTrainer:
     def finish(self) -> dict[str, Any]:
         """Pick the better of the raw and EMA weights on val, convert it, write the summary."""
         if self.condensable and self.model.condense(1.0):
-            tqdm.write("warning: the run was too short to reach full condensation; finished it now")
+            log("warning: the run was too short to reach full condensation; finished it now")
         if self.ema:
             self.ema.sync_buffers(self.model)
         candidates = {"raw": self.model}
@@ -373,7 +391,7 @@ def train(config: ImageTrainConfig, stop: StopRequest | None = None) -> dict[str
     trainer = ImageTrainer(config, stop)
     trainer.run_dir.mkdir(parents=True, exist_ok=True)
     if trainer.maybe_resume():
-        tqdm.write(f"resuming {trainer.checkpoint_path} at step {trainer.state.step} of {trainer.total_steps}")
+        log(f"resuming {trainer.checkpoint_path} at step {trainer.state.step} of {trainer.total_steps}")
     (trainer.run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     started = time.perf_counter()
     trainer.fit()

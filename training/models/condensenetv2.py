@@ -20,6 +20,7 @@ belongs to group ``g``; SFR input channel ``j * G + g`` belongs to group ``g``.
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -32,6 +33,10 @@ from .registry import register_model
 
 class CondensationIncompleteError(RuntimeError):
     """``convert()`` was called on a model whose masks have not reached their final density."""
+
+
+def _not_divisible(what: str, channels: int, groups: int) -> ValueError:
+    return ValueError(f"{what}: {channels} channels cannot be split into {groups} groups (not divisible)")
 
 
 class _GroupMaskedConv(nn.Module):
@@ -49,7 +54,7 @@ class _GroupMaskedConv(nn.Module):
     def __init__(self, groups: int, prunable: int) -> None:
         super().__init__()
         if prunable % groups:
-            raise ValueError(f"{prunable} channels cannot be split into {groups} condensation groups (not divisible)")
+            raise _not_divisible("condensation", prunable, groups)
         self.groups = groups
         self.register_buffer("group_mask", torch.ones(groups, prunable))
         self.register_buffer("stage", torch.zeros((), dtype=torch.long))
@@ -101,7 +106,7 @@ class LearnedGroupConv(_GroupMaskedConv):
     def __init__(self, in_channels: int, out_channels: int, groups: int, act_layer: ActLayer) -> None:
         super().__init__(groups, in_channels)
         if out_channels % groups:
-            raise ValueError(f"LGC output: {out_channels} channels cannot be split into {groups} groups (not divisible)")
+            raise _not_divisible("LGC output", out_channels, groups)
         self.norm = nn.BatchNorm2d(in_channels)
         self.act = act_layer()
         self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=False)
@@ -159,7 +164,7 @@ class SparseFeatureReactivation(_GroupMaskedConv):
     def __init__(self, in_channels: int, out_channels: int, groups: int, act_layer: ActLayer) -> None:
         super().__init__(groups, out_channels)
         if in_channels % groups:
-            raise ValueError(f"SFR input: {in_channels} channels cannot be split into {groups} groups (not divisible)")
+            raise _not_divisible("SFR input", in_channels, groups)
         self.norm = nn.BatchNorm2d(in_channels)
         self.act = act_layer()
         self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=False)
@@ -192,21 +197,58 @@ class SparseFeatureReactivation(_GroupMaskedConv):
 
 class CondensedSparseFeatureReactivation(nn.Module):
     """SFR, inference form: BN -> act -> shuffle to contiguous groups -> grouped 1x1 conv ->
-    ``index_add`` of each output row into its target channel (duplicates add up)."""
+    add each output row into its target channel (rows with the same target add up).
 
+    The additions are ``index_add`` calls, split into rounds in which no target repeats:
+    ONNX Runtime's ScatterND(add) races when several updates hit one channel (wrong results
+    that change from run to run with more than one thread), so no exported scatter may
+    repeat an index. ``order`` lists the conv's output rows round by round, ``targets`` the
+    target of each of those rows, and ``round_bounds`` where each round starts and ends.
+    """
+
+    order: Tensor
     targets: Tensor
 
     def __init__(self, targets: Tensor, norm: nn.BatchNorm2d, act: nn.Module, conv: nn.Conv2d) -> None:
         super().__init__()
-        self.register_buffer("targets", targets.clone())
+        order, round_bounds = _rounds_of_distinct_targets(targets)
+        self.register_buffer("order", order)
+        self.register_buffer("targets", targets[order].clone())
+        self.round_bounds = round_bounds
         self.norm = norm
         self.act = act
         self.conv = conv
 
+    def get_extra_state(self) -> dict:
+        return {"round_bounds": list(self.round_bounds)}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.round_bounds = list(state["round_bounds"])
+
     def forward(self, features: Tensor, new: Tensor) -> Tensor:
         inputs_per_group = self.conv.in_channels // self.conv.groups
         update = self.conv(channel_shuffle(self.act(self.norm(new)), inputs_per_group))
-        return features.index_add(1, self.targets, update)
+        update = update.index_select(1, self.order)
+        for start, end in zip(self.round_bounds[:-1], self.round_bounds[1:]):
+            features = features.index_add(1, self.targets[start:end], update[:, start:end])
+        return features
+
+
+def _rounds_of_distinct_targets(targets: Tensor) -> tuple[Tensor, list[int]]:
+    """Order rows so that rows sharing a target fall in different, consecutive rounds.
+
+    Row ``i`` goes to round ``r`` if it is the ``r``-th row (from 0) aimed at its target.
+    Returns the row order and the round boundaries ``[0, ..., len(targets)]``.
+    """
+    seen: dict[int, int] = {}
+    rounds = []
+    for target in targets.tolist():
+        rounds.append(seen.get(target, 0))
+        seen[target] = rounds[-1] + 1
+    round_of_row = torch.tensor(rounds, dtype=torch.long)
+    order = torch.sort(round_of_row, stable=True).indices
+    bounds = [0, *itertools.accumulate(torch.bincount(round_of_row).tolist())]
+    return order, bounds
 
 
 class DenseLayer(nn.Module):
@@ -226,7 +268,7 @@ class DenseLayer(nn.Module):
     ) -> None:
         super().__init__()
         if growth % groups:
-            raise ValueError(f"growth: {growth} channels cannot be split into {groups} groups (not divisible)")
+            raise _not_divisible("growth", growth, groups)
         width = bottleneck * growth
         self.lgc: nn.Module = LearnedGroupConv(in_channels, width, groups, act_layer)
         self.norm = nn.BatchNorm2d(width)
@@ -282,7 +324,8 @@ class CondenseNetV2(Backbone):
         self.fc_act = nn.Hardswish()
         self.feature_channels = channels
         self.init_head(hidden_features, num_classes, drop_rate)
-        init_weights(self)
+        # The reference initialises only convs and BN; its linears keep PyTorch's default.
+        init_weights(self, small_linears=False)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.final_act(self.final_norm(self.blocks(self.stem(x))))

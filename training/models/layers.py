@@ -141,8 +141,9 @@ def init_linear(layer: nn.Linear) -> None:
         nn.init.zeros_(layer.bias)
 
 
-def init_weights(module: nn.Module) -> None:
-    """Kaiming-normal (fan_out) convs, unit BatchNorm, small-normal linears."""
+def init_weights(module: nn.Module, small_linears: bool = True) -> None:
+    """Kaiming-normal (fan_out) convs, unit BatchNorm; linears small-normal (torchvision's
+    choice) or, with ``small_linears=False``, PyTorch's default init."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -152,7 +153,7 @@ def init_weights(module: nn.Module) -> None:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):
-            init_linear(m)
+            init_linear(m) if small_linears else m.reset_parameters()
 
 
 @torch.no_grad()
