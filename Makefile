@@ -17,8 +17,9 @@ $(STAMP): $(BIN)/python requirements/service.txt requirements/train.txt requirem
 	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
 	touch $@
 
-## make test: create .venv if missing, install what the tests need, run the test suite
+## make test: create .venv if missing, install what the tests need, lint, run the test suite
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

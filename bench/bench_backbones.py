@@ -95,7 +95,39 @@ def measure(name: str, size: int, batch: int, repeats: int, workdir: Path) -> di
     with torch.inference_mode():
         expected = model(single).logits.numpy()
     result["ort_max_abs_diff"] = float(np.abs(session.run(["logits"], feeds_1)[0] - expected).max())
+    result["ort_op_shares_batch1"] = op_time_shares(path, feeds_1["image"])
     return result
+
+
+def op_time_shares(path: Path, image: np.ndarray, runs: int = 5) -> dict[str, float]:
+    """Share of ONNX Runtime kernel time per op type (convs split by kernel size and grouping)."""
+    import onnx
+
+    conv_kind = {}
+    for node in onnx.load(str(path)).graph.node:
+        if node.op_type == "Conv":
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            k = attrs.get("kernel_shape", [1])[0]
+            conv_kind[node.name] = f"Conv {k}x{k} {'grouped' if attrs.get('group', 1) > 1 else 'dense'}"
+    with tempfile.TemporaryDirectory() as profile_dir:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(profile_dir) / "ort")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        for _ in range(runs):
+            session.run(["logits"], {"image": image})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    totals: dict[str, float] = {}
+    for event in events:
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+            continue
+        op = event["args"]["op_name"]
+        if op == "Conv":
+            op = conv_kind.get(event["name"].removesuffix("_kernel_time"), "Conv")
+        totals[op] = totals.get(op, 0.0) + event["dur"]
+    grand = sum(totals.values())
+    return {op: t / grand for op, t in sorted(totals.items(), key=lambda item: -item[1])}
 
 
 def interpolate(points: list[tuple[float, float]], x: float) -> float:
@@ -162,6 +194,16 @@ def write_report(report: dict, out_dir: Path) -> None:
             f"{c['ort_latency_vs_mobilenet']:.2f} | {c['eager_per_image_vs_mobilenet']:.2f} | "
             f"{c['ort_per_image_vs_mobilenet']:.2f} |"
         )
+    lines += [
+        "",
+        "## Where ONNX Runtime spends its time (batch 1, share of kernel time)",
+        "",
+        "| model | top op types |",
+        "|---|---|",
+    ]
+    for r in report["results"]:
+        top = ", ".join(f"{op} {share:.0%}" for op, share in list(r["ort_op_shares_batch1"].items())[:6])
+        lines.append(f"| {r['model']} | {top} |")
     lines.append("")
     (out_dir / "backbones.md").write_text("\n".join(lines))
 
