@@ -18,8 +18,16 @@ SMALL_MODELS = {
 
 def test_registry_lists_every_family():
     names = list_models()
-    for expected in ("mobilenetv2", "resnet18", "resnet34", "resnet50", "condensenetv2_a", "condensenetv2_b",
-                     "condensenetv2_c", "condensenetv2_cifar"):
+    for expected in (
+        "mobilenetv2",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "condensenetv2_a",
+        "condensenetv2_b",
+        "condensenetv2_c",
+        "condensenetv2_cifar",
+    ):
         assert expected in names
 
 

@@ -135,9 +135,27 @@ def test_too_small_a_dataset_is_a_clear_error(image_folder, tmp_path):
 @pytest.mark.slow
 def test_cli_sigterm_saves_a_checkpoint_and_the_rerun_finishes(image_folder, tmp_path):
     args = [
-        sys.executable, "training/train_image.py", "--data", str(image_folder), "--out", str(tmp_path),
-        "--model", "condensenetv2_cifar", "--model-kwargs", json.dumps(TINY_MODEL), "--input-size", "16",
-        "--epochs", "20", "--batch-size", "16", "--workers", "0", "--no-progress", "--checkpoint-every", "1000",
+        sys.executable,
+        "training/train_image.py",
+        "--data",
+        str(image_folder),
+        "--out",
+        str(tmp_path),
+        "--model",
+        "condensenetv2_cifar",
+        "--model-kwargs",
+        json.dumps(TINY_MODEL),
+        "--input-size",
+        "16",
+        "--epochs",
+        "20",
+        "--batch-size",
+        "16",
+        "--workers",
+        "0",
+        "--no-progress",
+        "--checkpoint-every",
+        "1000",
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(args, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
