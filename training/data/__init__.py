@@ -1,0 +1,1 @@
+"""Datasets: image folders, generated data, and (later) videos."""
