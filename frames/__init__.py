@@ -1,0 +1,33 @@
+"""The one frame pipeline: decode, sample, resize and normalise video frames.
+
+Torch-free, so the service and training share it and can never disagree on what a frame is.
+"""
+
+from .errors import (
+    DecodeTimeoutError,
+    NoVideoStreamError,
+    UndecodableVideoError,
+    UnsupportedFormatError,
+    VideoError,
+    VideoLimitError,
+    VideoTooLargeError,
+)
+from .limits import DecodeLimits
+from .sampling import segment_indices
+from .transform import IMAGENET_MEAN, IMAGENET_STD, FrameGeometry, normalise
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "DecodeLimits",
+    "DecodeTimeoutError",
+    "FrameGeometry",
+    "NoVideoStreamError",
+    "UndecodableVideoError",
+    "UnsupportedFormatError",
+    "VideoError",
+    "VideoLimitError",
+    "VideoTooLargeError",
+    "normalise",
+    "segment_indices",
+]

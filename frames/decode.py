@@ -1,0 +1,336 @@
+"""Decode ``T`` sampled frames of a video with PyAV.
+
+1. Open the container with FFmpeg's ``format_whitelist`` (probing considers no other
+   demuxer, so playlists cannot be opened) and check the limits that need no decoding.
+2. Index the video stream by demuxing it (no decoding): the presentation timestamps of all
+   frames, and which packets are keyframes. This is the frame count we trust; container
+   metadata (``frames``, ``duration``) is often missing or wrong.
+3. Pick ``T`` frames TSN-style (``frames.sampling``) and decode them. For each sample the
+   planner either decodes forward from where the decoder is, or seeks to the keyframe before
+   the sample, whichever decodes fewer frames: sparse samples on clips with frequent
+   keyframes seek, dense samples decode sequentially, and both give identical frames.
+4. Convert and resize in the decoder's ``reformat`` call, undo any rotation, crop, normalise.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+import av
+import numpy as np
+
+from .errors import (
+    DecodeTimeoutError,
+    NoVideoStreamError,
+    UndecodableVideoError,
+    UnsupportedFormatError,
+    VideoError,
+    VideoLimitError,
+    VideoTooLargeError,
+)
+from .limits import DecodeLimits
+from .sampling import segment_indices
+from .transform import INTERPOLATION, CropBox, FrameGeometry, normalise
+
+Strategy = Literal["auto", "seek", "sequential"]
+# A seek flushes the decoder and re-reads from a keyframe; counted as this many frames of work.
+SEEK_COST_FRAMES = 4
+VideoSource = str | os.PathLike | BinaryIO
+
+
+@dataclass
+class Clip:
+    """``T`` sampled frames of one video, ready for a model."""
+
+    frames: np.ndarray  # float32 (T, 3, crop, crop), normalised
+    frame_indices: np.ndarray  # int64 (T,), index of each sample among the video's frames
+    timestamps: np.ndarray  # float64 (T,), seconds since the first frame
+    original_size: tuple[int, int]  # (width, height) as displayed (rotation applied)
+    num_frames: int  # frames in the video
+    decoded_frames: int  # frames the decoder produced to get the samples (the cost)
+    seeks: int  # how many times the decoder sought
+
+
+@dataclass
+class _StreamIndex:
+    pts: list[int]  # presentation timestamps, sorted: pts[i] is frame i
+    keyframes: list[int]  # presentation timestamps of keyframes, sorted
+    time_base: float
+
+
+def read_clip(
+    source: VideoSource,
+    num_samples: int,
+    geometry: FrameGeometry,
+    limits: DecodeLimits = DecodeLimits(),
+    rng: np.random.Generator | None = None,
+    strategy: Strategy = "auto",
+    threads: int = 0,
+) -> Clip:
+    """Decode ``num_samples`` frames of ``source`` (a path or a binary file object).
+
+    ``rng`` given: training sampling and augmentation (a random frame per segment, one random
+    crop and flip for the clip); ``None``: centre frames and the centre crop. Raises a
+    :class:`frames.errors.VideoError` subclass for unusable input.
+    """
+    deadline = None if limits.max_wall_s is None else time.monotonic() + limits.max_wall_s
+    _check_size(source, limits)
+    with _open(source, limits) as container:
+        if limits.max_streams is not None and len(container.streams) > limits.max_streams:
+            raise VideoLimitError(f"{len(container.streams)} streams; the limit is {limits.max_streams}")
+        if not container.streams.video:
+            raise NoVideoStreamError("the file has no video stream")
+        stream = container.streams.video[0]
+        _check_pixels(stream.codec_context.width, stream.codec_context.height, limits)
+        index = _index_stream(container, stream, limits, deadline)
+        indices = segment_indices(len(index.pts), num_samples, rng)
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = threads
+        decoder = _SampleDecoder(container, stream, index, limits, deadline)
+        raw = decoder.decode([index.pts[i] for i in indices], strategy)
+    return _finish(raw, indices, index, geometry, rng, decoder)
+
+
+def _check_size(source: VideoSource, limits: DecodeLimits) -> None:
+    if limits.max_bytes is None:
+        return
+    if isinstance(source, (str, os.PathLike)):
+        size = Path(source).stat().st_size
+    else:
+        position = source.tell()
+        size = source.seek(0, os.SEEK_END)
+        source.seek(position)
+    if size > limits.max_bytes:
+        raise VideoTooLargeError(f"{size} bytes; the limit is {limits.max_bytes}")
+
+
+# First bytes of the containers we know, with their demuxer: a broken file that starts like
+# an allowed one is a damaged video (422); anything else is not a video we take (415).
+_MP4 = "mov,mp4,m4a,3gp,3g2,mj2"
+_SIGNATURES = (
+    (4, b"ftyp", _MP4),
+    (4, b"moov", _MP4),
+    (4, b"mdat", _MP4),
+    (4, b"free", _MP4),
+    (4, b"wide", _MP4),
+    (0, b"\x1a\x45\xdf\xa3", "matroska,webm"),  # EBML
+    (8, b"AVI ", "avi"),  # RIFF....AVI
+)
+
+
+def _looks_like_allowed_container(source: VideoSource, limits: DecodeLimits) -> bool:
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as f:
+            head = f.read(16)
+    else:
+        position = source.tell()
+        source.seek(0)
+        head = source.read(16)
+        source.seek(position)
+    return any(
+        head[offset : offset + len(magic)] == magic and demuxer in limits.allowed_formats
+        for offset, magic, demuxer in _SIGNATURES
+    )
+
+
+def _open(source: VideoSource, limits: DecodeLimits) -> av.container.InputContainer:
+    options = {"format_whitelist": limits.format_whitelist, "protocol_whitelist": "file"}
+    if not isinstance(source, (str, os.PathLike)):
+        source.seek(0)
+    try:
+        return av.open(source, mode="r", options=options, metadata_errors="ignore")
+    except (av.error.FFmpegError, ValueError, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        if _looks_like_allowed_container(source, limits):
+            raise UndecodableVideoError(f"the container cannot be read (truncated or damaged?): {error}") from None
+        raise UnsupportedFormatError(
+            f"not a video in an accepted container ({', '.join(limits.allowed_formats)})"
+        ) from None
+
+
+def _check_pixels(width: int, height: int, limits: DecodeLimits) -> None:
+    if limits.max_pixels is not None and width * height > limits.max_pixels:
+        raise VideoLimitError(f"{width}x{height} pixels; the limit is {limits.max_pixels} pixels per frame")
+
+
+def _check_deadline(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise DecodeTimeoutError("decoding took longer than the time limit")
+
+
+def _index_stream(container, stream, limits: DecodeLimits, deadline: float | None) -> _StreamIndex:
+    """Demux the video stream (no decoding): every frame's timestamp and the keyframes."""
+    pts: list[int] = []
+    keyframes: list[int] = []
+    cap = limits.max_decoded_frames
+    try:
+        for count, packet in enumerate(container.demux(stream)):
+            if packet.size == 0:
+                continue  # the demuxer's end-of-stream marker
+            stamp = packet.pts if packet.pts is not None else packet.dts
+            if stamp is None:
+                stamp = pts[-1] + 1 if pts else 0  # no timestamps at all: number the frames
+            pts.append(stamp)
+            if packet.is_keyframe:
+                keyframes.append(stamp)
+            if count % 256 == 0:
+                _check_deadline(deadline)
+            if cap is not None and len(pts) > 20 * cap:
+                raise VideoLimitError(f"more than {20 * cap} frames")
+    except av.error.FFmpegError:
+        pass  # truncated or damaged tail: keep the frames indexed so far
+    if not pts:
+        raise UndecodableVideoError("the video stream has no frames")
+    pts.sort()
+    keyframes.sort()
+    if not keyframes or keyframes[0] > pts[0]:
+        keyframes.insert(0, pts[0])  # decoding always starts somewhere: the first frame
+    time_base = float(stream.time_base) if stream.time_base else 1.0
+    step = (pts[-1] - pts[0]) / (len(pts) - 1) if len(pts) > 1 else 0
+    duration = (pts[-1] - pts[0] + step) * time_base
+    if limits.max_duration_s is not None and duration > limits.max_duration_s:
+        raise VideoLimitError(f"{duration:.1f} s long; the limit is {limits.max_duration_s:.0f} s")
+    return _StreamIndex(pts, keyframes, time_base)
+
+
+class _SampleDecoder:
+    """Decodes the frames at given timestamps, seeking or running forward as planned."""
+
+    def __init__(self, container, stream, index: _StreamIndex, limits: DecodeLimits, deadline: float | None):
+        self.container = container
+        self.stream = stream
+        self.index = index
+        self.limits = limits
+        self.deadline = deadline
+        self.decoded = 0
+        self.seeks = 0
+        self.errors = 0
+        self._frames: Iterator[av.VideoFrame] | None = None
+        self._position = -1  # index of the last frame decoded, -1 before the first
+
+    def decode(self, targets: list[int], strategy: Strategy) -> dict[int, av.VideoFrame]:
+        """The decoded frame for each distinct target timestamp (targets sorted ascending)."""
+        found: dict[int, av.VideoFrame] = {}
+        for target in sorted(set(targets)):
+            if self._should_seek(target, strategy):
+                self._seek(target)
+            frame = self._advance_to(target)
+            if frame is None:
+                break  # the stream ended early (truncated): the last good frame stands in
+            found[target] = frame
+        if not found:
+            raise UndecodableVideoError("no frame of the video stream could be decoded")
+        last = found[max(found)]
+        return {t: found.get(t, last) for t in targets}
+
+    def _frame_number(self, pts: int) -> int:
+        return bisect.bisect_left(self.index.pts, pts)
+
+    def _should_seek(self, target: int, strategy: Strategy) -> bool:
+        """``seek``: always; ``sequential``: never; ``auto``: when it decodes fewer frames."""
+        if strategy != "auto":
+            return strategy == "seek"
+        keyframe = self._frame_number(self._keyframe_before(target))
+        if keyframe <= self._position:
+            return False  # the decoder is already past the keyframe: going forward is cheaper
+        forward = self._frame_number(target) - self._position
+        from_keyframe = self._frame_number(target) - keyframe + SEEK_COST_FRAMES
+        return from_keyframe < forward
+
+    def _keyframe_before(self, target: int) -> int:
+        keyframes = self.index.keyframes
+        return keyframes[max(0, bisect.bisect_right(keyframes, target) - 1)]
+
+    def _seek(self, target: int) -> None:
+        keyframe = self._keyframe_before(target)
+        self.container.seek(keyframe, stream=self.stream, backward=True, any_frame=False)
+        self.seeks += 1
+        self._frames = self._decoded_frames()
+        self._position = self._frame_number(keyframe) - 1
+
+    def _decoded_frames(self) -> Iterator[av.VideoFrame]:
+        try:
+            for packet in self.container.demux(self.stream):
+                try:
+                    yield from packet.decode()
+                except av.error.InvalidDataError:
+                    self.errors += 1  # a damaged packet: skip it, keep going
+        except av.error.FFmpegError:
+            return  # truncated: the stream ends here
+
+    def _advance_to(self, target: int) -> av.VideoFrame | None:
+        """Decode forward to the first frame at or after ``target``."""
+        if self._frames is None:  # rewind: the index pass left the demuxer at the end
+            self.container.seek(self.index.keyframes[0], stream=self.stream, backward=True, any_frame=False)
+            self._frames = self._decoded_frames()
+        for frame in self._frames:
+            self.decoded += 1
+            cap = self.limits.max_decoded_frames
+            if cap is not None and self.decoded > cap:
+                raise VideoLimitError(f"needed more than {cap} decoded frames")
+            if self.decoded % 32 == 0:
+                _check_deadline(self.deadline)
+            stamp = (
+                frame.pts if frame.pts is not None else self.index.pts[min(self._position + 1, len(self.index.pts) - 1)]
+            )
+            self._position = self._frame_number(stamp)
+            if stamp >= target:
+                return frame
+        return None
+
+
+def _finish(
+    raw: dict[int, av.VideoFrame],
+    indices: np.ndarray,
+    index: _StreamIndex,
+    geometry: FrameGeometry,
+    rng: np.random.Generator | None,
+    decoder: _SampleDecoder,
+) -> Clip:
+    sample = next(iter(raw.values()))
+    rotation = _rotation(sample)
+    width, height = sample.width, sample.height
+    display = (height, width) if rotation % 180 else (width, height)
+    box: CropBox = geometry.random_box(*display, rng) if rng is not None else geometry.centre_box(*display)
+    resized_w, resized_h = geometry.resized_size(*display)
+    coded_w, coded_h = (resized_h, resized_w) if rotation % 180 else (resized_w, resized_h)
+    converted: dict[int, np.ndarray] = {}
+    frames = []
+    for target in (index.pts[i] for i in indices):
+        if target not in converted:
+            rgb = raw[target].reformat(coded_w, coded_h, format="rgb24", interpolation=INTERPOLATION).to_ndarray()
+            converted[target] = geometry.apply(_unrotate(rgb, rotation), box)
+        frames.append(converted[target])
+    first = index.pts[0]
+    timestamps = np.array([(index.pts[i] - first) * index.time_base for i in indices], dtype=np.float64)
+    return Clip(
+        frames=normalise(np.stack(frames)),
+        frame_indices=indices.astype(np.int64),
+        timestamps=timestamps,
+        original_size=display,
+        num_frames=len(index.pts),
+        decoded_frames=decoder.decoded,
+        seeks=decoder.seeks,
+    )
+
+
+def _rotation(frame: av.VideoFrame) -> int:
+    """Clockwise rotation (0, 90, 180, 270) needed to display the frame upright."""
+    try:
+        angle = frame.rotation  # counter-clockwise degrees from the display matrix
+    except (AttributeError, VideoError):
+        return 0
+    return int(round(-angle / 90.0)) % 4 * 90 if angle else 0
+
+
+def _unrotate(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    if rotation == 0:
+        return rgb
+    return np.ascontiguousarray(np.rot90(rgb, k=-rotation // 90))

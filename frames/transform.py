@@ -1,0 +1,84 @@
+"""Frame geometry and normalisation: how a decoded frame becomes a model input.
+
+Evaluation and serving: resize so the shorter side is ``resize`` (aspect kept, the longer
+side rounded to the nearest pixel), then take the centre ``crop x crop`` square. Training:
+the same resize, then a multi-scale crop (side = scale x shorter side, scales
+``{1, .875, .75, .66}``, at one of five fixed positions) resized to ``crop``, and a
+horizontal flip with probability 1/2; one draw per clip, applied to every frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import av
+import numpy as np
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+MULTI_SCALES: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
+# swscale interpolation used for every resize, in the decoder and after a training crop.
+INTERPOLATION = "BILINEAR"
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A square crop ``[left, left + size) x [top, top + size)`` of the resized frame, maybe mirrored."""
+
+    left: int
+    top: int
+    size: int
+    flip: bool = False
+
+
+@dataclass(frozen=True)
+class FrameGeometry:
+    """Resize the shorter side to ``resize``, then crop ``crop x crop`` (``crop <= resize``)."""
+
+    resize: int = 256
+    crop: int = 224
+
+    def __post_init__(self) -> None:
+        if not 0 < self.crop <= self.resize:
+            raise ValueError(f"crop ({self.crop}) must be positive and at most resize ({self.resize})")
+
+    def resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """``(width, height)`` after the shorter-side resize."""
+        if width <= height:
+            return self.resize, max(self.resize, round(height * self.resize / width))
+        return max(self.resize, round(width * self.resize / height)), self.resize
+
+    def centre_box(self, width: int, height: int) -> CropBox:
+        """The evaluation crop of a frame of ``(width, height)`` display size."""
+        rw, rh = self.resized_size(width, height)
+        return CropBox((rw - self.crop) // 2, (rh - self.crop) // 2, self.crop)
+
+    def random_box(self, width: int, height: int, rng: np.random.Generator) -> CropBox:
+        """A training crop: multi-scale square at one of five positions, maybe flipped."""
+        rw, rh = self.resized_size(width, height)
+        size = max(1, int(round(min(rw, rh) * MULTI_SCALES[rng.integers(len(MULTI_SCALES))])))
+        positions = [
+            (0, 0),
+            (rw - size, 0),
+            (0, rh - size),
+            (rw - size, rh - size),
+            ((rw - size) // 2, (rh - size) // 2),
+        ]
+        left, top = positions[rng.integers(len(positions))]
+        return CropBox(left, top, size, flip=bool(rng.random() < 0.5))
+
+    def apply(self, resized_rgb: np.ndarray, box: CropBox) -> np.ndarray:
+        """Crop ``box`` out of an already resized ``(H, W, 3)`` uint8 frame, scale it to ``crop``."""
+        patch = resized_rgb[box.top : box.top + box.size, box.left : box.left + box.size]
+        if box.size != self.crop:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(patch), format="rgb24")
+            patch = frame.reformat(self.crop, self.crop, interpolation=INTERPOLATION).to_ndarray()
+        if box.flip:
+            patch = patch[:, ::-1]
+        return patch
+
+
+def normalise(frames: np.ndarray) -> np.ndarray:
+    """``(T, H, W, 3)`` uint8 RGB -> ``(T, 3, H, W)`` float32, ImageNet mean/std."""
+    scaled = frames.astype(np.float32) / 255.0
+    return ((scaled - IMAGENET_MEAN) / IMAGENET_STD).transpose(0, 3, 1, 2).copy()

@@ -1,0 +1,252 @@
+"""The torch-free frame pipeline: sampling, geometry, decoding and bad input."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from videos import CONTAINERS, brightness_index, make_audio_only, make_video, set_mp4_rotation
+
+from frames import (
+    DecodeLimits,
+    FrameGeometry,
+    NoVideoStreamError,
+    UndecodableVideoError,
+    UnsupportedFormatError,
+    VideoLimitError,
+    VideoTooLargeError,
+    segment_indices,
+)
+from frames.decode import read_clip
+
+GEOMETRY = FrameGeometry(resize=40, crop=32)
+
+
+# -- sampling ------------------------------------------------------------------------------
+def test_centre_sampling_takes_segment_centres():
+    assert segment_indices(32, 4).tolist() == [4, 12, 20, 28]
+    assert segment_indices(10, 3).tolist() == [1, 5, 8]
+
+
+def test_random_sampling_stays_in_its_segment_and_is_seeded():
+    for seed in range(20):
+        indices = segment_indices(40, 4, np.random.default_rng(seed))
+        assert all(10 * k <= i < 10 * (k + 1) for k, i in enumerate(indices))
+    assert np.array_equal(
+        segment_indices(40, 4, np.random.default_rng(3)), segment_indices(40, 4, np.random.default_rng(3))
+    )
+
+
+def test_fewer_frames_than_samples_repeat_frames():
+    assert segment_indices(1, 4).tolist() == [0, 0, 0, 0]
+    assert segment_indices(3, 6).tolist() == [0, 0, 1, 1, 2, 2]
+
+
+# -- geometry --------------------------------------------------------------------------------
+def test_shorter_side_resize_keeps_the_aspect():
+    geometry = FrameGeometry(256, 224)
+    assert geometry.resized_size(1280, 720) == (455, 256)
+    assert geometry.resized_size(720, 1280) == (256, 455)
+    assert geometry.centre_box(1280, 720).left == (455 - 224) // 2
+
+
+def test_geometry_refuses_a_crop_larger_than_the_resize():
+    with pytest.raises(ValueError):
+        FrameGeometry(100, 128)
+
+
+def test_training_crops_are_multi_scale_and_inside_the_frame():
+    geometry = FrameGeometry(64, 56)
+    sizes = set()
+    for seed in range(50):
+        box = geometry.random_box(80, 64, np.random.default_rng(seed))
+        rw, rh = geometry.resized_size(80, 64)
+        assert 0 <= box.left <= rw - box.size and 0 <= box.top <= rh - box.size
+        sizes.add(box.size)
+    assert sizes == {64, 56, 48, 42}
+
+
+# -- decoding --------------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt, ext, codec, pix_fmt", CONTAINERS)
+def test_every_container_decodes_the_right_frames(tmp_path, fmt, ext, codec, pix_fmt):
+    path = make_video(tmp_path / f"v.{ext}", frames=24, codec=codec, pix_fmt=pix_fmt, container=fmt)
+    clip = read_clip(path, 4, GEOMETRY)
+    assert clip.frames.shape == (4, 3, 32, 32) and clip.frames.dtype == np.float32
+    assert clip.num_frames == 24
+    assert clip.frame_indices.tolist() == [3, 9, 15, 21]
+    assert [brightness_index(f) for f in clip.frames] == [3, 9, 15, 21]
+    assert np.allclose(clip.timestamps, np.array([3, 9, 15, 21]) / 12, atol=1e-3)
+    assert clip.original_size == (64, 48)
+
+
+@pytest.mark.parametrize("gop", [1, 4, 12, None])
+def test_seek_and_sequential_paths_give_identical_frames(tmp_path, gop):
+    path = make_video(tmp_path / "v.mp4", frames=30, gop=gop)
+    clips = {s: read_clip(path, 5, GEOMETRY, strategy=s) for s in ("auto", "seek", "sequential")}
+    for strategy, clip in clips.items():
+        assert np.array_equal(clip.frames, clips["sequential"].frames), strategy
+    assert clips["sequential"].seeks == 0
+    if gop == 4:
+        assert clips["auto"].seeks > 0
+        assert clips["auto"].decoded_frames < clips["sequential"].decoded_frames
+
+
+def test_decoding_from_a_file_object_equals_decoding_from_a_path(tmp_path):
+    path = make_video(tmp_path / "v.mp4")
+    from_path = read_clip(path, 4, GEOMETRY)
+    from_bytes = read_clip(io.BytesIO(path.read_bytes()), 4, GEOMETRY)
+    assert np.array_equal(from_path.frames, from_bytes.frames)
+
+
+def test_training_sampling_is_random_per_segment_and_reproducible(tmp_path):
+    path = make_video(tmp_path / "v.mp4", frames=24)
+    a = read_clip(path, 4, GEOMETRY, rng=np.random.default_rng(5))
+    b = read_clip(path, 4, GEOMETRY, rng=np.random.default_rng(5))
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.frame_indices, b.frame_indices)
+    assert [brightness_index(f) for f in a.frames] == a.frame_indices.tolist()
+
+
+def test_variable_frame_rate_samples_by_frame_and_reports_real_times(tmp_path):
+    stamps = [0, 10, 20, 500, 510, 520, 1000, 1500]  # milliseconds
+    path = make_video(tmp_path / "vfr.mkv", frames=8, container="matroska", timestamps=stamps)
+    clip = read_clip(path, 4, GEOMETRY)
+    assert clip.num_frames == 8
+    assert clip.frame_indices.tolist() == [1, 3, 5, 7]
+    assert np.allclose(clip.timestamps, [0.010, 0.500, 0.520, 1.500], atol=1e-3)
+    assert [brightness_index(f) for f in clip.frames] == [1, 3, 5, 7]
+
+
+@pytest.mark.parametrize("size", [(33, 17), (17, 33), (2, 2)])
+def test_odd_and_tiny_sizes(tmp_path, size):
+    path = make_video(tmp_path / "odd.mkv", width=size[0], height=size[1], container="matroska", pix_fmt="yuv444p")
+    clip = read_clip(path, 3, GEOMETRY)
+    assert clip.frames.shape == (3, 3, 32, 32)
+    assert clip.original_size == size
+
+
+def test_single_frame_and_fewer_frames_than_samples_repeat(tmp_path):
+    single = read_clip(make_video(tmp_path / "one.mp4", frames=1), 4, GEOMETRY)
+    assert single.num_frames == 1 and single.frame_indices.tolist() == [0, 0, 0, 0]
+    assert all(np.array_equal(single.frames[0], f) for f in single.frames)
+    three = read_clip(make_video(tmp_path / "three.mp4", frames=3), 6, GEOMETRY)
+    assert [brightness_index(f) for f in three.frames] == [0, 0, 1, 1, 2, 2]
+
+
+def test_missing_frame_count_and_duration_metadata(tmp_path):
+    # Raw H.264 in MPEG-TS style elementary streams has neither; Matroska written without
+    # a duration has no frame count. The index pass counts frames itself.
+    path = make_video(tmp_path / "v.mkv", frames=20, container="matroska")
+    import av
+
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 0
+    clip = read_clip(path, 4, GEOMETRY)
+    assert clip.num_frames == 20
+
+
+def test_video_with_audio_uses_the_video_stream(tmp_path):
+    clip = read_clip(make_video(tmp_path / "av.mp4", frames=12, with_audio=True), 3, GEOMETRY)
+    assert clip.num_frames == 12
+
+
+@pytest.mark.parametrize("degrees, red_corner", [(90, "top_right"), (180, "bottom_right"), (270, "bottom_left")])
+def test_rotation_metadata_is_applied(tmp_path, degrees, red_corner):
+    path = make_video(tmp_path / "rot.mp4", frames=4, width=64, height=32, marker=True)
+    set_mp4_rotation(path, degrees)
+    clip = read_clip(path, 2, FrameGeometry(resize=32, crop=32), DecodeLimits(), strategy="sequential")
+    assert clip.original_size == ((32, 64) if degrees != 180 else (64, 32))
+    red = clip.frames[0, 0] - clip.frames[0, 2]  # red minus blue: large only on the marker
+    h, w = red.shape
+    corners = {
+        "top_left": red[: h // 4, : w // 4],
+        "top_right": red[: h // 4, -w // 4 :],
+        "bottom_left": red[-h // 4 :, : w // 4],
+        "bottom_right": red[-h // 4 :, -w // 4 :],
+    }
+    assert max(corners, key=lambda k: corners[k].mean()) == red_corner
+
+
+# -- bad input -------------------------------------------------------------------------------
+def test_audio_only_file_has_no_video_stream(tmp_path):
+    with pytest.raises(NoVideoStreamError):
+        read_clip(make_audio_only(tmp_path / "a.mp4"), 4, GEOMETRY)
+
+
+def test_garbage_is_not_a_video(tmp_path):
+    path = tmp_path / "garbage.mp4"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    with pytest.raises(UnsupportedFormatError):
+        read_clip(path, 4, GEOMETRY)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(UnsupportedFormatError):
+        read_clip(empty, 4, GEOMETRY)
+
+
+@pytest.mark.parametrize("fmt, ext, codec, pix_fmt", CONTAINERS)
+@pytest.mark.parametrize("keep", [0.05, 0.5, 0.9])
+def test_truncated_files_decode_what_is_there_or_fail_cleanly(tmp_path, fmt, ext, codec, pix_fmt, keep):
+    path = make_video(tmp_path / f"v.{ext}", frames=24, codec=codec, pix_fmt=pix_fmt, container=fmt)
+    data = path.read_bytes()
+    cut = tmp_path / f"cut.{ext}"
+    cut.write_bytes(data[: int(len(data) * keep)])
+    try:
+        clip = read_clip(cut, 4, GEOMETRY)
+    except (UndecodableVideoError, UnsupportedFormatError, NoVideoStreamError):
+        return  # a clear, typed error is a correct answer too
+    assert clip.frames.shape == (4, 3, 32, 32) and np.isfinite(clip.frames).all()
+
+
+def test_corrupted_middle_does_not_crash(tmp_path):
+    path = make_video(tmp_path / "v.mp4", frames=24)
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(1)
+    for position in rng.integers(len(data) // 3, len(data), 200):
+        data[position] = rng.integers(0, 256)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(bytes(data))
+    try:
+        clip = read_clip(broken, 4, GEOMETRY)
+        assert np.isfinite(clip.frames).all()
+    except (UndecodableVideoError, UnsupportedFormatError, NoVideoStreamError):
+        pass
+
+
+def test_limits(tmp_path):
+    path = make_video(tmp_path / "v.mp4", frames=24, width=64, height=48)
+    with pytest.raises(VideoTooLargeError):
+        read_clip(path, 4, GEOMETRY, DecodeLimits(max_bytes=100))
+    with pytest.raises(VideoLimitError, match="pixels"):
+        read_clip(path, 4, GEOMETRY, DecodeLimits(max_pixels=64 * 47))
+    with pytest.raises(VideoLimitError, match="long"):
+        read_clip(path, 4, GEOMETRY, DecodeLimits(max_duration_s=1.0))
+    with pytest.raises(VideoLimitError, match="decoded frames"):
+        read_clip(path, 4, GEOMETRY, DecodeLimits(max_decoded_frames=5), strategy="sequential")
+
+
+def test_formats_outside_the_allow_list_are_refused(tmp_path):
+    path = make_video(tmp_path / "v.mkv", container="matroska")
+    with pytest.raises(UnsupportedFormatError):
+        read_clip(path, 4, GEOMETRY, DecodeLimits(allowed_formats=("avi",)))
+
+
+def test_playlists_cannot_reach_other_files(tmp_path):
+    secret = make_video(tmp_path / "secret.mp4")
+    playlist = tmp_path / "list.mp4"
+    playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:2,\n{secret}\n#EXT-X-ENDLIST\n")
+    with pytest.raises(UnsupportedFormatError):
+        read_clip(playlist, 4, GEOMETRY)
+    concat = tmp_path / "concat.mp4"
+    concat.write_text(f"ffconcat version 1.0\nfile '{secret}'\n")
+    with pytest.raises(UnsupportedFormatError):
+        read_clip(concat, 4, GEOMETRY)
+
+
+def test_the_pipeline_never_imports_torch():
+    code = "import sys, frames, frames.decode; assert 'torch' not in sys.modules, 'torch imported'"
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0
