@@ -39,6 +39,7 @@ from .sampling import segment_indices
 from .transform import INTERPOLATION, CropBox, FrameGeometry, normalise
 
 Strategy = Literal["auto", "seek", "sequential"]
+DEFAULT_LIMITS = DecodeLimits()
 # A seek flushes the decoder and re-reads from a keyframe; counted as this many frames of work.
 SEEK_COST_FRAMES = 4
 VideoSource = str | os.PathLike | BinaryIO
@@ -68,17 +69,18 @@ def read_clip(
     source: VideoSource,
     num_samples: int,
     geometry: FrameGeometry,
-    limits: DecodeLimits = DecodeLimits(),
+    limits: DecodeLimits | None = None,
     rng: np.random.Generator | None = None,
     strategy: Strategy = "auto",
     threads: int = 0,
 ) -> Clip:
     """Decode ``num_samples`` frames of ``source`` (a path or a binary file object).
 
-    ``rng`` given: training sampling and augmentation (a random frame per segment, one random
+    ``limits`` defaults to :data:`DEFAULT_LIMITS`. ``rng`` given: training sampling and augmentation (a random frame per segment, one random
     crop and flip for the clip); ``None``: centre frames and the centre crop. Raises a
     :class:`frames.errors.VideoError` subclass for unusable input.
     """
+    limits = limits or DEFAULT_LIMITS
     deadline = None if limits.max_wall_s is None else time.monotonic() + limits.max_wall_s
     _check_size(source, limits)
     with _open(source, limits) as container:
