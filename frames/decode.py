@@ -76,9 +76,10 @@ def read_clip(
 ) -> Clip:
     """Decode ``num_samples`` frames of ``source`` (a path or a binary file object).
 
-    ``limits`` defaults to :data:`DEFAULT_LIMITS`. ``rng`` given: training sampling and augmentation (a random frame per segment, one random
-    crop and flip for the clip); ``None``: centre frames and the centre crop. Raises a
-    :class:`frames.errors.VideoError` subclass for unusable input.
+    ``limits`` defaults to :data:`DEFAULT_LIMITS`. ``rng`` given: training sampling and
+    augmentation (a random frame per segment, one random crop and flip for the clip);
+    ``None``: centre frames and the centre crop. ``threads``: decoder threads (0: automatic).
+    Raises a :class:`frames.errors.VideoError` subclass for unusable input.
     """
     limits = limits or DEFAULT_LIMITS
     deadline = None if limits.max_wall_s is None else time.monotonic() + limits.max_wall_s
