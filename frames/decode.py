@@ -216,11 +216,13 @@ class _SampleDecoder:
         self.seeks = 0
         self.errors = 0
         self._frames: Iterator[av.VideoFrame] | None = None
+        self._wanted: set[int] = set()  # timestamps of the samples
         self._position = -1  # index of the last frame decoded, -1 before the first
 
     def decode(self, targets: list[int], strategy: Strategy) -> dict[int, av.VideoFrame]:
         """The decoded frame for each distinct target timestamp (targets sorted ascending)."""
         found: dict[int, av.VideoFrame] = {}
+        self._wanted = set(targets)
         for target in sorted(set(targets)):
             if self._should_seek(target, strategy):
                 self._seek(target)
@@ -259,8 +261,16 @@ class _SampleDecoder:
         self._position = self._frame_number(keyframe) - 1
 
     def _decoded_frames(self) -> Iterator[av.VideoFrame]:
+        """Frames from the demuxer's position on. Frames that no other frame references and
+        that are not samples are skipped by the decoder (``skip_frame``): they cannot change
+        any other frame, so the samples are bit-identical, and decoding to a sample costs
+        only the reference frames before it."""
+        context = self.stream.codec_context
         try:
             for packet in self.container.demux(self.stream):
+                stamp = packet.pts if packet.pts is not None else packet.dts
+                needed = packet.size == 0 or stamp is None or stamp in self._wanted
+                context.skip_frame = "DEFAULT" if needed else "NONREF"
                 try:
                     yield from packet.decode()
                 except av.error.InvalidDataError:
