@@ -73,12 +73,14 @@ def read_clip(
     rng: np.random.Generator | None = None,
     strategy: Strategy = "auto",
     threads: int = 0,
+    thread_type: str | None = None,
 ) -> Clip:
     """Decode ``num_samples`` frames of ``source`` (a path or a binary file object).
 
     ``limits`` defaults to :data:`DEFAULT_LIMITS`. ``rng`` given: training sampling and
     augmentation (a random frame per segment, one random crop and flip for the clip);
-    ``None``: centre frames and the centre crop. ``threads``: decoder threads (0: automatic).
+    ``None``: centre frames and the centre crop. ``threads``: decoder threads (0: automatic);
+    ``thread_type`` (FFmpeg's FRAME, SLICE, AUTO or NONE) is chosen from the plan when None.
     Raises a :class:`frames.errors.VideoError` subclass for unusable input.
     """
     limits = limits or DEFAULT_LIMITS
@@ -93,11 +95,18 @@ def read_clip(
         _check_pixels(stream.codec_context.width, stream.codec_context.height, limits)
         index = _index_stream(container, stream, limits, deadline)
         indices = segment_indices(len(index.pts), num_samples, rng)
-        stream.thread_type = "AUTO"
+        stream.thread_type = thread_type or _thread_type_for(index, strategy)
         stream.codec_context.thread_count = threads
         decoder = _SampleDecoder(container, stream, index, limits, deadline)
         raw = decoder.decode([index.pts[i] for i in indices], strategy)
     return _finish(raw, indices, index, geometry, rng, decoder)
+
+
+def _thread_type_for(index: _StreamIndex, strategy: Strategy) -> str:
+    """Frame threads pay off on long forward runs but refill their pipeline after every
+    seek; slice threads do not care. Measured in bench/bench_decode.py."""
+    may_seek = strategy != "sequential" and len(index.keyframes) > 1
+    return "SLICE" if may_seek else "AUTO"
 
 
 def _check_size(source: VideoSource, limits: DecodeLimits) -> None:
