@@ -1,0 +1,76 @@
+"""The synthetic video benchmark: files, lists, determinism, and the AdaFocus premise."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from training.data.synthetic import (
+    BORDER,
+    CELL,
+    NUM_CLASSES,
+    PATTERN_CELLS,
+    SyntheticConfig,
+    class_patterns,
+    generate,
+    render_clip,
+)
+
+SMALL = SyntheticConfig(seed=3, train=6, calibration=2, test=2)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("synthetic"), SMALL, workers=2)
+
+
+def read_frames(path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def read_label(frame: np.ndarray) -> int | None:
+    """Find the yellow-framed target and match its 6x6 pattern against the classes."""
+    yellow = (frame[..., 0] > 190) & (frame[..., 1] > 160) & (frame[..., 2] < 90)
+    ys, xs = np.nonzero(yellow)
+    if len(ys) < 20:
+        return None
+    top, left = ys.min(), xs.min()
+    inner = frame[top + BORDER : top + BORDER + PATTERN_CELLS * CELL, left + BORDER : left + BORDER + PATTERN_CELLS * CELL]
+    if inner.shape[:2] != (PATTERN_CELLS * CELL, PATTERN_CELLS * CELL):
+        return None
+    cells = inner.mean(axis=2).reshape(PATTERN_CELLS, CELL, PATTERN_CELLS, CELL).mean(axis=(1, 3)) > 127
+    distances = [(cells != p).sum() for p in class_patterns()]
+    return int(np.argmin(distances))
+
+
+def test_files_and_lists(dataset):
+    for split, count in (("train", 6), ("calibration", 2), ("test", 2)):
+        rows = [line.split(",") for line in (dataset / f"{split}.csv").read_text().splitlines()]
+        assert len(rows) == count
+        for path, label in rows:
+            assert (dataset / path).is_file() and 0 <= int(label) < NUM_CLASSES
+            assert path.startswith(f"{split}/{label}/")
+    assert len((dataset / "classes.txt").read_text().splitlines()) == NUM_CLASSES
+
+
+def test_generation_is_deterministic(dataset, tmp_path):
+    again = generate(tmp_path, SMALL, workers=1)
+    assert (again / "train.csv").read_text() == (dataset / "train.csv").read_text()
+    first = (dataset / "test.csv").read_text().split(",")[0]
+    assert np.array_equal(read_frames(dataset / first), read_frames(again / first))
+
+
+def test_class_is_readable_at_full_resolution_only():
+    rng = np.random.default_rng(0)
+    full, low = [], []
+    for label in range(NUM_CLASSES):
+        video = render_clip(SyntheticConfig(), label, rng)
+        frame = video[len(video) // 2]
+        full.append(read_label(frame) == label)
+        # A quarter-resolution glance, blown back up: the 2-pixel cells are gone.
+        small = frame.reshape(32, 4, 32, 4, 3).mean(axis=(1, 3))
+        low.append(read_label(np.repeat(np.repeat(small, 4, 0), 4, 1).astype(np.uint8)) == label)
+    assert all(full)
+    assert sum(low) <= 3

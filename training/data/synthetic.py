@@ -1,0 +1,186 @@
+"""The synthetic video benchmark: the out-of-the-box dataset, built so AdaFocus's premise holds.
+
+    python -m training.data.synthetic --out data/synthetic --seed 0
+
+Each clip (32 frames, 128x128, 16 fps, H.264 MP4) shows a *target* tile moving smoothly
+across a cluttered background among *distractor* tiles. The class is the fine 2-pixel
+black-and-white pattern inside the target tile: readable at full resolution, washed out
+at a quarter of it. The target is easy to *find* at low resolution (it has a bright yellow
+frame; distractors have other colours), hard to *read* there. Distractors carry patterns
+drawn from no class, and the background clutter carries nothing: a glance locates the
+target, a focus patch on it reads the class. Deterministic given the seed (each clip is
+seeded by seed, split and index, so the worker count does not matter).
+
+Writes ``out/{train,calibration,test}/<class>/<id>.mp4``, ``out/{split}.csv`` lists
+(``path,label``, paths relative to ``out``), ``out/classes.txt`` and ``out/dataset.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+from tqdm import tqdm
+
+NUM_CLASSES = 10
+PATTERN_CELLS = 6  # a 6x6 binary pattern ...
+CELL = 2  # ... of 2x2-pixel cells: 12x12 pixels
+BORDER = 3  # coloured frame around the pattern: tiles are 18x18
+TARGET_COLOUR = (255, 220, 0)
+DISTRACTOR_COLOURS = ((0, 170, 255), (255, 60, 160), (90, 220, 90))
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    seed: int = 0
+    train: int = 2000
+    calibration: int = 500
+    test: int = 500
+    frames: int = 32
+    size: int = 128
+    fps: int = 16
+    distractors: int = 3
+
+
+def class_patterns(seed: int = 1234) -> np.ndarray:
+    """``(NUM_CLASSES, 6, 6)`` binary patterns, fixed for the benchmark, pairwise far apart."""
+    rng = np.random.default_rng(seed)
+    patterns: list[np.ndarray] = []
+    while len(patterns) < NUM_CLASSES:
+        candidate = rng.integers(0, 2, (PATTERN_CELLS, PATTERN_CELLS))
+        if all(np.sum(candidate != p) >= 12 for p in patterns):
+            patterns.append(candidate)
+    return np.stack(patterns)
+
+
+def _tile(pattern: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    cells = np.kron(pattern, np.ones((CELL, CELL), dtype=np.int64))
+    inner = np.where(cells[..., None] == 1, 255, 0).astype(np.uint8).repeat(3, axis=2)
+    side = inner.shape[0] + 2 * BORDER
+    tile = np.empty((side, side, 3), dtype=np.uint8)
+    tile[:] = colour
+    tile[BORDER:-BORDER, BORDER:-BORDER] = inner
+    return tile
+
+
+def _trajectory(rng: np.random.Generator, frames: int, span: int) -> np.ndarray:
+    """``(frames, 2)`` top-left corners of a smooth path (a random-phase Lissajous arc)."""
+    t = np.linspace(0, 1, frames)
+    centre = rng.uniform(0.3, 0.7, 2)
+    amplitude = rng.uniform(0.15, 0.3, 2)
+    speed = rng.uniform(0.6, 1.4, 2)
+    phase = rng.uniform(0, 2 * np.pi, 2)
+    path = centre + amplitude * np.sin(2 * np.pi * speed * t[:, None] + phase)
+    return np.clip(np.round(path * span), 0, span).astype(np.int64)
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    base = rng.uniform(40, 140, 3)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    gradient = 40 * np.sin(2 * np.pi * (rng.uniform(0.5, 1.5) * xx + rng.uniform(0.5, 1.5) * yy))
+    image = base + gradient[..., None] + rng.normal(0, 6, (size, size, 3))
+    for _ in range(12):  # clutter: soft blobs in random colours
+        cy, cx = rng.uniform(0, size, 2)
+        radius = rng.uniform(3, 10)
+        blob = np.exp(-((yy * size - cy) ** 2 + (xx * size - cx) ** 2) / (2 * radius**2))
+        image += blob[..., None] * rng.uniform(-80, 80, 3)
+    return np.clip(image, 0, 255)
+
+
+def render_clip(config: SyntheticConfig, label: int, rng: np.random.Generator) -> np.ndarray:
+    """``(frames, size, size, 3)`` uint8 frames of one clip of class ``label``."""
+    patterns = class_patterns()
+    tiles = [_tile(patterns[label], TARGET_COLOUR)]
+    for k in range(config.distractors):
+        noise = rng.integers(0, 2, (PATTERN_CELLS, PATTERN_CELLS))
+        tiles.append(_tile(noise, DISTRACTOR_COLOURS[k % len(DISTRACTOR_COLOURS)]))
+    side = tiles[0].shape[0]
+    paths = [_trajectory(rng, config.frames, config.size - side) for _ in tiles]
+    background = _background(rng, config.size)
+    drift = rng.integers(-1, 2, 2)
+    video = np.empty((config.frames, config.size, config.size, 3), dtype=np.uint8)
+    for f in range(config.frames):
+        frame = np.roll(background, shift=tuple(drift * f), axis=(0, 1)).astype(np.uint8)
+        for tile, path in zip(reversed(tiles), reversed(paths)):  # the target is drawn last, on top
+            y, x = path[f]
+            frame[y : y + side, x : x + side] = tile
+        video[f] = frame
+    return video
+
+
+def write_mp4(path: Path, video: np.ndarray, fps: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.mp4")
+    with av.open(str(tmp), "w") as output:
+        stream = output.add_stream("libx264", rate=fps, options={"preset": "veryfast", "crf": "16"})
+        stream.width, stream.height, stream.pix_fmt = video.shape[2], video.shape[1], "yuv420p"
+        stream.codec_context.gop_size = 16
+        stream.codec_context.thread_count = 1
+        for image in video:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                output.mux(packet)
+        for packet in stream.encode():
+            output.mux(packet)
+    os.replace(tmp, path)
+
+
+def _clip_job(args: tuple[SyntheticConfig, str, int, str]) -> tuple[str, int]:
+    config, split, index, out = args
+    split_code = ("train", "calibration", "test").index(split)
+    rng = np.random.default_rng((config.seed, split_code, index))
+    label = int(rng.integers(NUM_CLASSES))
+    relative = f"{split}/{label}/{index:05d}.mp4"
+    target = Path(out) / relative
+    if not target.exists():  # an interrupted generation resumes where it stopped
+        write_mp4(target, render_clip(config, label, rng), config.fps)
+    return relative, label
+
+
+def generate(out: str | Path, config: SyntheticConfig = SyntheticConfig(), workers: int | None = None) -> Path:
+    """Write the benchmark under ``out``; a complete one with the same config is left as it is."""
+    out = Path(out)
+    manifest = out / "dataset.json"
+    if manifest.exists() and json.loads(manifest.read_text()).get("config") == asdict(config):
+        return out
+    jobs = [
+        (config, split, i, str(out))
+        for split in ("train", "calibration", "test")
+        for i in range(getattr(config, split))
+    ]
+    workers = workers or min(len(jobs), os.cpu_count() or 1)
+    rows: dict[str, list[tuple[str, int]]] = {"train": [], "calibration": [], "test": []}
+    with ProcessPoolExecutor(workers) as pool:
+        done = pool.map(_clip_job, jobs, chunksize=16)
+        for (_, split, _, _), row in tqdm(zip(jobs, done), total=len(jobs), desc="clips", unit="clip"):
+            rows[split].append(row)
+    for split, entries in rows.items():
+        (out / f"{split}.csv").write_text("".join(f"{path},{label}\n" for path, label in entries))
+    (out / "classes.txt").write_text("".join(f"pattern_{k}\n" for k in range(NUM_CLASSES)))
+    manifest.write_text(json.dumps({"config": asdict(config), "classes": NUM_CLASSES}, indent=2))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.data.synthetic", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="data/synthetic")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train", type=int, default=SyntheticConfig.train)
+    parser.add_argument("--calibration", type=int, default=SyntheticConfig.calibration)
+    parser.add_argument("--test", type=int, default=SyntheticConfig.test)
+    parser.add_argument("--workers", type=int, default=None)
+    args = parser.parse_args(argv)
+    config = SyntheticConfig(seed=args.seed, train=args.train, calibration=args.calibration, test=args.test)
+    path = generate(args.out, config, args.workers)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
