@@ -90,7 +90,9 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         cy, cx = rng.uniform(0, size, 2)
         radius = rng.uniform(3, 10)
         blob = np.exp(-((yy * size - cy) ** 2 + (xx * size - cx) ** 2) / (2 * radius**2))
-        image += blob[..., None] * rng.uniform(-80, 80, 3)
+        image += blob[..., None] * rng.uniform(-60, 60, 3)
+    # Keep blue high: no clutter pixel looks like the target's yellow frame.
+    image[..., 2] = np.maximum(image[..., 2], 110)
     return np.clip(image, 0, 255)
 
 
