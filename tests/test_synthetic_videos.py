@@ -37,7 +37,9 @@ def read_label(frame: np.ndarray) -> int | None:
     if len(ys) < 20:
         return None
     top, left = ys.min(), xs.min()
-    inner = frame[top + BORDER : top + BORDER + PATTERN_CELLS * CELL, left + BORDER : left + BORDER + PATTERN_CELLS * CELL]
+    inner = frame[
+        top + BORDER : top + BORDER + PATTERN_CELLS * CELL, left + BORDER : left + BORDER + PATTERN_CELLS * CELL
+    ]
     if inner.shape[:2] != (PATTERN_CELLS * CELL, PATTERN_CELLS * CELL):
         return None
     cells = inner.mean(axis=2).reshape(PATTERN_CELLS, CELL, PATTERN_CELLS, CELL).mean(axis=(1, 3)) > 127
