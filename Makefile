@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-dev
 # One pytest worker per core; each worker runs torch on one thread (tests/conftest.py).
 PYTEST_ARGS ?= -n auto
 
-.PHONY: test lint bench-backbones train-image clean-venv
+.PHONY: test lint bench-backbones bench-decode train-image synthetic clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ lint: $(STAMP)
 ## CPU latency / throughput of the backbones; writes docs/benchmarks/backbones.{md,json}
 bench-backbones: $(STAMP)
 	$(BIN)/python bench/bench_backbones.py
+
+## decode + sample + resize timings; writes docs/benchmarks/decode.{md,json}
+bench-decode: $(STAMP)
+	$(BIN)/python bench/bench_decode.py
+
+## the synthetic video benchmark under data/synthetic
+synthetic: $(STAMP)
+	$(BIN)/python -m training.data.synthetic --out data/synthetic --seed 0
 
 ## train the default CondenseNetV2 on the generated image dataset
 train-image: $(STAMP)

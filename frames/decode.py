@@ -87,19 +87,24 @@ def read_clip(
     deadline = None if limits.max_wall_s is None else time.monotonic() + limits.max_wall_s
     _check_size(source, limits)
     with _open(source, limits) as container:
-        if limits.max_streams is not None and len(container.streams) > limits.max_streams:
-            raise VideoLimitError(f"{len(container.streams)} streams; the limit is {limits.max_streams}")
-        if not container.streams.video:
-            raise NoVideoStreamError("the file has no video stream")
-        stream = container.streams.video[0]
-        _check_pixels(stream.codec_context.width, stream.codec_context.height, limits)
-        index = _index_stream(container, stream, limits, deadline)
+        stream, index = _video_stream_and_index(container, limits, deadline)
         indices = segment_indices(len(index.pts), num_samples, rng)
         stream.thread_type = thread_type or _thread_type_for(index, strategy)
         stream.codec_context.thread_count = threads
         decoder = _SampleDecoder(container, stream, index, limits, deadline)
         raw = decoder.decode([index.pts[i] for i in indices], strategy)
     return _finish(raw, indices, index, geometry, rng, decoder)
+
+
+def _video_stream_and_index(container, limits: DecodeLimits, deadline: float | None):
+    """The first video stream and its index, after the checks that need no decoding."""
+    if limits.max_streams is not None and len(container.streams) > limits.max_streams:
+        raise VideoLimitError(f"{len(container.streams)} streams; the limit is {limits.max_streams}")
+    if not container.streams.video:
+        raise NoVideoStreamError("the file has no video stream")
+    stream = container.streams.video[0]
+    _check_pixels(stream.codec_context.width, stream.codec_context.height, limits)
+    return stream, _index_stream(container, stream, limits, deadline)
 
 
 def _thread_type_for(index: _StreamIndex, strategy: Strategy) -> str:
@@ -316,24 +321,16 @@ def _finish(
     rng: np.random.Generator | None,
     decoder: _SampleDecoder,
 ) -> Clip:
-    sample = next(iter(raw.values()))
-    rotation = _rotation(sample)
-    width, height = sample.width, sample.height
-    display = (height, width) if rotation % 180 else (width, height)
-    box: CropBox = geometry.random_box(*display, rng) if rng is not None else geometry.centre_box(*display)
-    resized_w, resized_h = geometry.resized_size(*display)
-    coded_w, coded_h = (resized_h, resized_w) if rotation % 180 else (resized_w, resized_h)
-    converted: dict[int, np.ndarray] = {}
-    frames = []
+    resized: dict[int, np.ndarray] = {}
     for target in (index.pts[i] for i in indices):
-        if target not in converted:
-            rgb = raw[target].reformat(coded_w, coded_h, format="rgb24", interpolation=INTERPOLATION).to_ndarray()
-            converted[target] = geometry.apply(_unrotate(rgb, rotation), box)
-        frames.append(converted[target])
+        if target not in resized:
+            resized[target] = resize_upright(raw[target], geometry)
+    samples = [resized[index.pts[i]] for i in indices]
     first = index.pts[0]
     timestamps = np.array([(index.pts[i] - first) * index.time_base for i in indices], dtype=np.float64)
+    display = _display_size(next(iter(raw.values())))
     return Clip(
-        frames=normalise(np.stack(frames)),
+        frames=crop_and_normalise(samples, geometry, rng, display),
         frame_indices=indices.astype(np.int64),
         timestamps=timestamps,
         original_size=display,
@@ -341,6 +338,81 @@ def _finish(
         decoded_frames=decoder.decoded,
         seeks=decoder.seeks,
     )
+
+
+def resize_upright(frame: av.VideoFrame, geometry: FrameGeometry) -> np.ndarray:
+    """The frame as displayed (rotation undone), shorter side at ``geometry.resize``, uint8 RGB.
+
+    Conversion and scaling happen in one ``reformat`` call, in the coded orientation.
+    """
+    rotation = _rotation(frame)
+    resized_w, resized_h = geometry.resized_size(*_display_size(frame))
+    coded = (resized_h, resized_w) if rotation % 180 else (resized_w, resized_h)
+    rgb = frame.reformat(*coded, format="rgb24", interpolation=INTERPOLATION).to_ndarray()
+    return _unrotate(rgb, rotation)
+
+
+def crop_and_normalise(
+    resized: list[np.ndarray], geometry: FrameGeometry, rng: np.random.Generator | None, display: tuple[int, int]
+) -> np.ndarray:
+    """The clip's crop (centre, or one random draw for the whole clip) of every frame, normalised."""
+    box: CropBox = geometry.random_box(*display, rng) if rng is not None else geometry.centre_box(*display)
+    return normalise(np.stack([geometry.apply(frame, box) for frame in resized]))
+
+
+@dataclass
+class ResizedVideo:
+    """Every frame of a video, upright and resized (what a frame cache stores)."""
+
+    frames: np.ndarray  # uint8 (N, resized_h, resized_w, 3)
+    timestamps: np.ndarray  # float64 (N,), seconds since the first frame
+    original_size: tuple[int, int]
+
+
+def read_all_resized(source: VideoSource, geometry: FrameGeometry, limits: DecodeLimits | None = None) -> ResizedVideo:
+    """Decode every frame (sequentially) and resize it as :func:`read_clip` would."""
+    limits = limits or DEFAULT_LIMITS
+    deadline = None if limits.max_wall_s is None else time.monotonic() + limits.max_wall_s
+    _check_size(source, limits)
+    with _open(source, limits) as container:
+        stream, index = _video_stream_and_index(container, limits, deadline)
+        stream.thread_type = "AUTO"
+        decoder = _SampleDecoder(container, stream, index, limits, deadline)
+        decoder._wanted = set(index.pts)
+        frames: list[np.ndarray] = []
+        display = (0, 0)
+        for target in index.pts:
+            frame = decoder._advance_to(target)
+            if frame is None:
+                break  # truncated: the last good frame stands in for the rest, as in read_clip
+            frames.append(resize_upright(frame, geometry))
+            display = _display_size(frame)
+    if not frames:
+        raise UndecodableVideoError("no frame of the video stream could be decoded")
+    frames += [frames[-1]] * (len(index.pts) - len(frames))
+    first = index.pts[0]
+    timestamps = np.array([(p - first) * index.time_base for p in index.pts], dtype=np.float64)
+    return ResizedVideo(np.stack(frames), timestamps, display)
+
+
+def clip_from_resized(
+    video: ResizedVideo, num_samples: int, geometry: FrameGeometry, rng: np.random.Generator | None = None
+) -> Clip:
+    """The clip :func:`read_clip` returns, taken from already resized frames."""
+    indices = segment_indices(len(video.frames), num_samples, rng)
+    return Clip(
+        frames=crop_and_normalise([video.frames[i] for i in indices], geometry, rng, video.original_size),
+        frame_indices=indices.astype(np.int64),
+        timestamps=video.timestamps[indices],
+        original_size=video.original_size,
+        num_frames=len(video.frames),
+        decoded_frames=0,
+        seeks=0,
+    )
+
+
+def _display_size(frame: av.VideoFrame) -> tuple[int, int]:
+    return (frame.height, frame.width) if _rotation(frame) % 180 else (frame.width, frame.height)
 
 
 def _rotation(frame: av.VideoFrame) -> int:

@@ -12,6 +12,7 @@ from videos import CONTAINERS, brightness_index, make_video
 
 from frames import FrameGeometry, UnsupportedFormatError
 from frames.decode import read_clip
+from training.data.frame_cache import FrameCache
 from training.data.videos import VideoDataset, read_video_list, scan_video_folder
 from training.sampler import EpochSampler
 
@@ -109,3 +110,26 @@ def test_batches_through_a_dataloader_with_workers(folder):
     frames, target, index, valid = batches[0]
     assert frames.shape == (2, 4, 3, 32, 32) and frames.dtype == torch.float32
     assert valid.all() and target.dtype == torch.int64
+
+
+def test_frame_cache_gives_exactly_the_decoded_clips(tmp_path, folder):
+    classes, samples = scan_video_folder(folder)
+    cache = FrameCache(tmp_path / "cache", max_bytes=50_000_000)
+    for train in (False, True):
+        plain = VideoDataset(samples, len(classes), 4, GEOMETRY, train=train, seed=2)
+        cached = VideoDataset(samples, len(classes), 4, GEOMETRY, train=train, seed=2, cache=cache)
+        for epoch in (0, 1):
+            for i in range(len(samples)):
+                assert np.array_equal(plain[(i, epoch)].frames, cached[(i, epoch)].frames)
+    assert cache.misses == len(samples) and cache.hits >= 3 * len(samples)
+
+
+def test_frame_cache_stays_under_its_cap(tmp_path, folder):
+    _, samples = scan_video_folder(folder)
+    one_entry = FrameCache(tmp_path / "probe", 10**9)
+    entry_bytes = one_entry.get(samples[0].path, GEOMETRY).frames.nbytes
+    cache = FrameCache(tmp_path / "cache", max_bytes=4 * entry_bytes + 300)  # 3 entries and their headers fit
+    for sample in samples:
+        cache.get(sample.path, GEOMETRY)
+    assert cache.size() <= cache.max_bytes
+    assert len(list((tmp_path / "cache").glob("*.npy"))) < len(samples)

@@ -22,10 +22,12 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from frames.decode import read_clip
+from frames.decode import clip_from_resized, read_clip
 from frames.errors import VideoError
 from frames.limits import DecodeLimits
 from frames.transform import FrameGeometry
+
+from .frame_cache import FrameCache
 
 VIDEO_SUFFIXES = {".mp4", ".webm", ".avi", ".mkv", ".mov"}
 
@@ -129,6 +131,7 @@ class VideoDataset:
         multi_label: bool = False,
         limits: DecodeLimits | None = None,
         strict: bool = False,
+        cache: FrameCache | None = None,
     ) -> None:
         self.samples = list(samples)
         self.num_classes = num_classes
@@ -139,6 +142,7 @@ class VideoDataset:
         self.multi_label = multi_label
         self.limits = limits
         self.strict = strict
+        self.cache = cache
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -155,7 +159,11 @@ class VideoDataset:
         sample = self.samples[index]
         rng = np.random.default_rng((self.seed, epoch, index)) if self.train else None
         try:
-            clip = read_clip(sample.path, self.num_frames, self.geometry, self.limits, rng=rng, threads=1)
+            if self.cache is not None:
+                resized = self.cache.get(sample.path, self.geometry, self.limits)
+                clip = clip_from_resized(resized, self.num_frames, self.geometry, rng)
+            else:
+                clip = read_clip(sample.path, self.num_frames, self.geometry, self.limits, rng=rng, threads=1)
         except (VideoError, OSError):
             if self.strict:
                 raise
