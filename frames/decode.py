@@ -18,6 +18,7 @@ import bisect
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -79,8 +80,10 @@ def read_clip(
 
     ``limits`` defaults to :data:`DEFAULT_LIMITS`. ``rng`` given: training sampling and
     augmentation (a random frame per segment, one random crop and flip for the clip);
-    ``None``: centre frames and the centre crop. ``threads``: decoder threads (0: automatic);
-    ``thread_type`` (FFmpeg's FRAME, SLICE, AUTO or NONE) is chosen from the plan when None.
+    ``None``: centre frames and the centre crop. ``threads``: the decoding thread budget (0:
+    one per core); for a file on disk whose samples span several keyframes, that many
+    decoders work on different keyframe groups at once, otherwise one decoder uses them
+    (``thread_type``, FFmpeg's FRAME, SLICE, AUTO or NONE, chosen from the plan when None).
     Raises a :class:`frames.errors.VideoError` subclass for unusable input.
     """
     limits = limits or DEFAULT_LIMITS
@@ -89,11 +92,95 @@ def read_clip(
     with _open(source, limits) as container:
         stream, index = _video_stream_and_index(container, limits, deadline)
         indices = segment_indices(len(index.pts), num_samples, rng)
-        stream.thread_type = thread_type or _thread_type_for(index, strategy)
-        stream.codec_context.thread_count = threads
-        decoder = _SampleDecoder(container, stream, index, limits, deadline)
-        raw = decoder.decode([index.pts[i] for i in indices], strategy)
-    return _finish(raw, indices, index, geometry, rng, decoder)
+        targets = [index.pts[i] for i in indices]
+        groups = _keyframe_groups(sorted(set(targets)), index)
+        chunks = _parallel_chunks(source, threads, strategy, groups, index)
+        if len(chunks) > 1:
+            raw, decoded, seeks = _decode_in_parallel(source, index, chunks, limits, deadline, strategy)
+        else:
+            stream.thread_type = thread_type or _thread_type_for(len(groups), strategy)
+            stream.codec_context.thread_count = threads
+            decoder = _SampleDecoder(container, stream, index, limits, deadline)
+            raw = decoder.decode(targets, strategy)
+            decoded, seeks = decoder.decoded, decoder.seeks
+    return _finish(raw, indices, index, geometry, rng, decoded, seeks)
+
+
+def _keyframe_groups(targets: list[int], index: _StreamIndex) -> list[list[int]]:
+    """Sorted targets grouped by the keyframe they are decoded from."""
+    groups: dict[int, list[int]] = {}
+    for target in targets:
+        groups.setdefault(_keyframe_of(target, index), []).append(target)
+    return list(groups.values())
+
+
+def _parallel_chunks(
+    source: VideoSource, threads: int, strategy: Strategy, groups: list[list[int]], index: _StreamIndex
+) -> list[list[int]]:
+    """Targets split for independent decoders, or one chunk when that would not pay.
+
+    PyAV releases the GIL while decoding, so decoders working on different keyframe groups
+    of one file in threads scale with cores. Only for files on disk (each decoder opens its
+    own), never for ``sequential``, and only when the work (frames from each group's keyframe
+    to its last target) splits evenly enough: one long group is faster on one decoder with
+    its own threads.
+    """
+    if strategy == "sequential" or len(groups) < 2 or not isinstance(source, (str, os.PathLike)):
+        return [[t for group in groups for t in group]]
+    budget = threads if threads > 0 else (os.cpu_count() or 1)
+    workers = max(1, min(budget, len(groups), 8))
+    number = {pts: i for i, pts in enumerate(index.pts)}
+    work = [number[group[-1]] - number[_keyframe_of(group[0], index)] + 1 for group in groups]
+    chunks, current, current_work, share = [], [], 0, sum(work) / workers
+    for group, cost in zip(groups, work):
+        if current and current_work + cost / 2 > share and len(chunks) < workers - 1:
+            chunks.append(current)
+            current, current_work = [], 0
+        current += group
+        current_work += cost
+    chunks.append(current)
+    largest = max(sum(c for g, c in zip(groups, work) if g[0] in chunk) for chunk in chunks)
+    if len(chunks) < 2 or largest > 0.7 * sum(work):
+        return [[t for group in groups for t in group]]
+    return chunks
+
+
+def _keyframe_of(target: int, index: _StreamIndex) -> int:
+    return index.keyframes[max(0, bisect.bisect_right(index.keyframes, target) - 1)]
+
+
+def _decode_in_parallel(
+    source: VideoSource,
+    index: _StreamIndex,
+    chunks: list[list[int]],
+    limits: DecodeLimits,
+    deadline: float | None,
+    strategy: Strategy,
+) -> tuple[dict[int, av.VideoFrame], int, int]:
+
+    def decode_chunk(targets: list[int]) -> tuple[dict[int, av.VideoFrame], int, int]:
+        with _open(source, limits) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "NONE"  # the parallelism is across decoders
+            decoder = _SampleDecoder(container, stream, index, limits, deadline)
+            try:
+                found = decoder.decode(targets, strategy)
+            except UndecodableVideoError:
+                found = {}  # e.g. past a truncation: earlier chunks' frames stand in
+            return found, decoder.decoded, decoder.seeks
+
+    with ThreadPoolExecutor(len(chunks)) as pool:
+        results = list(pool.map(decode_chunk, chunks))
+    raw: dict[int, av.VideoFrame] = {}
+    for found, _, _ in results:
+        raw.update(found)
+    if not raw:
+        raise UndecodableVideoError("no frame of the video stream could be decoded")
+    for target in sorted(t for chunk in chunks for t in chunk):
+        if target not in raw:  # a chunk that decoded nothing: the last good frame before it
+            earlier = [t for t in raw if t < target]
+            raw[target] = raw[max(earlier)] if earlier else raw[min(raw)]
+    return raw, sum(r[1] for r in results), sum(r[2] for r in results)
 
 
 def _video_stream_and_index(container, limits: DecodeLimits, deadline: float | None):
@@ -107,11 +194,11 @@ def _video_stream_and_index(container, limits: DecodeLimits, deadline: float | N
     return stream, _index_stream(container, stream, limits, deadline)
 
 
-def _thread_type_for(index: _StreamIndex, strategy: Strategy) -> str:
+def _thread_type_for(keyframe_groups: int, strategy: Strategy) -> str:
     """Frame threads pay off on long forward runs but refill their pipeline after every
     seek; slice threads do not care. Measured in bench/bench_decode.py."""
-    may_seek = strategy != "sequential" and len(index.keyframes) > 1
-    return "SLICE" if may_seek else "AUTO"
+    seeks_often = strategy != "sequential" and keyframe_groups > 2
+    return "SLICE" if seeks_often else "AUTO"
 
 
 def _check_size(source: VideoSource, limits: DecodeLimits) -> None:
@@ -319,7 +406,8 @@ def _finish(
     index: _StreamIndex,
     geometry: FrameGeometry,
     rng: np.random.Generator | None,
-    decoder: _SampleDecoder,
+    decoded: int,
+    seeks: int,
 ) -> Clip:
     resized: dict[int, np.ndarray] = {}
     for target in (index.pts[i] for i in indices):
@@ -335,8 +423,8 @@ def _finish(
         timestamps=timestamps,
         original_size=display,
         num_frames=len(index.pts),
-        decoded_frames=decoder.decoded,
-        seeks=decoder.seeks,
+        decoded_frames=decoded,
+        seeks=seeks,
     )
 
 

@@ -250,3 +250,13 @@ def test_the_pipeline_never_imports_torch():
     code = "import sys, frames, frames.decode; assert 'torch' not in sys.modules, 'torch imported'"
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0
+
+
+def test_parallel_decoders_give_the_same_frames(tmp_path):
+    path = make_video(tmp_path / "v.mp4", frames=32, gop=4)
+    one = read_clip(path, 8, GEOMETRY, threads=1)
+    three = read_clip(path, 8, GEOMETRY, threads=3)
+    assert np.array_equal(one.frames, three.frames)
+    assert [brightness_index(f) for f in three.frames] == three.frame_indices.tolist()
+    from_bytes = read_clip(io.BytesIO(path.read_bytes()), 8, GEOMETRY, threads=3)  # one decoder
+    assert np.array_equal(from_bytes.frames, three.frames)
