@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -42,12 +41,11 @@ from training.ema import ModelEma
 from training.models import create_model
 from training.models.serialization import save_backbone
 from training.optim import build_sgd, cosine_with_warmup, parameter_groups, set_learning_rate
+from training.runtime import StopRequest, TrainingStopped, config_differences, log, resolve_device
 from training.sampler import EpochSampler
 
 SYNTHETIC_IMAGES = Path("data/synthetic_images")
 CHECKPOINT_FORMAT = "train_image/1"
-# Options that may change between a run and its resumption without changing its result.
-RESUMABLE_CHANGES = {"out", "workers", "device", "restart", "checkpoint_every", "max_steps", "progress"}
 
 
 def _help(text: str) -> Any:
@@ -93,24 +91,6 @@ class ImageTrainConfig:
     progress: bool = field(default=True, metadata=_help("show a progress bar"))
 
 
-class StopRequest:
-    """Set by a signal handler; the loop checkpoints and stops at the next step boundary."""
-
-    def __init__(self) -> None:
-        self.reason: str | None = None
-
-    def __call__(self, signum: int, frame: object) -> None:
-        self.reason = signal.Signals(signum).name
-
-    def install(self) -> None:
-        signal.signal(signal.SIGTERM, self)
-        signal.signal(signal.SIGINT, self)
-
-
-class TrainingStopped(Exception):
-    """Training stopped early (signal or ``max_steps``) after writing its checkpoint."""
-
-
 class BadDataError(RuntimeError):
     """An unreadable image with ``strict_data`` on."""
 
@@ -121,22 +101,6 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
     bad_files: set[str] = field(default_factory=set)
     epoch_losses: list[float] = field(default_factory=list)  # this epoch's step losses so far
-
-
-def log(message: str) -> None:
-    """A line on stderr that does not break the progress bar."""
-    tqdm.write(message, file=sys.stderr)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def _config_differences(saved: dict, current: dict) -> list[str]:
-    keys = (set(saved) | set(current)) - RESUMABLE_CHANGES
-    return sorted(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k))
 
 
 class ImageTrainer:
@@ -218,7 +182,7 @@ class ImageTrainer:
         checkpoint = load_checkpoint(self.checkpoint_path)
         if checkpoint.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{self.checkpoint_path} is not an image-training checkpoint")
-        differences = _config_differences(checkpoint["config"], dataclasses.asdict(self.config))
+        differences = config_differences(checkpoint["config"], dataclasses.asdict(self.config))
         if differences:
             raise ValueError(
                 f"{self.checkpoint_path} was written with other options ({'; '.join(differences)}); "

@@ -41,7 +41,14 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(Backbone):
-    """MobileNetV2; ``features`` is the 1280-channel (scaled) map, ``pooled`` its average."""
+    """MobileNetV2; ``features`` is the 1280-channel (scaled) map, ``pooled`` its average.
+
+    ``output_stride`` (8, 16 or 32) keeps the feature map finer for small inputs: strides
+    that would take the total past it become 1 (no dilation; the compute grows accordingly).
+    A glance network on a 32x32 frame needs this to leave the policy a spatial map to read.
+    ``last_channels`` overrides the width of the final 1x1 layer (1280 times the width
+    multiplier when wider than 1).
+    """
 
     def __init__(
         self,
@@ -49,13 +56,22 @@ class MobileNetV2(Backbone):
         width_mult: float = 1.0,
         drop_rate: float = 0.2,
         round_nearest: int = 8,
+        output_stride: int = 32,
+        last_channels: int | None = None,
     ) -> None:
         super().__init__()
+        if output_stride not in (8, 16, 32):
+            raise ValueError(f"output_stride must be 8, 16 or 32, not {output_stride}")
         in_channels = make_divisible(32 * width_mult, round_nearest)
-        last_channels = make_divisible(1280 * max(1.0, width_mult), round_nearest)
+        if last_channels is None:
+            last_channels = make_divisible(1280 * max(1.0, width_mult), round_nearest)
         layers: list[nn.Module] = [ConvBnAct(3, in_channels, 3, stride=2, act_layer=nn.ReLU6)]
+        total_stride = 2
         for expansion, channels, repeats, first_stride in INVERTED_RESIDUAL_SETTING:
             out_channels = make_divisible(channels * width_mult, round_nearest)
+            if total_stride * first_stride > output_stride:
+                first_stride = 1
+            total_stride *= first_stride
             for i in range(repeats):
                 stride = first_stride if i == 0 else 1
                 layers.append(InvertedResidual(in_channels, out_channels, stride, expansion))

@@ -1,0 +1,22 @@
+"""AdaFocusV2 (and the baselines that share its harness)."""
+
+from .classifiers import PoolingClassifier, RecurrentClassifier
+from .costs import StepCosts, step_costs
+from .crop import PatchCrop
+from .model import VARIANTS, AdaFocusConfig, AdaFocusV2, ClipOutput, StepState, coarse_to_fine_order
+from .policy import PatchPolicy
+
+__all__ = [
+    "VARIANTS",
+    "AdaFocusConfig",
+    "AdaFocusV2",
+    "ClipOutput",
+    "PatchCrop",
+    "PatchPolicy",
+    "PoolingClassifier",
+    "RecurrentClassifier",
+    "StepCosts",
+    "StepState",
+    "coarse_to_fine_order",
+    "step_costs",
+]

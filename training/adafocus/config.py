@@ -1,0 +1,113 @@
+"""Every option of ``python training/train.py`` (a flag each, or a config-file entry)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .model import AdaFocusConfig
+
+
+def _help(text: str) -> Any:
+    return {"help": text}
+
+
+@dataclass
+class TrainConfig:
+    # -- data ---------------------------------------------------------------------------
+    data: str | None = field(
+        default=None,
+        metadata=_help("dataset folder or list (see training/data/splits.py); none: the synthetic benchmark"),
+    )
+    out: str = field(default="runs/adafocus", metadata=_help("run folder"))
+    method: str = field(default="adafocus_v2", metadata=_help("training method"))
+    calibration_fraction: float = field(
+        default=0.1, metadata=_help("share of training videos held out for calibration when there is no such split")
+    )
+    resize: int | None = field(
+        default=None,
+        metadata=_help("shorter side before the centre crop (none: frame size on the synthetic data, else 8/7 of it)"),
+    )
+    # -- model (see training/adafocus/model.py) -----------------------------------------
+    variant: str = field(
+        default="adafocus_v2",
+        metadata=_help("adafocus_v2, or a baseline: random_patch, centre_patch, glance_only, full_frame"),
+    )
+    num_frames: int = field(default=8, metadata=_help("frames sampled per video (T)"))
+    frame_size: int = field(default=128, metadata=_help("side of the model's square frame"))
+    glance_size: int = field(default=32, metadata=_help("side of the global network's downsampled view"))
+    patch_size: int = field(default=64, metadata=_help("side of the focus patch"))
+    global_model: str = field(default="mobilenetv2_035", metadata=_help("registry name of the global network"))
+    global_kwargs: dict = field(
+        default_factory=lambda: {"output_stride": 8, "last_channels": 256},
+        metadata=_help("global network builder arguments, as JSON"),
+    )
+    local_model: str = field(default="mobilenetv2_050", metadata=_help("registry name of the local network"))
+    local_kwargs: dict = field(
+        default_factory=lambda: {"output_stride": 16, "last_channels": 512},
+        metadata=_help("local network builder arguments, as JSON"),
+    )
+    policy_channels: int = field(default=64, metadata=_help("policy 1x1-conv width"))
+    policy_hidden: int = field(default=256, metadata=_help("policy GRU width"))
+    classifier: str = field(default="pooling", metadata=_help("pooling or gru"))
+    classifier_width: int = field(default=256, metadata=_help("classifier hidden width"))
+    shared_head: bool = field(default=False, metadata=_help("one classifier head for every step"))
+    dropout: float = field(default=0.2, metadata=_help("classifier dropout"))
+    frame_order: str = field(default="chronological", metadata=_help("chronological or coarse_to_fine"))
+    # -- optimisation -------------------------------------------------------------------
+    epochs: int = field(default=10, metadata=_help("training epochs"))
+    batch_size: int = field(default=32, metadata=_help("videos per step (over all processes)"))
+    optimizer: str = field(default="adamw", metadata=_help("adamw or sgd (Nesterov momentum)"))
+    lr: float = field(default=2e-3, metadata=_help("peak learning rate"))
+    momentum: float = field(default=0.9, metadata=_help("SGD momentum"))
+    weight_decay: float = field(default=1e-4, metadata=_help("weight decay (not on BN or biases)"))
+    warmup_epochs: float = field(default=0.5, metadata=_help("linear warm-up length"))
+    label_smoothing: float = field(default=0.0, metadata=_help("label smoothing (single-label data)"))
+    lr_policy: float = field(default=0.1, metadata=_help("learning-rate multiplier of the policy"))
+    lr_global: float = field(default=1.0, metadata=_help("learning-rate multiplier of the global network"))
+    lr_local: float = field(default=1.0, metadata=_help("learning-rate multiplier of the local network"))
+    lr_classifier: float = field(default=1.0, metadata=_help("learning-rate multiplier of the classifier and heads"))
+    # -- the one-stage scheme's three fixes (switch off for ablations) -------------------
+    random_patch_branch: bool = field(default=True, metadata=_help("second branch on random patches"))
+    auxiliary_losses: bool = field(default=True, metadata=_help("per-frame losses on both networks"))
+    stop_gradient: bool = field(default=True, metadata=_help("the policy reads detached global features"))
+    # -- conditional exit ---------------------------------------------------------------
+    confidence: str = field(default="max_prob", metadata=_help("max_prob, max_logit or entropy"))
+    # -- running ------------------------------------------------------------------------
+    workers: int = field(default=1, metadata=_help("data-loading processes per training process"))
+    eval_batch_size: int = field(default=50, metadata=_help("videos per evaluation batch"))
+    seed: int = field(default=0, metadata=_help("random seed"))
+    device: str = field(default="auto", metadata=_help("cpu, cuda, cuda:N or auto"))
+    amp: bool = field(default=True, metadata=_help("bfloat16 autocast on GPU (ignored on CPU)"))
+    checkpoint_every: int = field(default=100, metadata=_help("steps between checkpoints (also at every epoch end)"))
+    max_steps: int | None = field(
+        default=None, metadata=_help("stop (resumably) after this many steps; the schedule is unchanged")
+    )
+    restart: bool = field(default=False, metadata=_help("discard an existing checkpoint in --out instead of resuming"))
+    strict_data: bool = field(default=False, metadata=_help("stop on an unreadable video instead of skipping it"))
+    frame_cache: str | None = field(
+        default=None, metadata=_help("folder for an on-disk cache of decoded frames (none: decode every time)")
+    )
+    frame_cache_gb: float = field(default=8.0, metadata=_help("size cap of the frame cache"))
+    progress: bool = field(default=True, metadata=_help("show a progress bar"))
+
+    def model_config(self, num_classes: int) -> AdaFocusConfig:
+        return AdaFocusConfig(
+            num_classes=num_classes,
+            num_frames=self.num_frames,
+            frame_size=self.frame_size,
+            glance_size=self.glance_size,
+            patch_size=self.patch_size,
+            global_model=self.global_model,
+            global_kwargs=dict(self.global_kwargs),
+            local_model=self.local_model,
+            local_kwargs=dict(self.local_kwargs),
+            policy_channels=self.policy_channels,
+            policy_hidden=self.policy_hidden,
+            classifier=self.classifier,
+            classifier_width=self.classifier_width,
+            shared_head=self.shared_head,
+            dropout=self.dropout,
+            variant=self.variant,
+            frame_order=self.frame_order,
+        )

@@ -1,0 +1,112 @@
+"""The end of a run: calibrate exit thresholds, evaluate on the test split, write the results.
+
+1. Per-step logits on the calibration split -> operating points (``early_exit.calibrate``),
+   named ``full`` / ``accurate`` / ``balanced`` / ``fast``.
+2. Per-step logits on the test split -> accuracy after each step, and every operating
+   point applied to the test split (accuracy and GMACs per video).
+3. The named points run again with real early exit (frame by frame, stopping at the exit
+   step) and are checked against the offline simulation.
+4. ``model.pt``, ``summary.json`` and ``report.md`` in the run folder.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from early_exit import OperatingPoint, calibrate, confidence, name_operating_points, simulate_exit
+from training.runtime import log
+
+from .costs import step_costs
+from .evaluation import StepPredictions, collect, compare_exit, mean_average_precision, step_metrics, top1_correct
+from .serialization import save_model
+from .trainer import AdaFocusTrainer
+
+
+def apply_point(
+    predictions: StepPredictions, point: OperatingPoint, step_gmacs: list[float], kind: str, multi_label: bool
+) -> dict[str, Any]:
+    """Accuracy and average GMACs of ``point`` on a split (offline simulation)."""
+    steps = simulate_exit(confidence(predictions.logits, kind, multi_label), point.thresholds)
+    chosen = predictions.logits[np.arange(len(steps)), steps]
+    cost = np.cumsum(step_gmacs)[steps]
+    result = {
+        "top1": float(top1_correct(chosen, predictions.targets).mean()),
+        "gmacs_per_video": float(cost.mean()),
+        "mean_frames": float(steps.mean() + 1),
+    }
+    if multi_label:
+        result["mAP"] = mean_average_precision(chosen, predictions.targets)
+    return result
+
+
+def finish(trainer: AdaFocusTrainer) -> dict[str, Any]:
+    """Calibrate, test, save ``model.pt`` and write ``summary.json`` / ``report.md`` (rank 0)."""
+    config, model = trainer.config, trainer.model
+    model.eval()
+    costs = step_costs(model)
+    step_gmacs = [costs.total / 1e9] * config.num_frames
+    calibration = collect(model, trainer.calibration_set, config.eval_batch_size, 0, trainer.device, config.seed)
+    points = name_operating_points(
+        calibrate(calibration.logits, calibration.targets, step_gmacs, config.confidence, trainer.multi_label)
+    )
+    summary: dict[str, Any] = {
+        "method": config.method,
+        "variant": config.variant,
+        "steps": trainer.state.step,
+        "classes": trainer.classes,
+        "multi_label": trainer.multi_label,
+        "step_macs": costs.as_dict(),
+        "gmacs_per_frame": costs.total / 1e9,
+        "gmacs_per_video_full": costs.total * config.num_frames / 1e9,
+        "calibration": {"videos": len(calibration.logits), "per_step": step_metrics(calibration, trainer.multi_label)},
+        "operating_points": [point.as_dict() for point in points],
+        "data_notes": trainer.splits.notes,
+    }
+    if trainer.test_set is not None:
+        test = collect(model, trainer.test_set, config.eval_batch_size, 0, trainer.device, config.seed)
+        trainer.state.bad_files |= {str(trainer.test_set.samples[i].path) for i in test.skipped}
+        summary["test"] = {
+            "videos": len(test.logits),
+            "per_step": step_metrics(test, trainer.multi_label),
+            "operating_points": [
+                {
+                    "name": point.name,
+                    "p": point.p,
+                    **apply_point(test, point, step_gmacs, config.confidence, trainer.multi_label),
+                }
+                for point in points
+            ],
+        }
+        if model.focus_mode != "random":  # random patches differ between the two runs by design
+            summary["test"]["incremental_exit"] = {
+                name: compare_exit(
+                    model,
+                    trainer.test_set,
+                    test,
+                    point.thresholds,
+                    config.confidence,
+                    trainer.multi_label,
+                    config.eval_batch_size,
+                    trainer.device,
+                )
+                for point in points
+                for name in point.names
+                if name in ("balanced", "fast")
+            }
+    summary["unreadable_videos"] = sorted(trainer.state.bad_files)
+    if summary["unreadable_videos"]:
+        log(f"{len(summary['unreadable_videos'])} unreadable video(s) were skipped; listed in summary.json")
+    save_model(
+        trainer.run_dir / "model.pt",
+        model,
+        trainer.classes,
+        operating_points=summary["operating_points"],
+        step_macs=costs.as_dict(),
+        confidence=config.confidence,
+        multi_label=trainer.multi_label,
+        frame_geometry={"resize": trainer.geometry.resize, "crop": trainer.geometry.crop},
+        train_config=vars(config).copy(),
+    )
+    return summary

@@ -1,0 +1,323 @@
+"""AdaFocusV2: glance at every frame, focus on one patch, predict after every frame.
+
+The model is five parts, each its own module: a *global* network on a cheap view of the
+frame (the glance), a *policy* that reads the glance's feature map and picks a patch
+location, a differentiable *crop*, a *local* network on the patch (the focus), and a
+*classifier* that fuses both and predicts after every frame. Two auxiliary linear heads
+(one per network) supervise each frame during training.
+
+The same class builds the baselines that share the harness (``variant``):
+
+* ``adafocus_v2``: the policy picks the patch (the method);
+* ``random_patch`` / ``centre_patch``: a uniformly random or the central patch, no policy;
+* ``glance_only``: the global network alone;
+* ``full_frame``: the local network on the whole frame, no glance (the expensive reference).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from training.models import create_model
+
+from .classifiers import build_classifier
+from .crop import PatchCrop, random_locations
+from .policy import PatchPolicy
+
+Variant = Literal["adafocus_v2", "random_patch", "centre_patch", "glance_only", "full_frame"]
+Focus = Literal["policy", "random", "centre"]
+VARIANTS: tuple[str, ...] = ("adafocus_v2", "random_patch", "centre_patch", "glance_only", "full_frame")
+DEFAULT_FOCUS: dict[str, Focus | None] = {
+    "adafocus_v2": "policy",
+    "random_patch": "random",
+    "centre_patch": "centre",
+    "glance_only": None,
+    "full_frame": None,
+}
+
+
+@dataclass
+class AdaFocusConfig:
+    """Everything that defines the architecture (stored with every checkpoint and export)."""
+
+    num_classes: int
+    num_frames: int = 8
+    frame_size: int = 128
+    glance_size: int = 32
+    patch_size: int = 48
+    global_model: str = "mobilenetv2_035"
+    global_kwargs: dict = field(default_factory=dict)
+    local_model: str = "mobilenetv2_050"
+    local_kwargs: dict = field(default_factory=dict)
+    policy_channels: int = 64
+    policy_hidden: int = 256
+    classifier: str = "pooling"
+    classifier_width: int = 512
+    shared_head: bool = False
+    dropout: float = 0.2
+    variant: str = "adafocus_v2"
+    frame_order: str = "chronological"
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; use one of {', '.join(VARIANTS)}")
+        if self.frame_order not in ("chronological", "coarse_to_fine"):
+            raise ValueError("frame_order must be 'chronological' or 'coarse_to_fine'")
+        if not 0 < self.glance_size <= self.frame_size:
+            raise ValueError(f"glance size {self.glance_size} must be in (0, frame size {self.frame_size}]")
+        if not 0 < self.patch_size <= self.frame_size:
+            raise ValueError(f"patch size {self.patch_size} must be in (0, frame size {self.frame_size}]")
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def coarse_to_fine_order(num_frames: int) -> list[int]:
+    """The middle frame, then both ends, then midpoints of the gaps, level by level.
+
+    For 16 frames: 7, 0, 15, 3, 11, 1, 5, 9, 13, 2, 4, 6, 8, 10, 12, 14 (the reference
+    code's order, which sees the whole video early but cannot run on a stream).
+    """
+    if num_frames <= 2:
+        return list(range(num_frames))
+    order = [(num_frames - 1) // 2, 0, num_frames - 1]
+    while len(order) < num_frames:
+        chosen = sorted(order)
+        for low, high in zip(chosen, chosen[1:]):
+            middle = (low + high) // 2
+            if middle not in order and middle != low:
+                order.append(middle)
+    return order
+
+
+def frame_order(num_frames: int, kind: str) -> list[int]:
+    return coarse_to_fine_order(num_frames) if kind == "coarse_to_fine" else list(range(num_frames))
+
+
+class StepState(NamedTuple):
+    """The running state between frames: the policy's GRU state and the classifier's."""
+
+    policy: Tensor | None
+    classifier: Tensor
+
+
+class ClipOutput(NamedTuple):
+    """Outputs over a clip, in processing order (``order[t]`` is the frame of step ``t``)."""
+
+    step_logits: Tensor  # (B, T, K): the classifier's prediction after each step
+    global_logits: Tensor | None  # (B, T, K): auxiliary head on the global features
+    local_logits: Tensor | None  # (B, T, K): auxiliary head on the local features
+    locations: Tensor | None  # (B, T, 2): patch locations in (0, 1)^2, (x, y)
+
+
+class AdaFocusV2(nn.Module):
+    def __init__(self, config: AdaFocusConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.focus_mode: Focus | None = DEFAULT_FOCUS[config.variant]
+        self.uses_global = config.variant != "full_frame"
+        self.uses_local = config.variant != "glance_only"
+        self.register_buffer(
+            "order", torch.tensor(frame_order(config.num_frames, config.frame_order)), persistent=False
+        )
+        fused = 0
+        self.global_net = self.global_aux = self.local_net = self.local_aux = self.policy = self.crop = None
+        if self.uses_global:
+            self.global_net = create_model(config.global_model, num_classes=0, **config.global_kwargs)
+            self.global_aux = nn.Linear(self.global_net.num_features, config.num_classes)
+            fused += self.global_net.num_features
+        if self.uses_local:
+            self.local_net = create_model(config.local_model, num_classes=0, **config.local_kwargs)
+            self.local_aux = nn.Linear(self.local_net.num_features, config.num_classes)
+            fused += self.local_net.num_features
+        if self.focus_mode is not None:
+            self.crop = PatchCrop(config.frame_size, config.patch_size)
+        if self.focus_mode == "policy":
+            map_size = self._glance_map_size()
+            self.policy = PatchPolicy(
+                self.global_net.feature_channels, map_size, config.policy_channels, config.policy_hidden
+            )
+        self.classifier = build_classifier(
+            config.classifier,
+            fused,
+            config.classifier_width,
+            config.num_classes,
+            config.num_frames,
+            config.dropout,
+            config.shared_head,
+        )
+
+    @torch.no_grad()
+    def _glance_map_size(self) -> tuple[int, int]:
+        was_training = self.global_net.training
+        self.global_net.eval()
+        probe = torch.zeros(1, 3, self.config.glance_size, self.config.glance_size)
+        size = tuple(self.global_net(probe).features.shape[-2:])
+        self.global_net.train(was_training)
+        return size  # type: ignore[return-value]
+
+    # -- the parts of one step ------------------------------------------------------------
+    def glance_input(self, frames: Tensor) -> Tensor:
+        """The global network's view: the frame, or a downsample of it.
+
+        An integer factor uses exact average pooling (anti-aliased and cheap); any other
+        size falls back to bilinear interpolation.
+        """
+        size, glance = self.config.frame_size, self.config.glance_size
+        if glance == size:
+            return frames
+        if size % glance == 0:
+            return F.avg_pool2d(frames, size // glance)
+        return F.interpolate(frames, size=(glance, glance), mode="bilinear", align_corners=False)
+
+    def glance(self, frames: Tensor) -> tuple[Tensor, Tensor]:
+        """Global feature map and pooled features of ``(N, 3, S, S)`` frames."""
+        out = self.global_net(self.glance_input(frames))
+        return out.features, out.pooled
+
+    def locate(
+        self,
+        features: Tensor | None,
+        policy_state: Tensor | None,
+        focus: Focus,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Patch locations ``(N, 2)`` for one step, and the policy's next state."""
+        if focus == "policy":
+            return self.policy(features, policy_state)
+        count, device = features.shape[0], features.device
+        if focus == "random":
+            return random_locations(count, device, generator), policy_state
+        return torch.full((count, 2), 0.5, device=device), policy_state
+
+    def focus(self, frames: Tensor, locations: Tensor | None = None) -> Tensor:
+        """Pooled local features of the patches at ``locations`` (or of whole frames)."""
+        inputs = self.crop(frames, locations) if self.crop is not None else frames
+        return self.local_net(inputs).pooled
+
+    def fuse(self, global_pooled: Tensor | None, local_pooled: Tensor | None) -> Tensor:
+        parts = [p for p in (global_pooled, local_pooled) if p is not None]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def initial_state(self, batch: int) -> StepState:
+        device = next(self.parameters()).device
+        policy = self.policy.initial_state(batch, device) if self.policy is not None else None
+        return StepState(policy, self.classifier.initial_state(batch, device))
+
+    # -- one frame at a time (streaming, early exit, export) ------------------------------
+    def step(
+        self,
+        frames: Tensor,
+        state: StepState,
+        step: int | Tensor,
+        focus: Focus | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor | None, StepState]:
+        """Process one frame per video: ``(logits (N, K), location (N, 2) or None, next state)``."""
+        focus = focus or self.focus_mode
+        global_pooled = local_pooled = locations = None
+        policy_state = state.policy
+        features = None
+        if self.uses_global:
+            features, global_pooled = self.glance(frames)
+        if self.uses_local:
+            if self.crop is not None:
+                locations, policy_state = self.locate(features, policy_state, focus, generator)
+            local_pooled = self.focus(frames, locations)
+        logits, classifier_state = self.classifier(self.fuse(global_pooled, local_pooled), state.classifier, step)
+        return logits, locations, StepState(policy_state, classifier_state)
+
+    # -- whole clips (training and offline evaluation) ------------------------------------
+    def forward(
+        self,
+        clips: Tensor,
+        focus: Focus | tuple[Focus, ...] | None = None,
+        stop_gradient: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> ClipOutput | tuple[ClipOutput, ...]:
+        """Run ``(B, T, 3, S, S)`` clips; the frame-parallel parts batch over ``B * T``.
+
+        ``focus`` may name several location sources (for example ``("policy", "random")``,
+        the two training branches); the glance is computed once and shared. The policy
+        reads the global features through a stop-gradient unless ``stop_gradient=False``.
+        """
+        focus_modes = focus if isinstance(focus, tuple) else (focus or self.focus_mode,)
+        batch, steps = clips.shape[:2]
+        if steps != self.config.num_frames and not getattr(self.classifier, "shared_head", True):
+            raise ValueError(f"the model has {self.config.num_frames} per-step heads; clips have {steps} frames")
+        clips = clips[:, self.order[:steps]] if steps == len(self.order) else clips
+        frames = clips.flatten(0, 1)
+        features = global_pooled = global_logits = None
+        if self.uses_global:
+            features, global_pooled = self.glance(frames)
+            global_logits = self.global_aux(global_pooled).unflatten(0, (batch, steps))
+            features = features.unflatten(0, (batch, steps))
+            global_pooled = global_pooled.unflatten(0, (batch, steps))
+        outputs = tuple(
+            self._clip_branch(
+                frames, (batch, steps), features, global_pooled, global_logits, mode, stop_gradient, generator
+            )
+            for mode in focus_modes
+        )
+        return outputs if isinstance(focus, tuple) else outputs[0]
+
+    def _clip_branch(
+        self,
+        frames: Tensor,
+        shape: tuple[int, int],
+        features: Tensor | None,
+        global_pooled: Tensor | None,
+        global_logits: Tensor | None,
+        focus: Focus | None,
+        stop_gradient: bool,
+        generator: torch.Generator | None,
+    ) -> ClipOutput:
+        batch, steps = shape
+        locations = local_pooled = local_logits = None
+        if self.uses_local:
+            if self.crop is not None:
+                locations = self._clip_locations(features, batch, steps, focus, stop_gradient, generator)
+            local_flat = self.focus(frames, locations.flatten(0, 1) if locations is not None else None)
+            local_logits = self.local_aux(local_flat).unflatten(0, (batch, steps))
+            local_pooled = local_flat.unflatten(0, (batch, steps))
+        fused = self.fuse(global_pooled, local_pooled)
+        state = self.classifier.initial_state(batch, frames.device)
+        step_logits = []
+        for t in range(steps):
+            logits, state = self.classifier(fused[:, t], state, t)
+            step_logits.append(logits)
+        return ClipOutput(torch.stack(step_logits, dim=1), global_logits, local_logits, locations)
+
+    def _clip_locations(
+        self,
+        features: Tensor | None,
+        batch: int,
+        steps: int,
+        focus: Focus,
+        stop_gradient: bool,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        device = next(self.parameters()).device
+        if focus == "random":
+            return random_locations(batch * steps, device, generator).unflatten(0, (batch, steps))
+        if focus == "centre":
+            return torch.full((batch, steps, 2), 0.5, device=device)
+        if self.policy is None:
+            raise ValueError(f"the {self.config.variant} model has no policy")
+        state = self.policy.initial_state(batch, device)
+        locations = []
+        for t in range(steps):
+            step_features = features[:, t].detach() if stop_gradient else features[:, t]
+            location, state = self.policy(step_features, state)
+            locations.append(location)
+        return torch.stack(locations, dim=1)
+
+
+def build_adafocus(config: AdaFocusConfig) -> AdaFocusV2:
+    return AdaFocusV2(config)

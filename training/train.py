@@ -1,0 +1,92 @@
+"""Train an AdaFocusV2 model (or a baseline in the same harness) on videos.
+
+    python training/train.py                        # synthetic benchmark, CPU, about 15 minutes
+    python training/train.py --data /data/mydataset --out runs/mine --epochs 30
+    python training/train.py --config my_run.toml --patch-size 96
+    torchrun --nproc_per_node=4 training/train.py --data ... --device cuda
+
+With no arguments it generates the synthetic benchmark if absent, trains the default model,
+calibrates the exit thresholds on the calibration split, evaluates on the test split, and
+writes the run folder (``runs/adafocus``: checkpoint, config, metrics, model, summary,
+report). Rerunning the same command resumes an interrupted run; ``--restart`` starts over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    # Run as a script: import from the repository root, not from training/ (whose
+    # profile.py would shadow the standard library's).
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from training.adafocus.config import TrainConfig
+from training.adafocus.finish import finish
+from training.adafocus.report import write_run_report
+from training.adafocus.trainer import AdaFocusTrainer, BadDataError
+from training.config import parse_config
+from training.distributed import init_distributed, shutdown_distributed
+from training.runtime import StopRequest, TrainingStopped, log
+
+METHODS = ("adafocus_v2",)
+
+
+def train(config: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any] | None:
+    """Run (or resume) training to the end; rank 0 returns the summary, other ranks ``None``."""
+    if config.method not in METHODS:
+        raise ValueError(f"unknown method {config.method!r}; available: {', '.join(METHODS)}")
+    dist = init_distributed(config.device)
+    try:
+        trainer = AdaFocusTrainer(config, dist, stop)
+        trainer.run_dir.mkdir(parents=True, exist_ok=True)
+        if trainer.maybe_resume():
+            log(f"resuming {trainer.checkpoint_path} at step {trainer.state.step} of {trainer.total_steps}")
+        if dist.is_main:
+            (trainer.run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+            for note in trainer.splits.notes:
+                log(f"note: {note}")
+        started = time.perf_counter()
+        trainer.fit()
+        train_seconds = time.perf_counter() - started
+        if not dist.is_main:
+            return None
+        summary = finish(trainer)
+        summary["train_seconds_this_session"] = round(train_seconds, 1)
+        summary["seconds_this_session"] = round(time.perf_counter() - started, 1)
+        (trainer.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_run_report(trainer.run_dir, summary)
+        return summary
+    finally:
+        shutdown_distributed(dist)
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_config(TrainConfig, argv, prog="python training/train.py", description=__doc__.split("\n")[0])
+    stop = StopRequest()
+    stop.install()
+    try:
+        summary = train(config, stop)
+    except TrainingStopped as stopped:
+        print(f"{stopped}; rerun the same command to resume", file=sys.stderr)
+        return 143 if stop.reason == "SIGTERM" else (130 if stop.reason == "SIGINT" else 0)
+    except (FileNotFoundError, ValueError, BadDataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if summary is not None:
+        metric = "mAP" if summary["multi_label"] else "top1"
+        where = "test" if "test" in summary else "calibration"
+        final = summary[where]["per_step"][-1][metric]
+        print(
+            f"done: {summary['variant']} {where} {metric} {final:.3f} at {summary['gmacs_per_video_full']:.3f} "
+            f"GMACs per video; model and report in {config.out}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
