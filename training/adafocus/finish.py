@@ -48,6 +48,7 @@ def finish(trainer: AdaFocusTrainer) -> dict[str, Any]:
     costs = step_costs(model)
     step_gmacs = [costs.total / 1e9] * config.num_frames
     calibration = collect(model, trainer.calibration_set, config.eval_batch_size, 0, trainer.device, config.seed)
+    trainer.note_skipped(calibration.skipped, trainer.calibration_set)
     points = name_operating_points(
         calibrate(calibration.logits, calibration.targets, step_gmacs, config.confidence, trainer.multi_label)
     )
@@ -66,7 +67,7 @@ def finish(trainer: AdaFocusTrainer) -> dict[str, Any]:
     }
     if trainer.test_set is not None:
         test = collect(model, trainer.test_set, config.eval_batch_size, 0, trainer.device, config.seed)
-        trainer.state.bad_files |= {str(trainer.test_set.samples[i].path) for i in test.skipped}
+        trainer.note_skipped(test.skipped, trainer.test_set)
         summary["test"] = {
             "videos": len(test.logits),
             "per_step": step_metrics(test, trainer.multi_label),

@@ -40,7 +40,7 @@ from training.sampler import EpochSampler
 from .config import TrainConfig
 from .evaluation import collect, step_metrics
 from .losses import adafocus_loss
-from .model import AdaFocusV2
+from .model import AdaFocusV2, ClipOutput
 
 CHECKPOINT_FORMAT = "train_adafocus/1"
 
@@ -138,8 +138,7 @@ class AdaFocusTrainer:
                 train=train,
                 seed=config.seed,
                 multi_label=self.multi_label,
-                strict=config.strict_data,
-                cache=cache,
+                cache=cache,  # unreadable videos come back flagged; _note_bad_files decides
             )
 
         self.train_set = dataset(self.splits.train, True)
@@ -242,7 +241,7 @@ class AdaFocusTrainer:
             outputs = self.train_model(
                 clips, branches if branches != (None,) else None, self.config.stop_gradient, self.generator
             )
-        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        outputs = (outputs,) if isinstance(outputs, ClipOutput) else outputs  # (a NamedTuple is a tuple too)
         loss, _ = adafocus_loss(
             outputs, target, self.multi_label, self.config.auxiliary_losses, self.config.label_smoothing
         )
@@ -254,7 +253,11 @@ class AdaFocusTrainer:
         return float(loss.detach()) if any_valid else None
 
     def _note_bad_files(self, valid: torch.Tensor, indices: torch.Tensor, dataset: VideoDataset) -> None:
-        for index in indices[~valid].tolist():
+        self.note_skipped(indices[~valid].tolist(), dataset)
+
+    def note_skipped(self, indices: list[int], dataset: VideoDataset) -> None:
+        """Record unreadable videos (or stop, with ``strict_data``)."""
+        for index in indices:
             path = str(dataset.samples[index].path)
             if self.config.strict_data:
                 raise BadDataError(f"cannot read video {path}")
@@ -265,8 +268,7 @@ class AdaFocusTrainer:
     def evaluate(self, dataset: VideoDataset) -> dict[str, Any]:
         """Accuracy after the last step (and every step) on ``dataset``; rank 0 only."""
         predictions = collect(self.model, dataset, self.config.eval_batch_size, 0, self.device, seed=self.config.seed)
-        for index in predictions.skipped:
-            self.state.bad_files.add(str(dataset.samples[index].path))
+        self.note_skipped(predictions.skipped, dataset)
         per_step = step_metrics(predictions, self.multi_label)
         return {"final": per_step[-1], "per_step": per_step, "videos": len(predictions.logits)}
 
