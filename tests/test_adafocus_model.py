@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from early_exit import calibrate, confidence, simulate_exit
 from frames.patch import box_in_original, patch_origin, sampling_grid
 from frames.transform import FrameGeometry
 from training.adafocus import AdaFocusConfig, AdaFocusV2, PatchCrop, PoolingClassifier, coarse_to_fine_order
 from training.adafocus.classifiers import RecurrentClassifier
 from training.adafocus.costs import step_costs
 from training.adafocus.crop import sampling_grid as torch_sampling_grid
+from training.adafocus.evaluation import run_with_exit
 from training.adafocus.model import VARIANTS
 from training.adafocus.presets import paper_activitynet
 
@@ -34,11 +36,17 @@ def tiny_model(**overrides) -> AdaFocusV2:
     torch.manual_seed(0)
     model = AdaFocusV2(AdaFocusConfig(**{**TINY, **overrides}))
     # Realistic BN statistics and a non-trivial policy, so comparisons mean something.
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # a cumulative average: the true statistics of the batches
     model.train()
+    generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         if model.policy is not None:
             torch.nn.init.normal_(model.policy.head.weight, std=0.5)
-        model(torch.randn(6, TINY["num_frames"], 3, 32, 32))
+        for _ in range(2):
+            model(torch.randn(8, TINY["num_frames"], 3, 32, 32, generator=generator))
     return model.eval()
 
 
@@ -154,6 +162,31 @@ def test_step_by_step_equals_whole_clip(variant: str, classifier: str):
     assert whole.step_logits.shape == (3, 4, 5)
     if variant == "random_patch":
         torch.testing.assert_close(whole.locations, locations)
+
+
+@pytest.mark.parametrize("frame_order", ["chronological", "coarse_to_fine"])
+def test_real_early_exit_matches_the_offline_simulation(frame_order: str):
+    model = tiny_model(frame_order=frame_order)
+    # Smooth frames (upsampled 4x4 noise): on white noise a random network turns the 1e-7
+    # differences of batched vs one-by-one policy arithmetic into 1e-3 logit differences.
+    generator = torch.Generator().manual_seed(5)
+    coarse = torch.randn(2 * 40 * 4, 3, 4, 4, generator=generator)
+    smooth = torch.nn.functional.interpolate(coarse, size=(32, 32), mode="bilinear", align_corners=False)
+    calibration_clips, test_clips = smooth.unflatten(0, (2, 40, 4))
+    with torch.no_grad():
+        calibration_logits = model(calibration_clips).step_logits.numpy()
+        offline = model(test_clips).step_logits.numpy()
+    targets = calibration_logits[:, -1].argmax(-1)  # any labels do: only thresholds matter here
+    points = calibrate(calibration_logits, targets, [1.0] * 4, sweep=(0.3, 1.0))
+    for point in points:
+        expected = simulate_exit(confidence(offline), point.thresholds)
+        run = run_with_exit(model, test_clips, point.thresholds)
+        np.testing.assert_array_equal(run.exit_steps, expected)
+        # The policy's batched and one-by-one arithmetic differ by ~6e-8 in the location, which
+        # this random network amplifies to ~1e-3 in the logits (measured); a real model's are smaller.
+        np.testing.assert_allclose(run.logits, offline[np.arange(40), expected], atol=5e-3)
+        assert run.frames_processed == int((expected + 1).sum())  # nothing after the exit
+    assert len({tuple(simulate_exit(confidence(offline), p.thresholds)) for p in points}) > 1
 
 
 def test_frame_orders():
