@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -162,13 +163,21 @@ def test_two_process_data_parallel_run(tiny_dataset: Path, tmp_path: Path):
     config_file.write_text(json.dumps(dataclasses.asdict(config)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    result = subprocess.run(
+    # A session of its own, so that a hang kills torchrun's workers too, not just torchrun.
+    process = subprocess.Popen(
         [*command, str(REPO / "training" / "train.py"), "--config", str(config_file)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
-        timeout=300,
+        start_new_session=True,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    try:
+        _, stderr = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail("the two-process run hung")
+    assert process.returncode == 0, stderr[-3000:]
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["steps"] == 3  # 12 videos / global batch 4, each process 2 per step
