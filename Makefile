@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-dev
 # One pytest worker per core; each worker runs torch on one thread (tests/conftest.py).
 PYTEST_ARGS ?= -n auto
 
-.PHONY: test lint bench-backbones bench-decode train-image synthetic clean-venv
+.PHONY: test lint bench-backbones bench-decode train-image train synthetic clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ synthetic: $(STAMP)
 ## train the default CondenseNetV2 on the generated image dataset
 train-image: $(STAMP)
 	$(BIN)/python training/train_image.py
+
+train: $(STAMP)
+	.venv/bin/python training/train.py
 
 clean-venv:
 	rm -rf $(VENV)
