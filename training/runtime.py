@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from dataclasses import dataclass, field
 
 import torch
 from tqdm import tqdm
@@ -48,3 +49,17 @@ def config_differences(saved: dict, current: dict, allowed: frozenset[str] = RES
     """``key: old -> new`` for every option that differs and may not change on resume."""
     keys = (set(saved) | set(current)) - allowed
     return sorted(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k))
+
+
+class BadDataError(RuntimeError):
+    """An unreadable input file with ``strict_data`` on."""
+
+
+@dataclass
+class TrainState:
+    """Progress of a run, saved in its checkpoint."""
+
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+    bad_files: set[str] = field(default_factory=set)
+    epoch_losses: list[float] = field(default_factory=list)  # this epoch's step losses so far

@@ -41,7 +41,15 @@ from training.ema import ModelEma
 from training.models import create_model
 from training.models.serialization import save_backbone
 from training.optim import build_sgd, cosine_with_warmup, parameter_groups, set_learning_rate
-from training.runtime import StopRequest, TrainingStopped, config_differences, log, resolve_device
+from training.runtime import (
+    BadDataError,
+    StopRequest,
+    TrainingStopped,
+    TrainState,
+    config_differences,
+    log,
+    resolve_device,
+)
 from training.sampler import EpochSampler
 
 SYNTHETIC_IMAGES = Path("data/synthetic_images")
@@ -89,18 +97,6 @@ class ImageTrainConfig:
     restart: bool = field(default=False, metadata=_help("discard an existing checkpoint in --out instead of resuming"))
     strict_data: bool = field(default=False, metadata=_help("stop on an unreadable image instead of skipping it"))
     progress: bool = field(default=True, metadata=_help("show a progress bar"))
-
-
-class BadDataError(RuntimeError):
-    """An unreadable image with ``strict_data`` on."""
-
-
-@dataclass
-class TrainState:
-    step: int = 0
-    history: list[dict] = field(default_factory=list)
-    bad_files: set[str] = field(default_factory=set)
-    epoch_losses: list[float] = field(default_factory=list)  # this epoch's step losses so far
 
 
 class ImageTrainer:

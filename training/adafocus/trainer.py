@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,14 @@ from training.data.splits import VideoSplits, load_splits
 from training.data.videos import VideoDataset
 from training.distributed import DistContext
 from training.optim import cosine_with_warmup, parameter_groups, set_learning_rate
-from training.runtime import StopRequest, TrainingStopped, config_differences, log
+from training.runtime import (
+    BadDataError,
+    StopRequest,
+    TrainingStopped,
+    TrainState,
+    config_differences,
+    log,
+)
 from training.sampler import EpochSampler
 
 from .config import TrainConfig
@@ -43,18 +49,6 @@ from .losses import adafocus_loss
 from .model import AdaFocusV2, ClipOutput
 
 CHECKPOINT_FORMAT = "train_adafocus/1"
-
-
-class BadDataError(RuntimeError):
-    """An unreadable video with ``strict_data`` on."""
-
-
-@dataclass
-class TrainState:
-    step: int = 0
-    history: list[dict] = field(default_factory=list)
-    bad_files: set[str] = field(default_factory=set)
-    epoch_losses: list[float] = field(default_factory=list)
 
 
 def build_optimizer(model: AdaFocusV2, config: TrainConfig) -> torch.optim.Optimizer:
