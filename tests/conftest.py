@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
+from training.data.synthetic import SyntheticConfig, generate
 from training.models import create_model
+
+# A tiny AdaFocusV2 training configuration: seconds per run on a CPU.
+TINY_TRAINING = {
+    "num_frames": 4,
+    "frame_size": 32,
+    "resize": 32,
+    "glance_size": 16,
+    "patch_size": 16,
+    "global_model": "mobilenetv2_035",
+    "global_kwargs": {"output_stride": 8, "last_channels": 32},
+    "local_model": "mobilenetv2_035",
+    "local_kwargs": {"last_channels": 32},
+    "policy_hidden": 16,
+    "classifier_width": 16,
+    "epochs": 2,
+    "batch_size": 4,
+    "workers": 0,
+    "eval_batch_size": 8,
+    "progress": False,
+    "checkpoint_every": 2,
+}
 
 # Small but complete CondenseNetV2 (three blocks, every mechanism) for quick tests.
 TINY_CONDENSENET = {"stages": (2, 2, 2), "growth": (8, 8, 16), "se_stages": (2,), "hidden_features": 64}
@@ -55,3 +79,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
     if os.environ.get("PYTEST_XDIST_WORKER"):
         torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A 28-clip synthetic video dataset at 32x32, for training runs in tests."""
+    root = tmp_path_factory.mktemp("tiny_synthetic")
+    generate(root, SyntheticConfig(seed=3, train=12, calibration=8, test=8, frames=8, size=32), workers=1)
+    return root

@@ -14,43 +14,17 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY_TRAINING
 
 from training.adafocus.config import TrainConfig
 from training.adafocus.losses import adafocus_loss, branch_losses
 from training.adafocus.model import ClipOutput
 from training.adafocus.serialization import load_model
 from training.adafocus.trainer import AdaFocusTrainer, BadDataError
-from training.data.synthetic import SyntheticConfig, generate
 from training.runtime import TrainingStopped
 from training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_TRAINING = {
-    "num_frames": 4,
-    "frame_size": 32,
-    "resize": 32,
-    "glance_size": 16,
-    "patch_size": 16,
-    "global_model": "mobilenetv2_035",
-    "global_kwargs": {"output_stride": 8, "last_channels": 32},
-    "local_model": "mobilenetv2_035",
-    "local_kwargs": {"last_channels": 32},
-    "policy_hidden": 16,
-    "classifier_width": 16,
-    "epochs": 2,
-    "batch_size": 4,
-    "workers": 0,
-    "eval_batch_size": 8,
-    "progress": False,
-    "checkpoint_every": 2,
-}
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tiny_synthetic")
-    generate(root, SyntheticConfig(seed=3, train=12, calibration=8, test=8, frames=8, size=32), workers=1)
-    return root
 
 
 def tiny_config(data: Path, out: Path, **overrides) -> TrainConfig:

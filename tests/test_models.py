@@ -73,6 +73,16 @@ def test_feature_map_sizes_follow_the_published_layouts():
         assert features.shape == (1, channels, side, side), name
 
 
+def test_narrow_resnet_scales_every_stage():
+    from training.macs import count_macs
+
+    wide, narrow = (create_model("resnet18", num_classes=10, width=w).eval() for w in (64, 16))
+    assert narrow.feature_channels == 128 and narrow(torch.randn(2, 3, 64, 64)).features.shape == (2, 128, 2, 2)
+    # Convolutions dominate and scale with width squared (the stem's input side only with width).
+    ratio = count_macs(narrow, torch.zeros(1, 3, 64, 64)).total / count_macs(wide, torch.zeros(1, 3, 64, 64)).total
+    assert 1 / 16 <= ratio < 1 / 12
+
+
 def test_reset_classifier_changes_the_head():
     model = create_model("mobilenetv2_035", num_classes=10)
     model.reset_classifier(3)

@@ -3,13 +3,14 @@
     python -m training.data.synthetic --out data/synthetic --seed 0
 
 Each clip (32 frames, 128x128, 16 fps, H.264 MP4) shows a *target* tile moving smoothly
-across a cluttered background among *distractor* tiles. The class is the fine 2-pixel
-black-and-white pattern inside the target tile: readable at full resolution, washed out
-at a quarter of it. The target is easy to *find* at low resolution (it has a bright yellow
-frame; distractors have other colours), hard to *read* there. Distractors carry patterns
-drawn from no class, and the background clutter carries nothing: a glance locates the
-target, a focus patch on it reads the class. Deterministic given the seed (each clip is
-seeded by seed, split and index, so the worker count does not matter).
+across a cluttered background among *distractor* tiles. The class is the fine texture inside
+the target tile: a 4x4-pixel binary motif, repeated, with exactly half of its pixels white.
+At full resolution a CNN reads it; any 4x4 box average of it is the same mid grey for every
+class, so a quarter-resolution glance cannot. The target is easy to *find* at low resolution
+(it has a bright yellow frame; distractors have other colours and carry non-periodic noise),
+hard to *read* there: a glance locates the target, a focus patch on it reads the class.
+Deterministic given the seed (each clip is seeded by seed, split and index, so the worker
+count does not matter).
 
 Writes ``out/{train,calibration,test}/<class>/<id>.mp4``, ``out/{split}.csv`` lists
 (``path,label``, paths relative to ``out``), ``out/classes.txt`` and ``out/dataset.json``.
@@ -30,9 +31,10 @@ import numpy as np
 from tqdm import tqdm
 
 NUM_CLASSES = 10
-PATTERN_CELLS = 6  # a 6x6 binary pattern ...
-CELL = 2  # ... of 2x2-pixel cells: 12x12 pixels
-BORDER = 3  # coloured frame around the pattern: tiles are 18x18
+MOTIF = 4  # the class texture repeats every 4 pixels ...
+REPEATS = 6  # ... 6 times each way: a 24x24 interior
+MIN_MOTIF_DISTANCE = 4  # motifs differ in at least 4 of 16 pixels, however they are shifted
+BORDER = 3  # coloured frame around the texture: tiles are 30x30
 TARGET_COLOUR = (255, 220, 0)
 DISTRACTOR_COLOURS = ((0, 170, 255), (255, 60, 160), (90, 220, 90))
 
@@ -49,20 +51,31 @@ class SyntheticConfig:
     distractors: int = 3
 
 
+def _shift_distance(a: np.ndarray, b: np.ndarray) -> int:
+    """Hamming distance between two motifs, minimised over cyclic shifts (tiled, they are the same texture)."""
+    return min(int((a != np.roll(b, (dy, dx), (0, 1))).sum()) for dy in range(MOTIF) for dx in range(MOTIF))
+
+
 def class_patterns(seed: int = 1234) -> np.ndarray:
-    """``(NUM_CLASSES, 6, 6)`` binary patterns, fixed for the benchmark, pairwise far apart."""
+    """``(NUM_CLASSES, 4, 4)`` binary motifs, fixed for the benchmark: half white, pairwise far apart."""
     rng = np.random.default_rng(seed)
     patterns: list[np.ndarray] = []
     while len(patterns) < NUM_CLASSES:
-        candidate = rng.integers(0, 2, (PATTERN_CELLS, PATTERN_CELLS))
-        if all(np.sum(candidate != p) >= 12 for p in patterns):
+        candidate = np.zeros(MOTIF * MOTIF, dtype=np.int64)
+        candidate[rng.choice(MOTIF * MOTIF, MOTIF * MOTIF // 2, replace=False)] = 1
+        candidate = candidate.reshape(MOTIF, MOTIF)
+        if all(_shift_distance(candidate, p) >= MIN_MOTIF_DISTANCE for p in patterns):
             patterns.append(candidate)
     return np.stack(patterns)
 
 
-def _tile(pattern: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
-    cells = np.kron(pattern, np.ones((CELL, CELL), dtype=np.int64))
-    inner = np.where(cells[..., None] == 1, 255, 0).astype(np.uint8).repeat(3, axis=2)
+def class_texture(label: int) -> np.ndarray:
+    """The ``(24, 24)`` binary interior of a target tile of class ``label``."""
+    return np.tile(class_patterns()[label], (REPEATS, REPEATS))
+
+
+def _tile(interior: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    inner = np.where(interior[..., None] == 1, 255, 0).astype(np.uint8).repeat(3, axis=2)
     side = inner.shape[0] + 2 * BORDER
     tile = np.empty((side, side, 3), dtype=np.uint8)
     tile[:] = colour
@@ -98,10 +111,10 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def render_clip(config: SyntheticConfig, label: int, rng: np.random.Generator) -> np.ndarray:
     """``(frames, size, size, 3)`` uint8 frames of one clip of class ``label``."""
-    patterns = class_patterns()
-    tiles = [_tile(patterns[label], TARGET_COLOUR)]
+    tiles = [_tile(class_texture(label), TARGET_COLOUR)]
     for k in range(config.distractors):
-        noise = rng.integers(0, 2, (PATTERN_CELLS, PATTERN_CELLS))
+        # Non-periodic noise, also half white: as grey as the target at low resolution.
+        noise = rng.permutation(np.arange(MOTIF * MOTIF * REPEATS * REPEATS) % 2).reshape(MOTIF * REPEATS, -1)
         tiles.append(_tile(noise, DISTRACTOR_COLOURS[k % len(DISTRACTOR_COLOURS)]))
     side = tiles[0].shape[0]
     paths = [_trajectory(rng, config.frames, config.size - side) for _ in tiles]

@@ -46,7 +46,11 @@ def _shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module:
 
 
 class ResNet(Backbone):
-    """ResNet with the 7x7 stem and max-pool; ``features`` is the last stage's map."""
+    """ResNet with the 7x7 stem and max-pool; ``features`` is the last stage's map.
+
+    ``width`` is the first stage's channel count (64 in the paper; each stage doubles it):
+    narrow ResNets are cheap local networks that still learn fast from scratch.
+    """
 
     def __init__(
         self,
@@ -55,16 +59,17 @@ class ResNet(Backbone):
         num_classes: int = 1000,
         drop_rate: float = 0.0,
         zero_init_residual: bool = True,
+        width: int = 64,
     ) -> None:
         super().__init__()
         self.stem = nn.Sequential(
-            ConvBnAct(3, 64, 7, stride=2),
+            ConvBnAct(3, width, 7, stride=2),
             nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
         )
         stages: list[nn.Module] = []
-        in_channels = 64
+        in_channels = width
         for i, repeats in enumerate(layers):
-            channels = 64 * 2**i
+            channels = width * 2**i
             blocks = []
             for j in range(repeats):
                 stride = 2 if (i > 0 and j == 0) else 1

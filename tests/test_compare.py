@@ -1,0 +1,64 @@
+"""The comparison command: experiments run (and are reused), the report and plot, the aims' verdicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import TINY_TRAINING
+
+from training.compare import BY_NAME, Result, check_aims, main
+
+
+def _result(name: str, top1: float, gmacs_per_video: float, points: list[tuple[str, float, float]] = ()) -> Result:
+    return Result(
+        experiment=BY_NAME[name],
+        patch_size=16,
+        gmacs_per_frame=gmacs_per_video / 8,
+        gmacs_per_video=gmacs_per_video,
+        top1=top1,
+        exit_points=[
+            {"name": n, "names": [n], "p": None, "top1": acc, "gmacs_per_video": gmacs} for n, acc, gmacs in points
+        ],
+        train_seconds=1.0,
+    )
+
+
+def test_aims_are_judged_from_the_figures():
+    results = {
+        "full_frame": _result("full_frame", 0.90, 3.0),
+        "adafocus_v2": _result("adafocus_v2", 0.92, 0.9, [("full", 0.92, 0.9), ("fast", 0.915, 0.5), ("x", 0.7, 0.1)]),
+        "no_stop_gradient": _result("no_stop_gradient", 0.80, 0.9),
+        "no_auxiliary_losses": _result("no_auxiliary_losses", 0.915, 0.9),
+    }
+    lines = check_aims(results, test_videos=500)
+    assert len(lines) == 4
+    assert lines[0].startswith("- **Met**") and "30%" in lines[0]  # 0.9 / 3.0
+    assert lines[1].startswith("- **Met**") and "(fast)" in lines[1] and "44% fewer" in lines[1]
+    assert lines[2].startswith("- **Not met**") and "auxiliary" in lines[2]  # half a point: within the noise
+    assert lines[3].startswith("- **Met**") and "stop-gradient" in lines[3]
+    # More than a third of the full-frame compute fails the first aim even when more accurate.
+    results["adafocus_v2"] = _result("adafocus_v2", 0.95, 1.2, [("full", 0.95, 1.2)])
+    lines = check_aims(results, test_videos=500)
+    assert lines[0].startswith("- **Not met**") and lines[1].startswith("- **Not met**")
+
+
+def test_compare_runs_reuses_and_reports(tiny_dataset: Path, tmp_path: Path):
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({**TINY_TRAINING, "epochs": 1, "data": str(tiny_dataset)}))
+    runs, report = tmp_path / "runs", tmp_path / "results" / "tiny.md"
+    argv = ["--config", str(base), "--runs", str(runs), "--report", str(report)]
+    argv += ["--only", "adafocus_v2", "full_frame", "no_stop_gradient"]
+    assert main(argv) == 0
+    summaries = {name: (runs / name / "summary.json").stat().st_mtime_ns for name in argv[-3:]}
+    text = report.read_text()
+    for label in ("AdaFocusV2, patch 16", "local network on full frames", "ablation: no stop-gradient"):
+        assert f"| {label} |" in text
+    assert "Not run (yet): no_random_patch_branch, no_auxiliary_losses, centre_patch" in text
+    assert text.count("- **") == 3  # compute aim, exit aim, one ablation
+    assert report.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The same command again trains nothing; a different base option would be a new run.
+    assert main(argv) == 0
+    assert {name: (runs / name / "summary.json").stat().st_mtime_ns for name in argv[-3:]} == summaries
+    assert main([*argv[:6], "--report-only"]) == 0
+    assert main(["--set", "no_such_option=1", "--runs", str(runs), "--report-only"]) == 2
