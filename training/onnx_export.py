@@ -15,7 +15,10 @@ import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import onnx
+import onnx.numpy_helper
+import onnx.shape_inference
 import torch
 from onnx import version_converter
 from torch import nn
@@ -50,6 +53,60 @@ def _drop_default_noop_attribute(model: onnx.ModelProto) -> None:
                 if onnx.helper.get_attribute_value(attribute) != 0:
                     raise ValueError(f"{node.name}: noop_with_empty_axes=1 cannot be expressed at opset 17")
                 node.attribute.remove(attribute)
+
+
+_PARKED_DOMAIN = "parked.split"  # outside ai.onnx: the version converter leaves these nodes alone
+
+
+def _park_splits(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """Make opset-18 ``Split`` nodes valid at 13-17 and hide them from the version converter.
+
+    ONNX has no 18 -> 17 adapter for Split (a GRU cell's gates are one). Opset 18 adds the
+    ``num_outputs`` attribute; 13-17 take the sizes as the ``split`` input. We replace the
+    attribute by an explicit ``split`` initializer (sizes from shape inference), park the
+    node in a private domain while the converter runs, and put it back afterwards.
+    """
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {
+        info.name: [d.dim_value if d.HasField("dim_value") else None for d in info.type.tensor_type.shape.dim]
+        for info in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)
+    }
+    parked = []
+    for node in model.graph.node:
+        if node.op_type != "Split" or node.domain not in ("", "ai.onnx"):
+            continue
+        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if "num_outputs" in attributes:
+            axis = attributes.get("axis", 0)
+            shape = shapes.get(node.input[0])
+            size = shape[axis] if shape is not None else None
+            count = attributes["num_outputs"]
+            if size is None:
+                raise ValueError(f"{node.name}: Split over a dynamic axis cannot be expressed at opset 17")
+            chunk = -(-size // count)  # opset 18: equal chunks, the last one smaller
+            sizes = [min(chunk, size - i * chunk) for i in range(count)]
+            name = f"{node.name or node.output[0]}_split_sizes"
+            model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(sizes, dtype=np.int64), name))
+            del node.input[1:]
+            node.input.append(name)
+            for attribute in list(node.attribute):
+                if attribute.name == "num_outputs":
+                    node.attribute.remove(attribute)
+        node.domain = _PARKED_DOMAIN
+        parked.append(node)
+    if parked:
+        model.opset_import.append(onnx.helper.make_opsetid(_PARKED_DOMAIN, 1))
+    return parked
+
+
+def _unpark(model: onnx.ModelProto) -> None:
+    for node in model.graph.node:
+        if node.domain == _PARKED_DOMAIN:
+            node.domain = ""
+    for i, opset in enumerate(model.opset_import):
+        if opset.domain == _PARKED_DOMAIN:
+            del model.opset_import[i]
+            break
 
 
 def export_onnx(
@@ -88,7 +145,9 @@ def export_onnx(
     model = program.model_proto
     if opset != _EXPORTER_OPSET:
         _drop_default_noop_attribute(model)
+        _park_splits(model)
         model = version_converter.convert_version(model, opset)
+        _unpark(model)
     onnx.save(model, str(path))
     onnx.checker.check_model(str(path), full_check=True)
     return path

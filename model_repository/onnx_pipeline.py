@@ -1,0 +1,92 @@
+"""Run an exported pipeline on ONNX Runtime, step by step with early exit (torch-free).
+
+This is the reference loop: for each step t (frame ``order[t]``), glance (+ policy), focus on
+the patch, classify with the running state, and stop at the first step whose confidence
+reaches the operating point's threshold; nothing after the exit step is computed. The
+service batches the same calls across requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from early_exit import confidence
+
+from .loader import LoadedPipeline
+
+
+@dataclass
+class ClipResult:
+    """What one clip gave: logits after each processed step, patch locations, the exit step."""
+
+    step_logits: list[np.ndarray] = field(default_factory=list)  # (K,) per processed step
+    locations: list[np.ndarray | None] = field(default_factory=list)  # (2,) in (0, 1)^2, or None
+    exit_step: int = -1
+
+    @property
+    def logits(self) -> np.ndarray:
+        return self.step_logits[self.exit_step]
+
+
+def create_sessions(pipeline: LoadedPipeline, providers: Sequence[str] = ("CPUExecutionProvider",), threads: int = 0):
+    """One ``onnxruntime.InferenceSession`` per graph, with the given providers in order of preference."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return {
+        name: ort.InferenceSession(str(pipeline.graph_path(name)), options, providers=list(providers))
+        for name in pipeline.manifest.graphs
+    }
+
+
+class OnnxPipeline:
+    """One pipeline version on ONNX Runtime; :meth:`run_clip` processes one clip."""
+
+    def __init__(self, pipeline: LoadedPipeline, sessions: dict | None = None) -> None:
+        self.pipeline = pipeline
+        self.manifest = pipeline.manifest
+        self.sessions = sessions if sessions is not None else create_sessions(pipeline)
+
+    def run_clip(self, frames: np.ndarray, thresholds: Sequence[float] | None = None) -> ClipResult:
+        """``frames``: ``(T, 3, S, S)`` float32, normalised, in sampling order.
+
+        ``thresholds``: one per step (an operating point's), or ``None`` to process every frame.
+        """
+        manifest = self.manifest
+        order = manifest.frames.order
+        if frames.shape[0] != len(order):
+            raise ValueError(f"expected {len(order)} frames, got {frames.shape[0]}")
+        policy_state = np.zeros((1, manifest.state_sizes["policy"]), dtype=np.float32)
+        classifier_state = np.zeros((1, manifest.state_sizes["classifier"]), dtype=np.float32)
+        result = ClipResult()
+        for step, index in enumerate(order):
+            frame = np.ascontiguousarray(frames[index : index + 1], dtype=np.float32)
+            features, location = {}, None
+            if "glance" in self.sessions:
+                if manifest.focus == "policy":
+                    glance, location, policy_state = self.sessions["glance"].run(
+                        None, {"frames": frame, "policy_state": policy_state}
+                    )
+                else:
+                    (glance,) = self.sessions["glance"].run(None, {"frames": frame})
+                features["global_features"] = glance
+            if manifest.focus == "centre":
+                location = np.full((1, 2), 0.5, dtype=np.float32)
+            if "focus" in self.sessions:
+                feeds = {"frames": frame} if manifest.focus == "full_frame" else {"frames": frame, "location": location}
+                (features["local_features"],) = self.sessions["focus"].run(None, feeds)
+            feeds = {**features, "classifier_state": classifier_state, "step": np.array([step], dtype=np.int64)}
+            logits, classifier_state = self.sessions["classifier"].run(None, feeds)
+            result.step_logits.append(logits[0])
+            result.locations.append(None if location is None else location[0])
+            result.exit_step = step
+            if thresholds is not None:
+                score = float(confidence(logits[0], manifest.confidence, manifest.multi_label))
+                if score >= thresholds[step]:
+                    break
+        return result

@@ -1,0 +1,148 @@
+"""Export to the model repository: graphs, equivalence with PyTorch, the manifest and its loader."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from conftest import TINY_TRAINING
+
+from frames.decode import read_clip
+from frames.transform import FrameGeometry
+from model_repository import Manifest, ModelRepositoryError, load_pipeline
+from model_repository.manifest import manifest_schema
+from model_repository.onnx_pipeline import OnnxPipeline
+from training.adafocus.config import TrainConfig
+from training.adafocus.serialization import load_model
+from training.export import export_run, main
+from training.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_dataset: Path, tmp_path_factory) -> dict[str, Path]:
+    """Tiny trained runs of AdaFocusV2 and two baselines, exported into one repository."""
+    root = tmp_path_factory.mktemp("export")
+    repo = root / "repo"
+    for variant in ("adafocus_v2", "full_frame", "glance_only"):
+        train(TrainConfig(data=str(tiny_dataset), out=str(root / variant), variant=variant, **TINY_TRAINING))
+        export_run(root / variant, repo, log=lambda _: None)
+    return {"repo": repo, "runs": root, "data": tiny_dataset}
+
+
+def test_repository_layout_and_graphs(exported):
+    repo = exported["repo"]
+    pipeline = load_pipeline(repo, "adafocus_v2")
+    manifest = pipeline.manifest
+    assert set(manifest.graphs) == {"glance", "focus", "classifier"} and manifest.focus == "policy"
+    for name, graph in manifest.graphs.items():
+        model = onnx.load(str(pipeline.graph_path(name)))
+        onnx.checker.check_model(model, full_check=True)
+        assert {o.domain: o.version for o in model.opset_import}[""] == 17
+        # Only the batch axis is dynamic.
+        for value in model.graph.input:
+            dims = value.type.tensor_type.shape.dim
+            assert dims[0].dim_param and all(d.HasField("dim_value") for d in dims[1:]), (name, value.name)
+        config = (repo / graph.triton_model / "config.pbtxt").read_text()
+        assert f'name: "{graph.triton_model}"' in config and 'platform: "onnxruntime_onnx"' in config
+    focus = onnx.load(str(pipeline.graph_path("focus")))
+    samplers = [node for node in focus.graph.node if node.op_type == "GridSample"]
+    assert len(samplers) == 1
+    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in samplers[0].attribute}
+    assert attributes["mode"] == b"bilinear" and attributes.get("align_corners", 0) == 0
+    labels = (repo / manifest.graphs["classifier"].triton_model / "labels.txt").read_text().splitlines()
+    assert labels == manifest.labels
+    assert abs(manifest.gmacs_per_frame - sum(g.gmacs_per_frame for g in manifest.graphs.values())) < 1e-9
+    assert (repo / "manifest.schema.json").read_text() == manifest_schema()
+    assert set(load_pipeline(repo, "full_frame").manifest.graphs) == {"focus", "classifier"}
+    assert set(load_pipeline(repo, "glance_only").manifest.graphs) == {"glance", "classifier"}
+
+
+def _test_clips(exported, manifest: Manifest) -> list[tuple[np.ndarray, int]]:
+    data = exported["data"]
+    geometry = FrameGeometry(manifest.frames.resize, manifest.frames.crop)
+    rows = [line.split(",") for line in (data / "test.csv").read_text().splitlines()]
+    return [(read_clip(data / path, manifest.frames.num_frames, geometry).frames, int(label)) for path, label in rows]
+
+
+@pytest.mark.parametrize("name", ["adafocus_v2", "full_frame", "glance_only"])
+def test_onnx_pipeline_matches_pytorch_end_to_end(exported, name: str):
+    model, _ = load_model(exported["runs"] / name / "model.pt")
+    pipeline = OnnxPipeline(load_pipeline(exported["repo"], name))
+    for frames, _ in _test_clips(exported, pipeline.manifest):
+        ours = pipeline.run_clip(frames)
+        with torch.no_grad():
+            clip = torch.from_numpy(frames)[None]
+            reference = model(clip).step_logits[0].numpy()
+        got = np.stack(ours.step_logits)
+        assert np.abs(got - reference).max() < 1e-4
+        assert (got.argmax(-1) == reference.argmax(-1)).all()
+
+
+def test_early_exit_stops_computing(exported):
+    pipeline = OnnxPipeline(load_pipeline(exported["repo"], "adafocus_v2"))
+    frames, _ = _test_clips(exported, pipeline.manifest)[0]
+    steps = pipeline.manifest.frames.num_frames
+    assert pipeline.run_clip(frames, thresholds=[-np.inf] * steps).exit_step == 0
+    assert len(pipeline.run_clip(frames, thresholds=[np.inf] * steps).step_logits) == steps
+
+
+def test_versions_and_names(exported, tmp_path: Path):
+    repo = tmp_path / "repo"
+    shutil.copytree(exported["repo"], repo)
+    run = exported["runs"] / "adafocus_v2"
+    assert main([str(run), "--out", str(repo)]) == 0  # the next free version
+    assert load_pipeline(repo, "adafocus_v2").manifest.version == 2
+    assert load_pipeline(repo, "adafocus_v2", version=1).manifest.version == 1
+    assert main([str(run), "--out", str(repo), "--version", "2"]) == 2  # taken
+    assert main([str(tmp_path / "no_run"), "--out", str(repo)]) == 2
+
+
+@pytest.fixture
+def repo_copy(exported, tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    shutil.copytree(exported["repo"], repo)
+    return repo
+
+
+def test_missing_file_is_rejected(repo_copy: Path):
+    (repo_copy / "adafocus_v2_focus" / "1" / "model.onnx").unlink()
+    with pytest.raises(ModelRepositoryError, match="missing file .*adafocus_v2_focus/1/model.onnx"):
+        load_pipeline(repo_copy, "adafocus_v2")
+
+
+def test_corrupt_file_is_rejected(repo_copy: Path):
+    path = repo_copy / "adafocus_v2_classifier" / "1" / "model.onnx"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelRepositoryError, match="corrupt or was replaced"):
+        load_pipeline(repo_copy, "adafocus_v2")
+
+
+def test_invalid_or_mismatched_manifest_is_rejected(repo_copy: Path):
+    manifest_path = repo_copy / "adafocus_v2.v1.json"
+    original = json.loads(manifest_path.read_text())
+    manifest_path.write_text("{not json")
+    with pytest.raises(ModelRepositoryError, match="cannot be read as JSON"):
+        load_pipeline(repo_copy, "adafocus_v2")
+    broken = {k: v for k, v in original.items() if k != "labels"}
+    manifest_path.write_text(json.dumps(broken))
+    with pytest.raises(ModelRepositoryError, match="labels: Field required"):
+        load_pipeline(repo_copy, "adafocus_v2")
+    manifest_path.write_text(json.dumps({**original, "version": 3}))
+    with pytest.raises(ModelRepositoryError, match="describes adafocus_v2 v3"):
+        load_pipeline(repo_copy, "adafocus_v2")
+    with pytest.raises(ModelRepositoryError, match="no pipeline nope in .*available: adafocus_v2"):
+        load_pipeline(repo_copy, "nope")
+    labels = repo_copy / "adafocus_v2_classifier" / "labels.txt"
+    manifest_path.write_text(json.dumps(original))
+    labels.write_text("other\n")
+    with pytest.raises(ModelRepositoryError, match="corrupt or was replaced"):
+        load_pipeline(repo_copy, "adafocus_v2")
