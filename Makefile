@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-dev
 # One pytest worker per core; each worker runs torch on one thread (tests/conftest.py).
 PYTEST_ARGS ?= -n auto
 
-.PHONY: test lint bench-backbones bench-decode train-image train synthetic clean-venv
+.PHONY: test lint bench-backbones bench-decode train-image train compare export synthetic clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,17 @@ synthetic: $(STAMP)
 train-image: $(STAMP)
 	$(BIN)/python training/train_image.py
 
+## train the default AdaFocusV2 on the synthetic benchmark (runs/adafocus)
 train: $(STAMP)
-	.venv/bin/python training/train.py
+	$(BIN)/python training/train.py
+
+## AdaFocusV2, baselines and ablations (runs/compare) -> docs/results/synthetic.{md,png}
+compare: $(STAMP)
+	$(BIN)/python training/compare.py
+
+## export the default run into model_repo/ (next free version)
+export: $(STAMP)
+	$(BIN)/python training/export.py runs/adafocus --out model_repo
 
 clean-venv:
 	rm -rf $(VENV)
