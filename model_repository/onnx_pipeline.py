@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from early_exit import confidence
 
 from .loader import LoadedPipeline
+from .manifest import GraphSpec
 
 
 @dataclass
@@ -31,16 +33,66 @@ class ClipResult:
         return self.step_logits[self.exit_step]
 
 
-def create_sessions(pipeline: LoadedPipeline, providers: Sequence[str] = ("CPUExecutionProvider",), threads: int = 0):
-    """One ``onnxruntime.InferenceSession`` per graph, with the given providers in order of preference."""
+def tensorrt_profile(graph: GraphSpec, batch: int) -> str:
+    """ONNX Runtime's TensorRT profile string for ``graph`` at ``batch`` rows: ``name:1x3x128x128,...``."""
+    return ",".join(
+        f"{spec.name}:" + "x".join(str(batch if d == "batch" else d) for d in spec.shape) for spec in graph.inputs
+    )
+
+
+def provider_options(
+    graph: GraphSpec,
+    providers: Sequence[str],
+    cache_dir: str | Path | None = None,
+    max_batch: int = 64,
+    opt_batch: int = 8,
+    fp16: bool = False,
+) -> list[str | tuple[str, dict[str, str]]]:
+    """Execution providers for one graph, in order of preference, with their options.
+
+    TensorRT gets an explicit optimisation profile for the batch axis (1 .. ``max_batch``,
+    tuned for ``opt_batch``), an engine cache and a timing cache under ``cache_dir`` (so a
+    restart loads engines instead of rebuilding them), and FP16 on request.
+    """
+    chosen: list[str | tuple[str, dict[str, str]]] = []
+    for provider in providers:
+        if provider == "TensorrtExecutionProvider":
+            options = {
+                "trt_profile_min_shapes": tensorrt_profile(graph, 1),
+                "trt_profile_opt_shapes": tensorrt_profile(graph, opt_batch),
+                "trt_profile_max_shapes": tensorrt_profile(graph, max_batch),
+                "trt_fp16_enable": str(fp16),
+            }
+            if cache_dir is not None:
+                options.update(
+                    trt_engine_cache_enable="True",
+                    trt_engine_cache_path=str(cache_dir),
+                    trt_timing_cache_enable="True",
+                    trt_timing_cache_path=str(cache_dir),
+                )
+            chosen.append((provider, options))
+        else:
+            chosen.append(provider)
+    return chosen
+
+
+def create_sessions(
+    pipeline: LoadedPipeline,
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+    threads: int = 0,
+    **options,
+) -> dict:
+    """One ``onnxruntime.InferenceSession`` per graph; providers in order of preference (:func:`provider_options`)."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
+    session_options = ort.SessionOptions()
     if threads:
-        options.intra_op_num_threads = threads
+        session_options.intra_op_num_threads = threads
     return {
-        name: ort.InferenceSession(str(pipeline.graph_path(name)), options, providers=list(providers))
-        for name in pipeline.manifest.graphs
+        name: ort.InferenceSession(
+            str(pipeline.graph_path(name)), session_options, providers=provider_options(graph, providers, **options)
+        )
+        for name, graph in pipeline.manifest.graphs.items()
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_TRAINING
 
 from early_exit import calibrate, confidence, simulate_exit
 from frames.patch import box_in_original, patch_origin, sampling_grid
@@ -17,19 +18,8 @@ from training.adafocus.evaluation import run_with_exit
 from training.adafocus.model import VARIANTS
 from training.adafocus.presets import paper_activitynet
 
-TINY = {
-    "num_classes": 5,
-    "num_frames": 4,
-    "frame_size": 32,
-    "glance_size": 16,
-    "patch_size": 16,
-    "global_model": "mobilenetv2_035",
-    "global_kwargs": {"output_stride": 8, "last_channels": 32},
-    "local_model": "mobilenetv2_035",
-    "local_kwargs": {"last_channels": 32},
-    "policy_hidden": 16,
-    "classifier_width": 16,
-}
+# The model part of the tiny training configuration.
+TINY = {"num_classes": 5, **{k: v for k, v in TINY_TRAINING.items() if k in AdaFocusConfig.__dataclass_fields__}}
 
 
 def tiny_model(**overrides) -> AdaFocusV2:

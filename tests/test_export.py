@@ -16,7 +16,7 @@ from frames.decode import read_clip
 from frames.transform import FrameGeometry
 from model_repository import Manifest, ModelRepositoryError, load_pipeline
 from model_repository.manifest import manifest_schema
-from model_repository.onnx_pipeline import OnnxPipeline
+from model_repository.onnx_pipeline import OnnxPipeline, provider_options
 from training.adafocus.config import TrainConfig
 from training.adafocus.serialization import load_model
 from training.export import export_run, main
@@ -146,3 +146,32 @@ def test_invalid_or_mismatched_manifest_is_rejected(repo_copy: Path):
     labels.write_text("other\n")
     with pytest.raises(ModelRepositoryError, match="corrupt or was replaced"):
         load_pipeline(repo_copy, "adafocus_v2")
+
+
+def test_tensorrt_provider_gets_profiles_and_caches(exported, tmp_path: Path):
+    glance = load_pipeline(exported["repo"], "adafocus_v2").manifest.graphs["glance"]
+    trt, cuda = provider_options(glance, ["TensorrtExecutionProvider", "CUDAExecutionProvider"], tmp_path, 16, 4)
+    name, options = trt
+    assert name == "TensorrtExecutionProvider" and cuda == "CUDAExecutionProvider"
+    assert options["trt_profile_min_shapes"] == "frames:1x3x32x32,policy_state:1x16"
+    assert options["trt_profile_opt_shapes"] == "frames:4x3x32x32,policy_state:4x16"
+    assert options["trt_profile_max_shapes"] == "frames:16x3x32x32,policy_state:16x16"
+    assert options["trt_engine_cache_path"] == str(tmp_path) and options["trt_engine_cache_enable"] == "True"
+
+
+def test_shipped_model_loads_and_classifies(tmp_path: Path):
+    """model_repo/ ships a verified default model that reads fresh synthetic clips."""
+    from training.data.synthetic import SyntheticConfig, generate
+
+    pipeline = OnnxPipeline(load_pipeline(REPO / "model_repo", "adafocus_v2"))
+    manifest = pipeline.manifest
+    assert (REPO / "model_repo" / "manifest.schema.json").read_text() == manifest_schema()
+    assert {"full", "accurate", "balanced", "fast"} <= {n for p in manifest.operating_points for n in p.names}
+    data = generate(tmp_path, SyntheticConfig(seed=11, train=1, calibration=1, test=20), workers=1)
+    geometry = FrameGeometry(manifest.frames.resize, manifest.frames.crop)
+    correct = 0
+    for line in (data / "test.csv").read_text().splitlines():
+        path, label = line.split(",")
+        frames = read_clip(data / path, manifest.frames.num_frames, geometry).frames
+        correct += int(pipeline.run_clip(frames).logits.argmax()) == int(label)
+    assert correct >= 16  # 98% on the 500-clip test split; chance is 2 of 20
