@@ -1,0 +1,64 @@
+"""The FastAPI application: ``create_app(settings)``; models load in ``lifespan``."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+
+from frames.errors import VideoError
+from frames.limits import DecodeLimits
+
+from .decoding import DecoderPool
+from .problems import Problem, handle_problem, handle_validation_error, handle_video_error
+from .registry import ModelRegistry
+from .routes import router
+from .settings import Settings
+
+
+def decode_limits(settings: Settings) -> DecodeLimits:
+    return DecodeLimits(
+        max_bytes=int(settings.max_upload_mb * 1e6),
+        max_duration_s=settings.max_duration_s,
+        max_pixels=settings.max_pixels,
+        max_wall_s=settings.decode_timeout_s,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.settings = settings
+        app.state.registry = ModelRegistry(settings)
+        app.state.decoder = DecoderPool(settings.decode_workers, decode_limits(settings))
+        # Loading verifies checksums and warms every graph up: off the event loop.
+        await asyncio.to_thread(app.state.registry.load)
+        await asyncio.to_thread(app.state.decoder.warm_up)
+        try:
+            yield
+        finally:
+            app.state.decoder.close()
+
+    app = FastAPI(
+        title="AdaFocus video recognition",
+        summary="Upload a video, get its class: glance, focus on one patch per frame, exit early.",
+        lifespan=lifespan,
+    )
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next):
+        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = request.state.request_id
+        return response
+
+    app.add_exception_handler(Problem, handle_problem)
+    app.add_exception_handler(VideoError, handle_video_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.include_router(router)
+    return app

@@ -1,0 +1,88 @@
+"""One request's work after decoding: glance -> policy -> crop -> focus -> classify with early exit."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from early_exit import OperatingPoint, choose_operating_point
+from frames.decode import Clip
+from frames.patch import box_in_original, patch_origin
+from frames.transform import FrameGeometry
+
+from .problems import Problem
+from .registry import ServedModel
+
+
+def parse_exit(value: str) -> str | float | None:
+    """``off`` (every frame), an operating point's name, or a GMACs-per-video budget."""
+    if value == "off":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def choose_point(model: ServedModel, choice: str | float | None) -> OperatingPoint | None:
+    if choice is None:
+        return None
+    try:
+        return choose_operating_point(model.operating_points, choice)
+    except KeyError as error:
+        raise Problem(422, "Unknown operating point", str(error.args[0])) from None
+
+
+def _softmax(logits: np.ndarray, multi_label: bool) -> np.ndarray:
+    logits = logits.astype(np.float64)
+    if multi_label:
+        return 1.0 / (1.0 + np.exp(-logits))
+    shifted = np.exp(logits - logits.max())
+    return shifted / shifted.sum()
+
+
+def classify_clip(model: ServedModel, clip: Clip, point: OperatingPoint | None, top_k: int) -> dict[str, Any]:
+    """Run the pipeline on a decoded clip and describe the result (scores, exit, compute, boxes)."""
+    manifest = model.pipeline.manifest
+    started = time.perf_counter()
+    result = model.runner.run_clip(clip.frames, point.thresholds if point is not None else None)
+    seconds = time.perf_counter() - started
+    scores = _softmax(result.logits, manifest.multi_label)
+    best = np.argsort(-scores)[:top_k]
+    order = manifest.frames.order
+    geometry = FrameGeometry(manifest.frames.resize, manifest.frames.crop)
+    processed = []
+    for step, location in enumerate(result.locations):
+        index = order[step]
+        entry: dict[str, Any] = {
+            "step": step,
+            "frame_index": int(clip.frame_indices[index]),
+            "time_s": float(clip.timestamps[index]),
+            "box": None,
+        }
+        if location is not None and manifest.frames.patch_size is not None:
+            origin = patch_origin(location, manifest.frames.crop, manifest.frames.patch_size)
+            box = box_in_original(tuple(map(float, origin)), manifest.frames.patch_size, geometry, clip.original_size)
+            entry["box"] = box.as_dict()
+        processed.append(entry)
+    steps = len(result.step_logits)
+    return {
+        "labels": [{"label": manifest.labels[i], "score": float(scores[i])} for i in best],
+        "exit": {
+            "operating_point": None if point is None else (point.names[0] if point.names else f"p={point.p:.3g}"),
+            "step": result.exit_step,
+            "frame_index": processed[-1]["frame_index"],
+            "time_s": processed[-1]["time_s"],
+            "frames_processed": steps,
+            "frames_sampled": manifest.frames.num_frames,
+            "frames_decoded": int(clip.decoded_frames),
+        },
+        "gmacs": {
+            "spent": manifest.gmacs_per_frame * steps,
+            "full_model": manifest.gmacs_per_frame * manifest.frames.num_frames,
+        },
+        "frames": processed,
+        "inference_s": seconds,
+    }

@@ -1,0 +1,68 @@
+"""Decoding in separate processes, so that a hostile file can crash or hang only a worker.
+
+Uploads stay in memory (bounded by the upload limit; no temporary file). A worker that
+crashes is replaced and the request gets a 422; one that outlives the hard deadline is
+killed and replaced and the request gets a 504. The event loop only awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from frames.decode import Clip, read_clip
+from frames.limits import DecodeLimits
+from frames.transform import FrameGeometry
+
+from .problems import Problem
+
+# The frames pipeline stops itself at its own deadline (DecodeTimeoutError, 504); this margin
+# is the backstop for a decoder stuck inside FFmpeg, where no Python code runs.
+HARD_DEADLINE_MARGIN_S = 5.0
+
+
+def _decode(data: bytes, num_frames: int, geometry: FrameGeometry, limits: DecodeLimits) -> Clip:
+    return read_clip(io.BytesIO(data), num_frames, geometry, limits, threads=1)
+
+
+class DecoderPool:
+    """A pool of decoder processes with crash and hang recovery."""
+
+    def __init__(self, workers: int, limits: DecodeLimits) -> None:
+        self.workers = workers
+        self.limits = limits
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("forkserver"))
+
+    def _replace_pool(self) -> None:
+        broken = self._pool
+        self._pool = self._new_pool()
+        for process in list(getattr(broken, "_processes", {}).values()):
+            process.kill()  # a hung decoder ignores everything else
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    async def decode(self, data: bytes, num_frames: int, geometry: FrameGeometry) -> Clip:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._pool, _decode, data, num_frames, geometry, self.limits)
+        deadline = (self.limits.max_wall_s or 60.0) + HARD_DEADLINE_MARGIN_S
+        try:
+            return await asyncio.wait_for(future, deadline)
+        except TimeoutError:
+            self._replace_pool()
+            raise Problem(504, "Decoding timed out", f"the decoder did not finish within {deadline:.0f} s") from None
+        except BrokenProcessPool:
+            self._replace_pool()
+            raise Problem(422, "Undecodable video", "the decoder crashed on this file") from None
+
+    def warm_up(self) -> None:
+        """Start every worker now rather than on the first request."""
+        for future in [self._pool.submit(int, 0) for _ in range(self.workers)]:
+            future.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

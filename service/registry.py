@@ -1,0 +1,86 @@
+"""The served pipelines: loaded and verified from the model repository, sessions created, warmed up."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from early_exit import OperatingPoint
+from model_repository import LoadedPipeline, ModelRepositoryError, find_pipelines, load_pipeline
+from model_repository.onnx_pipeline import OnnxPipeline, create_sessions
+
+from .settings import Settings
+
+log = logging.getLogger("service")
+
+
+@dataclass
+class ServedModel:
+    pipeline: LoadedPipeline
+    runner: OnnxPipeline
+    operating_points: list[OperatingPoint]
+    providers: list[str]
+
+    @property
+    def name(self) -> str:
+        return self.pipeline.manifest.name
+
+    @property
+    def version(self) -> int:
+        return self.pipeline.manifest.version
+
+
+def available_providers(preferred: list[str]) -> list[str]:
+    """The preferred ONNX Runtime providers this machine has, in order (CPU always last resort)."""
+    import onnxruntime as ort
+
+    present = set(ort.get_available_providers())
+    chosen = [p for p in preferred if p in present]
+    return chosen if "CPUExecutionProvider" in chosen else [*chosen, "CPUExecutionProvider"]
+
+
+class ModelRegistry:
+    """Every served pipeline version, by name and version."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.models: dict[tuple[str, int], ServedModel] = {}
+        self.ready = False
+
+    def load(self) -> None:
+        """Load, verify and warm up every pipeline (or those named in the settings); raises on a bad repository."""
+        root = self.settings.model_repo
+        found = find_pipelines(root) if root.is_dir() else {}
+        names = self.settings.models or sorted(found)
+        if not names:
+            raise ModelRepositoryError(f"no pipelines in {root}")
+        providers = available_providers(self.settings.providers)
+        for name in names:
+            for version in found.get(name, [None]):  # None: load_pipeline says what is missing
+                pipeline = load_pipeline(root, name, version)
+                sessions = create_sessions(
+                    pipeline, providers, self.settings.threads, cache_dir=self.settings.trt_cache_dir
+                )
+                points = [OperatingPoint.from_dict(p.model_dump()) for p in pipeline.manifest.operating_points]
+                model = ServedModel(pipeline, OnnxPipeline(pipeline, sessions), points, providers)
+                self._warm_up(model)
+                self.models[(name, pipeline.manifest.version)] = model
+                log.info("loaded %s v%d on %s", name, pipeline.manifest.version, ", ".join(providers))
+        self.ready = True
+
+    @staticmethod
+    def _warm_up(model: ServedModel) -> None:
+        frames = model.pipeline.manifest.frames
+        model.runner.run_clip(np.zeros((frames.num_frames, 3, frames.crop, frames.crop), dtype=np.float32))
+
+    def get(self, name: str | None, version: int | None = None) -> ServedModel:
+        name = name or self.settings.default_model
+        versions = sorted(v for (n, v) in self.models if n == name)
+        if not versions or (version is not None and version not in versions):
+            served = ", ".join(f"{n} v{v}" for n, v in sorted(self.models)) or "none"
+            raise KeyError(
+                f"model {name}{'' if version is None else f' version {version}'} is not served; served: {served}"
+            )
+        return self.models[(name, version if version is not None else versions[-1])]

@@ -1,0 +1,133 @@
+"""HTTP endpoints: health, readiness, the served models, and POST /classify."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from frames.transform import FrameGeometry
+
+from .classify import choose_point, classify_clip, parse_exit
+from .decoding import DecoderPool
+from .problems import Problem
+from .registry import ModelRegistry
+from .settings import Settings
+
+router = APIRouter()
+
+VIDEO_CONTENT_TYPES = ("video/", "application/octet-stream")
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    return request.app.state.registry
+
+
+def get_decoder(request: Request) -> DecoderPool:
+    return request.app.state.decoder
+
+
+@router.get("/healthz", summary="the process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="models loaded, verified and warmed up")
+async def readyz(registry: Annotated[ModelRegistry, Depends(get_registry)]) -> JSONResponse:
+    if not registry.ready:
+        return JSONResponse({"status": "loading"}, status_code=503)
+    return JSONResponse({"status": "ready", "models": [f"{n} v{v}" for n, v in sorted(registry.models)]})
+
+
+@router.get("/v1/models", summary="the served pipelines' manifests (labels, operating points, costs)")
+async def models(registry: Annotated[ModelRegistry, Depends(get_registry)]) -> dict[str, Any]:
+    return {
+        "models": [
+            {
+                **model.pipeline.manifest.model_dump(mode="json", exclude={"files", "source"}),
+                "providers": model.providers,
+            }
+            for model in registry.models.values()
+        ]
+    }
+
+
+async def _read_limited(chunks, limit: int) -> bytes:
+    data = bytearray()
+    async for chunk in chunks:
+        data += chunk
+        if len(data) > limit:
+            raise Problem(413, "Video too large", f"the upload exceeds the limit of {limit / 1e6:.0f} MB")
+    return bytes(data)
+
+
+async def read_video(request: Request, limit: int) -> bytes:
+    """The uploaded video: multipart field ``video``, or the raw body with a video content type."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit + 64 * 1024:
+        raise Problem(413, "Video too large", f"the upload exceeds the limit of {limit / 1e6:.0f} MB")
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=8)
+        upload = form.get("video")
+        if upload is None or isinstance(upload, str):
+            raise Problem(422, "No video", "send the video as the multipart field 'video'")
+
+        async def chunks():
+            while chunk := await upload.read(1 << 20):
+                yield chunk
+
+        try:
+            return await _read_limited(chunks(), limit)
+        finally:
+            await upload.close()
+    if not content_type.startswith(VIDEO_CONTENT_TYPES):
+        raise Problem(
+            415, "Unsupported media type", f"expected multipart/form-data or a video/* body, got {content_type!r}"
+        )
+    return await _read_limited(request.stream(), limit)
+
+
+@router.post("/classify", summary="classify an uploaded video with early exit")
+async def classify(
+    request: Request,
+    settings: Annotated[Settings, Depends(get_settings)],
+    registry: Annotated[ModelRegistry, Depends(get_registry)],
+    decoder: Annotated[DecoderPool, Depends(get_decoder)],
+    top_k: Annotated[int, Query(ge=1, le=1000)] = 5,
+    exit: Annotated[str | None, Query(description="off, an operating point's name, or a GMACs budget")] = None,
+    model: Annotated[str | None, Query(description="pipeline name (default: the service's default)")] = None,
+    version: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    if not registry.ready:
+        raise Problem(503, "Not ready", "models are still loading", {"Retry-After": "5"})
+    try:
+        served = registry.get(model, version)
+    except KeyError as error:
+        raise Problem(404, "Unknown model", str(error.args[0])) from None
+    point = choose_point(served, parse_exit(exit or settings.default_exit))
+    data = await read_video(request, int(settings.max_upload_mb * 1e6))
+    if not data:
+        raise Problem(422, "Empty upload", "the uploaded video is empty")
+    frames = served.pipeline.manifest.frames
+    started = time.perf_counter()
+    clip = await decoder.decode(data, frames.num_frames, FrameGeometry(frames.resize, frames.crop))
+    decode_s = time.perf_counter() - started
+    result = await asyncio.to_thread(
+        classify_clip, served, clip, point, min(top_k, len(served.pipeline.manifest.labels))
+    )
+    inference_s = result.pop("inference_s")
+    return {
+        "model": {"name": served.name, "version": served.version},
+        "request_id": request.state.request_id,
+        **result,
+        "video": {"width": clip.original_size[0], "height": clip.original_size[1], "frames": int(clip.num_frames)},
+        "timings_s": {"decode": decode_s, "inference": inference_s},
+    }

@@ -1,0 +1,30 @@
+"""Service configuration from environment variables (``ADAFOCUS_*``), via pydantic-settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every field is an environment variable: ``model_repo`` -> ``ADAFOCUS_MODEL_REPO``."""
+
+    model_config = SettingsConfigDict(env_prefix="ADAFOCUS_", env_file=None)
+
+    model_repo: Path = Field(Path("model_repo"), description="the model repository to serve")
+    models: list[str] = Field(default_factory=list, description="pipelines to load (empty: every one found)")
+    default_model: str = Field("adafocus_v2", description="the pipeline used when a request names none")
+    providers: list[str] = Field(
+        default_factory=lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+        description="ONNX Runtime execution providers in order of preference (unavailable ones are skipped)",
+    )
+    trt_cache_dir: Path | None = Field(None, description="TensorRT engine and timing cache directory")
+    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads per session (0: its default)")
+    decode_workers: int = Field(2, ge=1, description="decoder processes (a hostile file cannot crash the server)")
+    max_upload_mb: float = Field(200.0, gt=0, description="largest accepted upload (413 above)")
+    max_duration_s: float = Field(600.0, gt=0, description="longest accepted video (422 above)")
+    max_pixels: int = Field(3840 * 2160, gt=0, description="largest accepted frame (422 above)")
+    decode_timeout_s: float = Field(30.0, gt=0, description="decoding wall-time limit (504 above)")
+    default_exit: str = Field("balanced", description="operating point used when a request names none")

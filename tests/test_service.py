@@ -1,0 +1,102 @@
+"""The inference service on the shipped model: endpoints, classification with exit, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+from training.data.synthetic import SyntheticConfig, generate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def settings(**overrides) -> Settings:
+    return Settings(
+        model_repo=REPO / "model_repo", providers=["CPUExecutionProvider"], decode_workers=1, threads=1, **overrides
+    )
+
+
+@pytest.fixture(scope="module")
+def client():
+    with TestClient(create_app(settings())) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> list[tuple[Path, str]]:
+    root = generate(tmp_path_factory.mktemp("videos"), SyntheticConfig(seed=21, train=1, calibration=1, test=4), 1)
+    return [
+        (root / path, f"pattern_{label}")
+        for path, label in (line.split(",") for line in (root / "test.csv").read_text().splitlines())
+    ]
+
+
+def test_health_readiness_and_models(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["models"] == ["adafocus_v2 v1"]
+    (model,) = client.get("/v1/models").json()["models"]
+    assert model["name"] == "adafocus_v2" and len(model["labels"]) == 10 and "files" not in model
+    assert {"full", "balanced", "fast"} <= {n for p in model["operating_points"] for n in p["names"]}
+    assert model["providers"] == ["CPUExecutionProvider"]
+
+
+def test_classify_multipart_every_frame(client, videos):
+    path, label = videos[0]
+    response = client.post("/classify", params={"exit": "off", "top_k": 3}, files={"video": path.open("rb")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["labels"][0]["label"] == label and len(body["labels"]) == 3
+    assert body["exit"]["frames_processed"] == 8 and body["exit"]["step"] == 7
+    assert body["gmacs"]["spent"] == pytest.approx(body["gmacs"]["full_model"])
+    assert len(body["frames"]) == 8 and response.headers["x-request-id"] == body["request_id"]
+    for frame in body["frames"]:
+        box = frame["box"]
+        assert 0 <= box["x"] and box["x"] + box["width"] <= 128 and box["width"] == pytest.approx(64)
+
+
+def test_classify_raw_body_with_early_exit(client, videos):
+    for path, label in videos:
+        response = client.post(
+            "/classify", params={"exit": "fast"}, content=path.read_bytes(), headers={"content-type": "video/mp4"}
+        )
+        body = response.json()
+        assert response.status_code == 200 and body["labels"][0]["label"] == label
+        assert len(body["frames"]) == body["exit"]["frames_processed"] == body["exit"]["step"] + 1
+        assert body["gmacs"]["spent"] <= body["gmacs"]["full_model"]
+        assert body["exit"]["operating_point"] == "fast"
+
+
+def _problem(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    return body
+
+
+def test_bad_input_gets_problem_details(client, videos):
+    garbage = _problem(client.post("/classify", files={"video": ("x.mp4", b"not a video at all" * 100)}), 415)
+    assert "format" in garbage["title"].lower()
+    data = videos[0][0].read_bytes()
+    truncated = client.post("/classify", content=data[: len(data) // 3], headers={"content-type": "video/mp4"})
+    assert truncated.status_code in (415, 422)
+    _problem(truncated, truncated.status_code)
+    _problem(client.post("/classify", content=b"hello", headers={"content-type": "text/plain"}), 415)
+    _problem(client.post("/classify", files={"other": ("x.mp4", data)}), 422)
+    _problem(client.post("/classify", params={"model": "nope"}, files={"video": ("x.mp4", data)}), 404)
+    _problem(client.post("/classify", params={"exit": "sometimes"}, files={"video": ("x.mp4", data)}), 422)
+    _problem(client.post("/classify", params={"top_k": 0}, files={"video": ("x.mp4", data)}), 422)
+    _problem(client.post("/classify", content=b"", headers={"content-type": "video/mp4"}), 422)
+    # The service is still fine afterwards.
+    assert client.post("/classify", files={"video": ("x.mp4", data)}).status_code == 200
+
+
+def test_upload_limit(videos):
+    with TestClient(create_app(settings(max_upload_mb=0.01))) as small:
+        body = _problem(small.post("/classify", files={"video": ("x.mp4", videos[0][0].read_bytes())}), 413)
+        assert "limit" in body["detail"]
