@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-dev
 # One pytest worker per core; each worker runs torch on one thread (tests/conftest.py).
 PYTEST_ARGS ?= -n auto
 
-.PHONY: test lint bench-backbones bench-decode train-image train compare export synthetic clean-venv
+.PHONY: serve test lint bench-backbones bench-decode train-image train compare export synthetic clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,20 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python requirements/service.txt requirements/train.txt requirements/dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
 	touch $@
+
+SERVICE_VENV ?= .venv-service
+SERVICE_STAMP := $(SERVICE_VENV)/.installed
+
+# The service's own environment: requirements/service.txt only, no torch.
+$(SERVICE_STAMP): requirements/service.txt
+	$(PYTHON) -m venv $(SERVICE_VENV)
+	$(SERVICE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SERVICE_VENV)/bin/python -m pip install --quiet -r requirements/service.txt
+	touch $@
+
+## make serve: the service on CPU with the shipped model at http://127.0.0.1:8000 (docs at /docs)
+serve: $(SERVICE_STAMP)
+	ADAFOCUS_PROVIDERS='["CPUExecutionProvider"]' $(SERVICE_VENV)/bin/python -m service
 
 ## make test: create .venv if missing, install what the tests need, lint, run the test suite
 test: $(STAMP)

@@ -24,6 +24,11 @@ from .problems import Problem
 HARD_DEADLINE_MARGIN_S = 5.0
 
 
+def _ready() -> bool:
+    """Run once per worker at start-up: importing this module loads PyAV and FFmpeg there."""
+    return True
+
+
 def _decode(data: bytes, num_frames: int, geometry: FrameGeometry, limits: DecodeLimits) -> Clip:
     return read_clip(io.BytesIO(data), num_frames, geometry, limits, threads=1)
 
@@ -61,7 +66,7 @@ class DecoderPool:
 
     def warm_up(self) -> None:
         """Start every worker now rather than on the first request."""
-        for future in [self._pool.submit(int, 0) for _ in range(self.workers)]:
+        for future in [self._pool.submit(_ready) for _ in range(self.workers)]:
             future.result()
 
     def close(self) -> None:

@@ -100,3 +100,20 @@ def test_upload_limit(videos):
     with TestClient(create_app(settings(max_upload_mb=0.01))) as small:
         body = _problem(small.post("/classify", files={"video": ("x.mp4", videos[0][0].read_bytes())}), 413)
         assert "limit" in body["detail"]
+
+
+def test_service_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from fastapi.testclient import TestClient\n"
+        "from service.app import create_app\n"
+        "from service.settings import Settings\n"
+        f"with TestClient(create_app(Settings(model_repo={str(REPO / 'model_repo')!r}, decode_workers=1))) as c:\n"
+        "    assert c.get('/readyz').status_code == 200\n"
+        "assert 'torch' not in sys.modules, 'the service imported torch'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
