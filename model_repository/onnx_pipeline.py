@@ -8,6 +8,7 @@ service batches the same calls across requests.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ class ClipResult:
     step_logits: list[np.ndarray] = field(default_factory=list)  # (K,) per processed step
     locations: list[np.ndarray | None] = field(default_factory=list)  # (2,) in (0, 1)^2, or None
     exit_step: int = -1
+    seconds: dict[str, float] = field(default_factory=lambda: {"glance": 0.0, "focus": 0.0, "classify": 0.0})
 
     @property
     def logits(self) -> np.ndarray:
@@ -119,6 +121,7 @@ class OnnxPipeline:
         for step, index in enumerate(order):
             frame = np.ascontiguousarray(frames[index : index + 1], dtype=np.float32)
             features, location = {}, None
+            started = time.perf_counter()
             if "glance" in self.sessions:
                 if manifest.focus == "policy":
                     glance, location, policy_state = self.sessions["glance"].run(
@@ -129,11 +132,16 @@ class OnnxPipeline:
                 features["global_features"] = glance
             if manifest.focus == "centre":
                 location = np.full((1, 2), 0.5, dtype=np.float32)
+            glanced = time.perf_counter()
             if "focus" in self.sessions:
                 feeds = {"frames": frame} if manifest.focus == "full_frame" else {"frames": frame, "location": location}
                 (features["local_features"],) = self.sessions["focus"].run(None, feeds)
+            focused = time.perf_counter()
             feeds = {**features, "classifier_state": classifier_state, "step": np.array([step], dtype=np.int64)}
             logits, classifier_state = self.sessions["classifier"].run(None, feeds)
+            result.seconds["glance"] += glanced - started
+            result.seconds["focus"] += focused - glanced
+            result.seconds["classify"] += time.perf_counter() - focused
             result.step_logits.append(logits[0])
             result.locations.append(None if location is None else location[0])
             result.exit_step = step

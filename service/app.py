@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from contextlib import asynccontextmanager
 
@@ -13,6 +14,7 @@ from frames.errors import VideoError
 from frames.limits import DecodeLimits
 
 from .decoding import DecoderPool
+from .metrics import Metrics
 from .problems import Problem, handle_problem, handle_validation_error, handle_video_error
 from .registry import ModelRegistry
 from .routes import router
@@ -34,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.settings = settings
+        app.state.metrics = metrics
         app.state.registry = ModelRegistry(settings)
         app.state.decoder = DecoderPool(settings.decode_workers, decode_limits(settings))
         # Loading verifies checksums and warms every graph up: off the event loop.
@@ -44,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             app.state.decoder.close()
 
+    metrics = Metrics()
     app = FastAPI(
         title="AdaFocus video recognition",
         summary="Upload a video, get its class: glance, focus on one patch per frame, exit early.",
@@ -51,10 +55,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     @app.middleware("http")
-    async def request_id(request: Request, call_next):
+    async def request_id_and_metrics(request: Request, call_next):
         request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        started = time.perf_counter()
         response = await call_next(request)
         response.headers["X-Request-ID"] = request.state.request_id
+        if request.url.path == "/classify":
+            metrics.request_seconds.labels(str(response.status_code)).observe(time.perf_counter() - started)
         return response
 
     app.add_exception_handler(Problem, handle_problem)

@@ -28,6 +28,9 @@ def problem_response(request: Request, status: int, title: str, detail: str, hea
         "instance": request.url.path,
         "request_id": getattr(request.state, "request_id", None),
     }
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.errors.labels(title).inc()
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from frames.transform import FrameGeometry
 
 from .classify import choose_point, classify_clip, parse_exit
 from .decoding import DecoderPool
+from .metrics import Metrics
 from .problems import Problem
 from .registry import ModelRegistry
 from .settings import Settings
@@ -34,6 +37,20 @@ def get_decoder(request: Request) -> DecoderPool:
     return request.app.state.decoder
 
 
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+def require_api_key(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:
+    """With ``ADAFOCUS_API_KEY`` set, ``Authorization: Bearer KEY`` (or ``X-API-Key: KEY``) is required."""
+    if settings.api_key is None:
+        return
+    expected = settings.api_key.get_secret_value()
+    given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Problem(401, "Unauthorized", "a valid API key is required", {"WWW-Authenticate": "Bearer"})
+
+
 @router.get("/healthz", summary="the process is alive")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
@@ -46,7 +63,16 @@ async def readyz(registry: Annotated[ModelRegistry, Depends(get_registry)]) -> J
     return JSONResponse({"status": "ready", "models": [f"{n} v{v}" for n, v in sorted(registry.models)]})
 
 
-@router.get("/v1/models", summary="the served pipelines' manifests (labels, operating points, costs)")
+@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+async def metrics(metrics: Annotated[Metrics, Depends(get_metrics)]) -> PlainTextResponse:
+    return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get(
+    "/v1/models",
+    summary="the served pipelines' manifests (labels, operating points, costs)",
+    dependencies=[Depends(require_api_key)],
+)
 async def models(registry: Annotated[ModelRegistry, Depends(get_registry)]) -> dict[str, Any]:
     return {
         "models": [
@@ -95,12 +121,13 @@ async def read_video(request: Request, limit: int) -> bytes:
     return await _read_limited(request.stream(), limit)
 
 
-@router.post("/classify", summary="classify an uploaded video with early exit")
+@router.post("/classify", summary="classify an uploaded video with early exit", dependencies=[Depends(require_api_key)])
 async def classify(
     request: Request,
     settings: Annotated[Settings, Depends(get_settings)],
     registry: Annotated[ModelRegistry, Depends(get_registry)],
     decoder: Annotated[DecoderPool, Depends(get_decoder)],
+    metrics: Annotated[Metrics, Depends(get_metrics)],
     top_k: Annotated[int, Query(ge=1, le=1000)] = 5,
     exit: Annotated[str | None, Query(description="off, an operating point's name, or a GMACs budget")] = None,
     model: Annotated[str | None, Query(description="pipeline name (default: the service's default)")] = None,
@@ -108,6 +135,16 @@ async def classify(
 ) -> dict[str, Any]:
     if not registry.ready:
         raise Problem(503, "Not ready", "models are still loading", {"Retry-After": "5"})
+    if metrics.in_flight >= settings.max_in_flight:
+        raise Problem(503, "Overloaded", "too many requests in flight; retry shortly", {"Retry-After": "1"})
+    metrics.enter()
+    try:
+        return await _classify(request, settings, registry, decoder, metrics, top_k, exit, model, version)
+    finally:
+        metrics.leave()
+
+
+async def _classify(request, settings, registry, decoder, metrics, top_k, exit, model, version) -> dict[str, Any]:
     try:
         served = registry.get(model, version)
     except KeyError as error:
@@ -123,11 +160,15 @@ async def classify(
     result = await asyncio.to_thread(
         classify_clip, served, clip, point, min(top_k, len(served.pipeline.manifest.labels))
     )
-    inference_s = result.pop("inference_s")
+    stages = result.pop("stage_seconds")
+    for stage, seconds in {"decode": decode_s, **stages}.items():
+        metrics.stage_seconds.labels(stage).observe(seconds)
+    metrics.exit_step.observe(result["exit"]["step"])
+    metrics.batch_size.observe(1)  # one video's frame per graph call until dynamic batching lands
     return {
         "model": {"name": served.name, "version": served.version},
         "request_id": request.state.request_id,
         **result,
         "video": {"width": clip.original_size[0], "height": clip.original_size[1], "frames": int(clip.num_frames)},
-        "timings_s": {"decode": decode_s, "inference": inference_s},
+        "timings_s": {"decode": decode_s, **stages},
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,3 +28,7 @@ class Settings(BaseSettings):
     max_pixels: int = Field(3840 * 2160, gt=0, description="largest accepted frame (422 above)")
     decode_timeout_s: float = Field(30.0, gt=0, description="decoding wall-time limit (504 above)")
     default_exit: str = Field("balanced", description="operating point used when a request names none")
+    max_in_flight: int = Field(32, ge=1, description="classify requests served at once; more get 503 + Retry-After")
+    api_key: SecretStr | None = Field(
+        None, description="if set, /classify and /v1/models need 'Authorization: Bearer KEY'"
+    )

@@ -54,6 +54,7 @@ def test_classify_multipart_every_frame(client, videos):
     assert body["exit"]["frames_processed"] == 8 and body["exit"]["step"] == 7
     assert body["gmacs"]["spent"] == pytest.approx(body["gmacs"]["full_model"])
     assert len(body["frames"]) == 8 and response.headers["x-request-id"] == body["request_id"]
+    assert set(body["timings_s"]) == {"decode", "glance", "focus", "classify"}
     for frame in body["frames"]:
         box = frame["box"]
         assert 0 <= box["x"] and box["x"] + box["width"] <= 128 and box["width"] == pytest.approx(64)
@@ -117,3 +118,29 @@ def test_service_never_imports_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_metrics_count_requests_stages_exits_and_errors(client, videos):
+    client.post("/classify", files={"video": videos[1][0].open("rb")})
+    client.post("/classify", content=b"hello", headers={"content-type": "text/plain"})
+    text = client.get("/metrics").text
+    for stage in ("decode", "glance", "focus", "classify"):
+        assert f'adafocus_stage_seconds_count{{stage="{stage}"}}' in text
+    assert 'adafocus_request_seconds_count{status="200"}' in text
+    assert 'adafocus_errors_total{kind="Unsupported media type"}' in text
+    assert "adafocus_exit_step_count" in text and "adafocus_requests_in_flight 0.0" in text
+
+
+def test_api_key_and_overload(videos):
+    with TestClient(create_app(settings(api_key="s3cret", max_in_flight=1))) as guarded:
+        data = videos[0][0].read_bytes()
+        _problem(guarded.post("/classify", files={"video": ("x.mp4", data)}), 401)
+        _problem(guarded.get("/v1/models"), 401)
+        assert guarded.get("/healthz").status_code == 200  # probes need no key
+        headers = {"Authorization": "Bearer s3cret"}
+        assert guarded.post("/classify", files={"video": ("x.mp4", data)}, headers=headers).status_code == 200
+        guarded.app.state.metrics.enter()  # one request already being served
+        busy = guarded.post("/classify", files={"video": ("x.mp4", data)}, headers=headers)
+        _problem(busy, 503)
+        assert busy.headers["retry-after"] == "1"
+        guarded.app.state.metrics.leave()
