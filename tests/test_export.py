@@ -175,3 +175,39 @@ def test_shipped_model_loads_and_classifies(tmp_path: Path):
         frames = read_clip(data / path, manifest.frames.num_frames, geometry).frames
         correct += int(pipeline.run_clip(frames).logits.argmax()) == int(label)
     assert correct >= 16  # 98% on the 500-clip test split; chance is 2 of 20
+
+
+def test_service_answers_like_pytorch(exported):
+    """POST /classify on an exported tiny model: same top-1, exit step and scores as PyTorch."""
+    from fastapi.testclient import TestClient
+
+    from early_exit import confidence, simulate_exit
+    from service.app import create_app
+    from service.settings import Settings
+
+    model, record = load_model(exported["runs"] / "adafocus_v2" / "model.pt")
+    settings = Settings(model_repo=exported["repo"], models=["adafocus_v2"], providers=["CPUExecutionProvider"])
+    manifest = load_pipeline(exported["repo"], "adafocus_v2").manifest
+    data = exported["data"]
+    with TestClient(create_app(settings)) as client:
+        for point in manifest.operating_points[:4]:
+            choice = point.names[0] if point.names else None
+            if choice is None:
+                continue
+            for line in (data / "test.csv").read_text().splitlines():
+                path = data / line.split(",")[0]
+                body = client.post("/classify", params={"exit": choice, "top_k": 100}, files={"video": path.open("rb")})
+                assert body.status_code == 200, body.text
+                body = body.json()
+                frames = read_clip(
+                    path, manifest.frames.num_frames, FrameGeometry(manifest.frames.resize, manifest.frames.crop)
+                )
+                with torch.no_grad():
+                    logits = model(torch.from_numpy(frames.frames)[None]).step_logits[0].numpy()
+                thresholds = [float(t) for t in point.thresholds]
+                step = int(simulate_exit(confidence(logits[None], manifest.confidence)[0:1], thresholds)[0])
+                assert body["exit"]["step"] == step
+                probabilities = torch.softmax(torch.from_numpy(logits[step]).double(), -1).numpy()
+                scores = {entry["label"]: entry["score"] for entry in body["labels"]}
+                assert max(abs(scores[label] - probabilities[i]) for i, label in enumerate(manifest.labels)) < 1e-4
+                assert body["labels"][0]["label"] == manifest.labels[int(logits[step].argmax())]
