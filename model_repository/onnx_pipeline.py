@@ -9,7 +9,7 @@ service batches the same calls across requests.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import numpy as np
 from early_exit import confidence
 
 from .loader import LoadedPipeline
-from .manifest import GraphSpec
+from .manifest import GraphSpec, Manifest
 
 
 @dataclass
@@ -98,8 +98,58 @@ def create_sessions(
     }
 
 
+GraphCall = tuple[str, dict[str, np.ndarray]]  # (graph name, one row of inputs)
+STAGE_OF_GRAPH = {"glance": "glance", "focus": "focus", "classifier": "classify"}
+
+
+def clip_steps(
+    manifest: Manifest, frames: np.ndarray, thresholds: Sequence[float] | None = None
+) -> Generator[GraphCall, list[np.ndarray], ClipResult]:
+    """The step loop of one clip, without running anything: it yields each graph call it needs.
+
+    A driver sends back the call's outputs (one row each) and finally receives the
+    :class:`ClipResult` from ``StopIteration``. The same loop serves the plain sequential
+    driver (:meth:`OnnxPipeline.run_clip`) and the service's batching driver, which gathers
+    the calls of many clips into one ``session.run`` per graph.
+
+    ``frames``: ``(T, 3, S, S)`` float32, normalised, in sampling order; ``thresholds``: one
+    per step (an operating point's), or ``None`` to process every frame.
+    """
+    order = manifest.frames.order
+    if frames.shape[0] != len(order):
+        raise ValueError(f"expected {len(order)} frames, got {frames.shape[0]}")
+    policy_state = np.zeros((1, manifest.state_sizes["policy"]), dtype=np.float32)
+    classifier_state = np.zeros((1, manifest.state_sizes["classifier"]), dtype=np.float32)
+    has_glance, has_focus = "glance" in manifest.graphs, "focus" in manifest.graphs
+    result = ClipResult()
+    for step, index in enumerate(order):
+        frame = np.ascontiguousarray(frames[index : index + 1], dtype=np.float32)
+        features, location = {}, None
+        if has_glance:
+            if manifest.focus == "policy":
+                glance, location, policy_state = yield "glance", {"frames": frame, "policy_state": policy_state}
+            else:
+                (glance,) = yield "glance", {"frames": frame}
+            features["global_features"] = glance
+        if manifest.focus == "centre":
+            location = np.full((1, 2), 0.5, dtype=np.float32)
+        if has_focus:
+            feeds = {"frames": frame} if manifest.focus == "full_frame" else {"frames": frame, "location": location}
+            (features["local_features"],) = yield "focus", feeds
+        feeds = {**features, "classifier_state": classifier_state, "step": np.array([step], dtype=np.int64)}
+        logits, classifier_state = yield "classifier", feeds
+        result.step_logits.append(logits[0])
+        result.locations.append(None if location is None else location[0])
+        result.exit_step = step
+        if thresholds is not None:
+            score = float(confidence(logits[0], manifest.confidence, manifest.multi_label))
+            if score >= thresholds[step]:
+                break
+    return result
+
+
 class OnnxPipeline:
-    """One pipeline version on ONNX Runtime; :meth:`run_clip` processes one clip."""
+    """One pipeline version on ONNX Runtime; :meth:`run_clip` processes one clip, one call at a time."""
 
     def __init__(self, pipeline: LoadedPipeline, sessions: dict | None = None) -> None:
         self.pipeline = pipeline
@@ -107,46 +157,17 @@ class OnnxPipeline:
         self.sessions = sessions if sessions is not None else create_sessions(pipeline)
 
     def run_clip(self, frames: np.ndarray, thresholds: Sequence[float] | None = None) -> ClipResult:
-        """``frames``: ``(T, 3, S, S)`` float32, normalised, in sampling order.
-
-        ``thresholds``: one per step (an operating point's), or ``None`` to process every frame.
-        """
-        manifest = self.manifest
-        order = manifest.frames.order
-        if frames.shape[0] != len(order):
-            raise ValueError(f"expected {len(order)} frames, got {frames.shape[0]}")
-        policy_state = np.zeros((1, manifest.state_sizes["policy"]), dtype=np.float32)
-        classifier_state = np.zeros((1, manifest.state_sizes["classifier"]), dtype=np.float32)
-        result = ClipResult()
-        for step, index in enumerate(order):
-            frame = np.ascontiguousarray(frames[index : index + 1], dtype=np.float32)
-            features, location = {}, None
-            started = time.perf_counter()
-            if "glance" in self.sessions:
-                if manifest.focus == "policy":
-                    glance, location, policy_state = self.sessions["glance"].run(
-                        None, {"frames": frame, "policy_state": policy_state}
-                    )
-                else:
-                    (glance,) = self.sessions["glance"].run(None, {"frames": frame})
-                features["global_features"] = glance
-            if manifest.focus == "centre":
-                location = np.full((1, 2), 0.5, dtype=np.float32)
-            glanced = time.perf_counter()
-            if "focus" in self.sessions:
-                feeds = {"frames": frame} if manifest.focus == "full_frame" else {"frames": frame, "location": location}
-                (features["local_features"],) = self.sessions["focus"].run(None, feeds)
-            focused = time.perf_counter()
-            feeds = {**features, "classifier_state": classifier_state, "step": np.array([step], dtype=np.int64)}
-            logits, classifier_state = self.sessions["classifier"].run(None, feeds)
-            result.seconds["glance"] += glanced - started
-            result.seconds["focus"] += focused - glanced
-            result.seconds["classify"] += time.perf_counter() - focused
-            result.step_logits.append(logits[0])
-            result.locations.append(None if location is None else location[0])
-            result.exit_step = step
-            if thresholds is not None:
-                score = float(confidence(logits[0], manifest.confidence, manifest.multi_label))
-                if score >= thresholds[step]:
-                    break
+        """Run :func:`clip_steps` to the end (see there for the arguments)."""
+        steps = clip_steps(self.manifest, frames, thresholds)
+        seconds = {stage: 0.0 for stage in STAGE_OF_GRAPH.values()}
+        try:
+            graph, feeds = next(steps)
+            while True:
+                started = time.perf_counter()
+                outputs = self.sessions[graph].run(None, feeds)
+                seconds[STAGE_OF_GRAPH[graph]] += time.perf_counter() - started
+                graph, feeds = steps.send(outputs)
+        except StopIteration as finished:
+            result: ClipResult = finished.value
+        result.seconds = seconds
         return result
