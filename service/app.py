@@ -42,9 +42,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Loading verifies checksums and warms every graph up: off the event loop.
         await asyncio.to_thread(app.state.registry.load)
         await asyncio.to_thread(app.state.decoder.warm_up)
+        app.state.registry.start_batching(metrics.batch_size.observe)
         try:
             yield
         finally:
+            app.state.registry.stop_batching()
             app.state.decoder.close()
 
     metrics = Metrics()

@@ -10,7 +10,9 @@ from early_exit import OperatingPoint, choose_operating_point
 from frames.decode import Clip
 from frames.patch import box_in_original, patch_origin
 from frames.transform import FrameGeometry
+from model_repository.onnx_pipeline import ClipResult
 
+from .batching import run_clip_batched
 from .problems import Problem
 from .registry import ServedModel
 
@@ -42,10 +44,18 @@ def _softmax(logits: np.ndarray, multi_label: bool) -> np.ndarray:
     return shifted / shifted.sum()
 
 
-def classify_clip(model: ServedModel, clip: Clip, point: OperatingPoint | None, top_k: int) -> dict[str, Any]:
-    """Run the pipeline on a decoded clip and describe the result (scores, exit, compute, boxes)."""
+async def classify_clip(model: ServedModel, clip: Clip, point: OperatingPoint | None, top_k: int) -> dict[str, Any]:
+    """Run the pipeline on a decoded clip (batched with other requests) and describe the result."""
+    thresholds = point.thresholds if point is not None else None
+    result = await run_clip_batched(model.pipeline.manifest, model.batchers, clip.frames, thresholds)
+    return describe(model, clip, point, result, top_k)
+
+
+def describe(
+    model: ServedModel, clip: Clip, point: OperatingPoint | None, result: ClipResult, top_k: int
+) -> dict[str, Any]:
+    """Scores, exit, compute spent and the focus boxes of a processed clip."""
     manifest = model.pipeline.manifest
-    result = model.runner.run_clip(clip.frames, point.thresholds if point is not None else None)
     scores = _softmax(result.logits, manifest.multi_label)
     best = np.argsort(-scores)[:top_k]
     order = manifest.frames.order

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -11,6 +11,7 @@ from early_exit import OperatingPoint
 from model_repository import LoadedPipeline, ModelRepositoryError, find_pipelines, load_pipeline
 from model_repository.onnx_pipeline import OnnxPipeline, create_sessions
 
+from .batching import GraphBatcher
 from .settings import Settings
 
 log = logging.getLogger("service")
@@ -22,6 +23,7 @@ class ServedModel:
     runner: OnnxPipeline
     operating_points: list[OperatingPoint]
     providers: list[str]
+    batchers: dict[str, GraphBatcher] = field(default_factory=dict)  # started by start_batching()
 
     @property
     def name(self) -> str:
@@ -74,6 +76,19 @@ class ModelRegistry:
     def _warm_up(model: ServedModel) -> None:
         frames = model.pipeline.manifest.frames
         model.runner.run_clip(np.zeros((frames.num_frames, 3, frames.crop, frames.crop), dtype=np.float32))
+
+    def start_batching(self, on_batch=None) -> None:
+        """One batcher per graph of every model (call from the running event loop)."""
+        for model in self.models.values():
+            model.batchers = {
+                graph: GraphBatcher(session, self.settings.max_batch, self.settings.max_wait_ms / 1000, on_batch)
+                for graph, session in model.runner.sessions.items()
+            }
+
+    def stop_batching(self) -> None:
+        for model in self.models.values():
+            for batcher in model.batchers.values():
+                batcher.close()
 
     def get(self, name: str | None, version: int | None = None) -> ServedModel:
         name = name or self.settings.default_model

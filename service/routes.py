@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import time
 from typing import Annotated, Any
@@ -157,14 +156,11 @@ async def _classify(request, settings, registry, decoder, metrics, top_k, exit, 
     started = time.perf_counter()
     clip = await decoder.decode(data, frames.num_frames, FrameGeometry(frames.resize, frames.crop))
     decode_s = time.perf_counter() - started
-    result = await asyncio.to_thread(
-        classify_clip, served, clip, point, min(top_k, len(served.pipeline.manifest.labels))
-    )
+    result = await classify_clip(served, clip, point, min(top_k, len(served.pipeline.manifest.labels)))
     stages = result.pop("stage_seconds")
     for stage, seconds in {"decode": decode_s, **stages}.items():
         metrics.stage_seconds.labels(stage).observe(seconds)
     metrics.exit_step.observe(result["exit"]["step"])
-    metrics.batch_size.observe(1)  # one video's frame per graph call until dynamic batching lands
     return {
         "model": {"name": served.name, "version": served.version},
         "request_id": request.state.request_id,

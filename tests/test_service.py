@@ -144,3 +144,38 @@ def test_api_key_and_overload(videos):
         _problem(busy, 503)
         assert busy.headers["retry-after"] == "1"
         guarded.app.state.metrics.leave()
+
+
+def test_concurrent_requests_are_batched(videos):
+    """Many requests at once: every answer right, and graph calls carried frames of several videos."""
+    import asyncio
+
+    import httpx
+
+    app = create_app(settings(max_wait_ms=20.0))
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+
+                async def one(path, label):
+                    response = await client.post(
+                        "/classify", params={"exit": "off"}, files={"video": path.read_bytes()}
+                    )
+                    return response.json()["labels"][0]["label"] == label
+
+                results = await asyncio.gather(*(one(path, label) for path, label in videos * 3))
+                metrics = (await client.get("/metrics")).text
+        return results, metrics
+
+    results, metrics = asyncio.run(scenario())
+    assert all(results) and len(results) == 12
+    sizes = {
+        line.split("le=")[1].split("}")[0].strip('"'): float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("adafocus_batch_size_bucket")
+    }
+    calls = sizes["+Inf"]
+    assert calls < 12 * 8 * 3  # fewer graph calls than one per frame and graph
+    assert sizes["1.0"] < calls  # some calls carried more than one frame
