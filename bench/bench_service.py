@@ -1,0 +1,277 @@
+"""Load benchmark of the service: latency and throughput at concurrency 1, 4 and 16.
+
+    python bench/bench_service.py                    # writes docs/benchmarks/service.{json,md}
+    python bench/bench_service.py --requests 48 --repo model_repo --torch-run runs/compare/adafocus_v2
+
+Starts ``python -m service`` on 127.0.0.1 (CPU provider) in a subprocess, and for each
+scenario (AdaFocusV2 with the default exit, AdaFocusV2 on every frame, the full-frame
+baseline) and each concurrency sends a bounded number of requests from that many loops,
+on synthetic test clips. Reports latency p50/p95/p99, videos/s, top-1 on the clips, the
+share of latency spent decoding, and the server's peak resident memory. Separately, at
+batch 1, ONNX Runtime (the exported graphs) against PyTorch eager (the same model,
+frame by frame), inference only, on the same decoded clips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import httpx
+import numpy as np
+
+OUT_DIR = Path("docs/benchmarks")
+CONCURRENCY = (1, 4, 16)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(repo: Path, port: int, threads: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "ADAFOCUS_MODEL_REPO": str(repo),
+        "ADAFOCUS_PROVIDERS": '["CPUExecutionProvider"]',
+        "ADAFOCUS_THREADS": str(threads),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "service", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    server.kill()
+    raise RuntimeError("the service did not become ready in 120 s")
+
+
+def _peak_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    found = [int(c) for c in children.read_text().split()] if children.exists() else []
+    return found + [d for c in found for d in _descendants(c)]
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory of the server and its decoder processes (the sum of each one's peak)."""
+    return sum(_peak_kb(p) for p in [pid, *_descendants(pid)]) / 1024
+
+
+async def load(port: int, videos: list[tuple[bytes, str]], params: dict, concurrency: int, total: int) -> dict:
+    latencies, decode, correct = [], [], 0
+    counter = iter(range(total))
+
+    async def loop(client: httpx.AsyncClient) -> None:
+        nonlocal correct
+        for i in counter:
+            data, label = videos[i % len(videos)]
+            started = time.perf_counter()
+            response = await client.post("/classify", params=params, files={"video": ("clip.mp4", data)})
+            latencies.append(time.perf_counter() - started)
+            body = response.json()
+            decode.append(body["timings_s"]["decode"])
+            correct += body["labels"][0]["label"] == label
+
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+        await client.post("/classify", params=params, files={"video": ("clip.mp4", videos[0][0])})  # warm
+        started = time.perf_counter()
+        await asyncio.gather(*(loop(client) for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    q = np.quantile(latencies, [0.5, 0.95, 0.99])
+    return {
+        "concurrency": concurrency,
+        "requests": total,
+        "videos_per_s": total / wall,
+        "p50_ms": 1000 * q[0],
+        "p95_ms": 1000 * q[1],
+        "p99_ms": 1000 * q[2],
+        "top1": correct / total,
+        "decode_share": float(np.sum(decode) / np.sum(latencies)),
+    }
+
+
+def eager_vs_onnx(repo: Path, run: Path, clips: list[np.ndarray], repeats: int) -> dict:
+    """Inference only, batch 1, frame by frame, every frame: PyTorch eager vs ONNX Runtime."""
+    import torch
+
+    from model_repository import load_pipeline
+    from model_repository.onnx_pipeline import OnnxPipeline, create_sessions
+    from training.adafocus.serialization import load_model
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    model, _ = load_model(run / "model.pt")
+    pipeline = load_pipeline(repo, "adafocus_v2")
+    runner = OnnxPipeline(pipeline, create_sessions(pipeline))
+
+    def torch_clip(frames: np.ndarray) -> None:
+        with torch.inference_mode():
+            state = model.initial_state(1)
+            tensor = torch.from_numpy(frames)
+            for step, index in enumerate(model.order.tolist()):
+                _, _, state = model.step(tensor[index : index + 1], state, step)
+
+    timings = {}
+    for name, function in (("pytorch_eager", torch_clip), ("onnxruntime", runner.run_clip)):
+        function(clips[0])
+        samples = []
+        for _ in range(repeats):
+            for frames in clips:
+                started = time.perf_counter()
+                function(frames)
+                samples.append(time.perf_counter() - started)
+        timings[name] = 1000 * statistics.median(samples)
+    return {"ms_per_clip": timings, "speedup": timings["pytorch_eager"] / timings["onnxruntime"]}
+
+
+def test_videos(count: int) -> list[tuple[bytes, str]]:
+    import tempfile
+
+    from training.data.synthetic import SyntheticConfig, generate
+
+    root = generate(Path(tempfile.mkdtemp()) / "videos", SyntheticConfig(seed=31, train=1, calibration=1, test=count))
+    rows = [line.split(",") for line in (root / "test.csv").read_text().splitlines()]
+    return [((root / path).read_bytes(), f"pattern_{label}") for path, label in rows]
+
+
+def write(results: dict) -> None:
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    (OUT_DIR / "service.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = [
+        "# Service load benchmark",
+        "",
+        f"`python bench/bench_service.py` on {results['machine']}; CPU provider, {results['requests']} requests per",
+        "cell from N concurrent request loops against 127.0.0.1, synthetic test clips (128x128, 32 frames).",
+        "",
+        "| scenario | concurrency | videos/s | p50 ms | p95 ms | p99 ms | top-1 | decode share |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for scenario, rows in results["scenarios"].items():
+        for r in rows:
+            lines.append(
+                f"| {scenario} | {r['concurrency']} | {r['videos_per_s']:.1f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} "
+                f"| {r['p99_ms']:.0f} | {r['top1']:.3f} | {r['decode_share']:.0%} |"
+            )
+    lines += ["", f"Peak resident memory of the server and its decoder processes: {results['peak_rss_mb']:.0f} MB.", ""]
+    if "eager_vs_onnx" in results:
+        e = results["eager_vs_onnx"]
+        lines += [
+            "Inference only, batch 1, every frame of a clip (median ms per clip): PyTorch eager "
+            f"{e['ms_per_clip']['pytorch_eager']:.1f}, ONNX Runtime {e['ms_per_clip']['onnxruntime']:.1f} "
+            f"({e['speedup']:.2f}x).",
+            "",
+        ]
+    lines += ["## Aims", "", *results["aims"], ""]
+    (OUT_DIR / "service.md").write_text("\n".join(lines))
+
+
+def aims(results: dict) -> list[str]:
+    s = results["scenarios"]
+    lines = []
+
+    def best(name: str) -> dict:
+        return max(s[name], key=lambda r: r["videos_per_s"])
+
+    if "full_frame" in s:
+        ours, base = best("adafocus_v2 (balanced exit)"), best("full_frame")
+        ratio = ours["videos_per_s"] / base["videos_per_s"]
+        met = ratio >= 3 and ours["top1"] >= base["top1"]
+        lines.append(
+            f"- {'Met' if met else 'Not met'}: AdaFocusV2 with exit serves {ratio:.2f}x the videos/s of the full-frame "
+            f"baseline (aim 3x) at top-1 {ours['top1']:.3f} vs {base['top1']:.3f}."
+        )
+    if "eager_vs_onnx" in results:
+        speedup = results["eager_vs_onnx"]["speedup"]
+        lines.append(
+            f"- {'Met' if speedup >= 1.5 else 'Not met'}: ONNX Runtime {speedup:.2f}x eager PyTorch (aim 1.5x)."
+        )
+    rows = {r["concurrency"]: r for r in s["adafocus_v2 (balanced exit)"]}
+    gain = rows[max(rows)]["videos_per_s"] / rows[1]["videos_per_s"]
+    lines.append(
+        f"- {'Met' if gain >= 1.5 else 'Not met'}: throughput at concurrency {max(rows)} is {gain:.2f}x "
+        "that at concurrency 1 (aim 1.5x)."
+    )
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repo", type=Path, default=Path("model_repo"))
+    parser.add_argument(
+        "--torch-run",
+        type=Path,
+        default=Path("runs/compare/adafocus_v2"),
+        help="the run the shipped model was exported from (for the eager comparison)",
+    )
+    parser.add_argument("--requests", type=int, default=48)
+    parser.add_argument("--videos", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per session (0: default)")
+    args = parser.parse_args()
+    videos = test_videos(args.videos)
+    port = free_port()
+    server = start_server(args.repo, port, args.threads)
+    scenarios = {
+        "adafocus_v2 (balanced exit)": {"model": "adafocus_v2"},
+        "adafocus_v2 (every frame)": {"model": "adafocus_v2", "exit": "off"},
+    }
+    models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["models"]
+    if any(m["name"] == "full_frame" for m in models):
+        scenarios["full_frame"] = {"model": "full_frame", "exit": "off"}
+    results: dict = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "requests": args.requests,
+        "scenarios": {},
+    }
+    try:
+        for name, params in scenarios.items():
+            results["scenarios"][name] = [
+                asyncio.run(load(port, videos, params, c, args.requests)) for c in CONCURRENCY
+            ]
+            print(name, results["scenarios"][name], file=sys.stderr)
+        results["peak_rss_mb"] = peak_rss_mb(server.pid)
+    finally:
+        server.terminate()
+        server.wait(30)
+    if (args.torch_run / "model.pt").is_file():
+        import io
+
+        from frames.decode import read_clip
+        from frames.transform import FrameGeometry
+
+        clips = [read_clip(io.BytesIO(data), 8, FrameGeometry(128, 128)).frames for data, _ in videos[:8]]
+        results["eager_vs_onnx"] = eager_vs_onnx(args.repo, args.torch_run, clips, repeats=3)
+    results["aims"] = aims(results)
+    write(results)
+    print("\n".join(results["aims"]), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
