@@ -36,9 +36,10 @@ def _decode(data: bytes, num_frames: int, geometry: FrameGeometry, limits: Decod
 class DecoderPool:
     """A pool of decoder processes with crash and hang recovery."""
 
-    def __init__(self, workers: int, limits: DecodeLimits) -> None:
+    def __init__(self, workers: int, limits: DecodeLimits, decode_function=_decode) -> None:
         self.workers = workers
         self.limits = limits
+        self.decode_function = decode_function  # module-level, so the workers can import it
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -53,7 +54,7 @@ class DecoderPool:
 
     async def decode(self, data: bytes, num_frames: int, geometry: FrameGeometry) -> Clip:
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, _decode, data, num_frames, geometry, self.limits)
+        future = loop.run_in_executor(self._pool, self.decode_function, data, num_frames, geometry, self.limits)
         deadline = (self.limits.max_wall_s or 60.0) + HARD_DEADLINE_MARGIN_S
         try:
             return await asyncio.wait_for(future, deadline)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,23 @@ def test_concurrent_requests_are_batched(videos):
     calls = sizes["+Inf"]
     assert calls < 12 * 8 * 3  # fewer graph calls than one per frame and graph
     assert sizes["1.0"] < calls  # some calls carried more than one frame
+
+
+def test_a_crashing_or_hanging_decoder_does_not_take_the_server_down(videos, monkeypatch):
+    import hostile_decoders
+
+    from service import decoding
+
+    monkeypatch.setattr(decoding, "HARD_DEADLINE_MARGIN_S", 1.0)
+    with TestClient(create_app(settings(decode_timeout_s=1.0))) as client:
+        pool = client.app.state.decoder
+        data = videos[0][0].read_bytes()
+        pool.decode_function = hostile_decoders.crash
+        body = _problem(client.post("/classify", files={"video": ("x.mp4", data)}), 422)
+        assert "crashed" in body["detail"]
+        pool.decode_function = hostile_decoders.hang
+        started = time.perf_counter()
+        _problem(client.post("/classify", files={"video": ("x.mp4", data)}), 504)
+        assert time.perf_counter() - started < 10
+        pool.decode_function = decoding._decode
+        assert client.post("/classify", files={"video": ("x.mp4", data)}).status_code == 200

@@ -1,0 +1,14 @@
+"""Decoder stand-ins that crash or hang, for the service's recovery tests (run in worker processes)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def crash(*_args):
+    os._exit(1)  # as a segfault inside FFmpeg would end the worker
+
+
+def hang(*_args):
+    time.sleep(600)  # as a decoder stuck inside FFmpeg, beyond Python's reach
