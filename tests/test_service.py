@@ -200,3 +200,17 @@ def test_a_crashing_or_hanging_decoder_does_not_take_the_server_down(videos, mon
         assert time.perf_counter() - started < 10
         pool.decode_function = decoding._decode
         assert client.post("/classify", files={"video": ("x.mp4", data)}).status_code == 200
+
+
+def test_real_malformed_files_get_their_status(client, tmp_path):
+    from videos import make_audio_only, make_video
+
+    audio = make_audio_only(tmp_path / "audio.mp4").read_bytes()
+    body = _problem(client.post("/classify", files={"video": ("a.mp4", audio)}), 422)
+    assert "video stream" in body["title"].lower()
+    long_video = make_video(tmp_path / "long.mp4", frames=60, fps=10).read_bytes()  # 6 s
+    with TestClient(create_app(settings(max_duration_s=2.0))) as short:
+        body = _problem(short.post("/classify", files={"video": ("x.mp4", long_video)}), 422)
+        assert "limit" in body["title"].lower()
+    with TestClient(create_app(settings(max_pixels=32 * 32))) as small:
+        _problem(small.post("/classify", files={"video": ("x.mp4", long_video)}), 422)
