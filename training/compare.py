@@ -211,6 +211,7 @@ def plot(results: list[Result], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     figure, axes = plt.subplots(figsize=(7.5, 5), dpi=120)
     markers = {"baseline": "s", "ablation": "^"}
@@ -228,6 +229,9 @@ def plot(results: list[Result], path: Path, title: str) -> None:
         else:
             axes.plot([r.gmacs_per_video], [100 * r.top1], markers[r.experiment.group], markersize=8, label=r.label)
     axes.set_xscale("log")
+    axes.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axes.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    axes.xaxis.set_minor_formatter(ticker.NullFormatter())  # log minor labels overlap
     axes.set_xlabel("GMACs per video (log scale)")
     axes.set_ylabel("top-1 accuracy on the test split (%)")
     axes.set_title(title)
