@@ -1,0 +1,99 @@
+"""ONNX Runtime pipeline vs the PyTorch model it was exported from, on a whole test split.
+
+    python bench/verify_export.py runs/compare/adafocus_v2 --repo model_repo --name adafocus_v2
+    # writes docs/benchmarks/export_parity_<name>.{json,md}
+
+Every test video is decoded once by the shared frame pipeline; the PyTorch model (all steps
+at once) and the exported graphs (step by step, ``OnnxPipeline``) then run on the same
+frames. Reported: the largest logit difference over every step of every video, how many
+videos get the same top-1 after every step, and, for each named operating point, how many
+exit at the same step with the same label.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from early_exit import confidence, simulate_exit
+from frames.decode import read_clip
+from frames.transform import FrameGeometry
+from model_repository import load_pipeline
+from model_repository.onnx_pipeline import OnnxPipeline
+from training.adafocus.serialization import load_model
+
+OUT_DIR = Path("docs/benchmarks")
+
+
+def verify(run: Path, repo: Path, name: str, data: Path, limit: int | None) -> dict:
+    model, _ = load_model(run / "model.pt")
+    runner = OnnxPipeline(load_pipeline(repo, name))
+    manifest = runner.manifest
+    geometry = FrameGeometry(manifest.frames.resize, manifest.frames.crop)
+    rows = [line.split(",") for line in (data / "test.csv").read_text().splitlines()][:limit]
+    points = {p.names[0]: [float(t) for t in p.thresholds] for p in manifest.operating_points if p.names}
+    worst, same_top1 = 0.0, 0
+    same_exit = dict.fromkeys(points, 0)
+    for path, _ in tqdm(rows, desc="videos", unit="video"):
+        frames = read_clip(data / path, manifest.frames.num_frames, geometry).frames
+        with torch.no_grad():
+            reference = model(torch.from_numpy(frames)[None]).step_logits[0].numpy()
+        ours = np.stack(runner.run_clip(frames).step_logits)
+        worst = max(worst, float(np.abs(ours - reference).max()))
+        same_top1 += bool((ours.argmax(-1) == reference.argmax(-1)).all())
+        for point, thresholds in points.items():
+            ref_step = simulate_exit(confidence(reference[None], manifest.confidence), thresholds)[0]
+            result = runner.run_clip(frames, thresholds)
+            same_exit[point] += bool(
+                result.exit_step == ref_step and result.logits.argmax() == reference[ref_step].argmax()
+            )
+    return {
+        "run": str(run),
+        "pipeline": f"{name} v{manifest.version}",
+        "videos": len(rows),
+        "max_abs_logit_diff": worst,
+        "same_top1_every_step": same_top1,
+        "same_exit_step_and_label": same_exit,
+    }
+
+
+def write(result: dict, name: str) -> None:
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    (OUT_DIR / f"export_parity_{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    exits = ", ".join(f"{p} {n}/{result['videos']}" for p, n in result["same_exit_step_and_label"].items())
+    (OUT_DIR / f"export_parity_{name}.md").write_text(
+        f"# Export parity: {result['pipeline']}\n\n"
+        f"`python bench/verify_export.py {result['run']} --name {name}` (CPU, float32), {result['videos']} test videos "
+        "of the synthetic benchmark, the same decoded frames for both:\n\n"
+        f"- largest logit difference, ONNX Runtime vs PyTorch, over every step: {result['max_abs_logit_diff']:.2e}\n"
+        f"- same top-1 after every step: {result['same_top1_every_step']}/{result['videos']}\n"
+        f"- same exit step and label per operating point: {exits or 'no named points'}\n"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--repo", type=Path, default=Path("model_repo"))
+    parser.add_argument("--name", default="adafocus_v2")
+    parser.add_argument("--data", type=Path, default=Path("data/synthetic"))
+    parser.add_argument("--limit", type=int, default=None, help="only the first N test videos")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    result = verify(args.run, args.repo, args.name, args.data, args.limit)
+    write(result, args.name)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
