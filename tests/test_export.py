@@ -189,6 +189,7 @@ def test_service_answers_like_pytorch(exported):
     settings = Settings(model_repo=exported["repo"], models=["adafocus_v2"], providers=["CPUExecutionProvider"])
     manifest = load_pipeline(exported["repo"], "adafocus_v2").manifest
     data = exported["data"]
+    compared = 0
     with TestClient(create_app(settings)) as client:
         for point in manifest.operating_points[:4]:
             choice = point.names[0] if point.names else None
@@ -205,9 +206,18 @@ def test_service_answers_like_pytorch(exported):
                 with torch.no_grad():
                     logits = model(torch.from_numpy(frames.frames)[None]).step_logits[0].numpy()
                 thresholds = [float(t) for t in point.thresholds]
-                step = int(simulate_exit(confidence(logits[None], manifest.confidence)[0:1], thresholds)[0])
-                assert body["exit"]["step"] == step
+                scores_torch = confidence(logits, manifest.confidence)
+                step = int(simulate_exit(scores_torch[None], thresholds)[0])
+                # Thresholds are calibration videos' confidences: a test video within float noise
+                # of one may exit a step apart on either runtime (docs/adafocus.md); skip those.
+                near_tie = any(abs(scores_torch[t] - thresholds[t]) < 1e-4 for t in range(step + 1))
+                if near_tie:
+                    step = body["exit"]["step"]
+                else:
+                    assert body["exit"]["step"] == step
+                    compared += 1
                 probabilities = torch.softmax(torch.from_numpy(logits[step]).double(), -1).numpy()
                 scores = {entry["label"]: entry["score"] for entry in body["labels"]}
                 assert max(abs(scores[label] - probabilities[i]) for i, label in enumerate(manifest.labels)) < 1e-4
                 assert body["labels"][0]["label"] == manifest.labels[int(logits[step].argmax())]
+    assert compared >= 8  # exit steps were really compared, not all skipped as ties

@@ -39,8 +39,10 @@ def videos(tmp_path_factory) -> list[tuple[Path, str]]:
 def test_health_readiness_and_models(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["models"] == ["adafocus_v2 v1"]
-    (model,) = client.get("/v1/models").json()["models"]
+    assert ready.status_code == 200 and ready.json()["models"] == ["adafocus_v2 v1", "full_frame v1"]
+    served = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    assert served["full_frame"]["focus"] == "full_frame" and served["full_frame"]["frames"]["patch_size"] is None
+    model = served["adafocus_v2"]
     assert model["name"] == "adafocus_v2" and len(model["labels"]) == 10 and "files" not in model
     assert {"full", "balanced", "fast"} <= {n for p in model["operating_points"] for n in p["names"]}
     assert model["providers"] == ["CPUExecutionProvider"]
