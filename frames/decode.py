@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +75,13 @@ def read_clip(
     strategy: Strategy = "auto",
     threads: int = 0,
     thread_type: str | None = None,
+    positions: Sequence[int] | None = None,
 ) -> Clip:
     """Decode ``num_samples`` frames of ``source`` (a path or a binary file object).
+
+    ``positions`` (evaluation only): decode just these of the ``num_samples`` samples; the
+    clip then holds them in that order, bit for bit as in the full clip. The service uses it
+    to decode the frames after an early exit never.
 
     ``limits`` defaults to :data:`DEFAULT_LIMITS`. ``rng`` given: training sampling and
     augmentation (a random frame per segment, one random crop and flip for the clip);
@@ -92,6 +97,10 @@ def read_clip(
     with _open(source, limits) as container:
         stream, index = _video_stream_and_index(container, limits, deadline)
         indices = segment_indices(len(index.pts), num_samples, rng)
+        if positions is not None:
+            if rng is not None:
+                raise ValueError("positions are for evaluation sampling (rng=None) only")
+            indices = indices[np.asarray(positions, dtype=np.int64)]
         targets = [index.pts[i] for i in indices]
         groups = _keyframe_groups(sorted(set(targets)), index)
         chunks = _parallel_chunks(source, threads, strategy, groups, index)

@@ -98,32 +98,33 @@ def create_sessions(
     }
 
 
-GraphCall = tuple[str, dict[str, np.ndarray]]  # (graph name, one row of inputs)
-STAGE_OF_GRAPH = {"glance": "glance", "focus": "focus", "classifier": "classify"}
+GraphCall = tuple[str, dict]  # (graph name, one row of inputs), or (FRAME, {"position": p})
+FRAME = "frame"  # not a graph: the loop asks its driver for sample ``position`` (decoded lazily or not)
+STAGE_OF_GRAPH = {FRAME: "decode", "glance": "glance", "focus": "focus", "classifier": "classify"}
 
 
 def clip_steps(
-    manifest: Manifest, frames: np.ndarray, thresholds: Sequence[float] | None = None
+    manifest: Manifest, thresholds: Sequence[float] | None = None
 ) -> Generator[GraphCall, list[np.ndarray], ClipResult]:
-    """The step loop of one clip, without running anything: it yields each graph call it needs.
+    """The step loop of one clip, without running anything: it yields each call it needs.
 
-    A driver sends back the call's outputs (one row each) and finally receives the
+    Before each step it asks for that step's frame (``FRAME``, by sample position), then for
+    the graph calls. A driver sends back the outputs (one row each) and finally receives the
     :class:`ClipResult` from ``StopIteration``. The same loop serves the plain sequential
-    driver (:meth:`OnnxPipeline.run_clip`) and the service's batching driver, which gathers
-    the calls of many clips into one ``session.run`` per graph.
+    driver (:meth:`OnnxPipeline.run_clip`) and the service's driver, which decodes frames only
+    when asked (nothing after the exit) and batches graph calls of many clips together.
 
-    ``frames``: ``(T, 3, S, S)`` float32, normalised, in sampling order; ``thresholds``: one
-    per step (an operating point's), or ``None`` to process every frame.
+    Frames are ``(1, 3, S, S)`` float32, normalised; ``thresholds``: one per step (an
+    operating point's), or ``None`` to process every frame.
     """
     order = manifest.frames.order
-    if frames.shape[0] != len(order):
-        raise ValueError(f"expected {len(order)} frames, got {frames.shape[0]}")
     policy_state = np.zeros((1, manifest.state_sizes["policy"]), dtype=np.float32)
     classifier_state = np.zeros((1, manifest.state_sizes["classifier"]), dtype=np.float32)
     has_glance, has_focus = "glance" in manifest.graphs, "focus" in manifest.graphs
     result = ClipResult()
     for step, index in enumerate(order):
-        frame = np.ascontiguousarray(frames[index : index + 1], dtype=np.float32)
+        (frame,) = yield FRAME, {"position": index}
+        frame = np.ascontiguousarray(frame, dtype=np.float32)
         features, location = {}, None
         if has_glance:
             if manifest.focus == "policy":
@@ -157,12 +158,18 @@ class OnnxPipeline:
         self.sessions = sessions if sessions is not None else create_sessions(pipeline)
 
     def run_clip(self, frames: np.ndarray, thresholds: Sequence[float] | None = None) -> ClipResult:
-        """Run :func:`clip_steps` to the end (see there for the arguments)."""
-        steps = clip_steps(self.manifest, frames, thresholds)
-        seconds = {stage: 0.0 for stage in STAGE_OF_GRAPH.values()}
+        """Run :func:`clip_steps` to the end on ``(T, 3, S, S)`` frames in sampling order."""
+        if frames.shape[0] != self.manifest.frames.num_frames:
+            raise ValueError(f"expected {self.manifest.frames.num_frames} frames, got {frames.shape[0]}")
+        steps = clip_steps(self.manifest, thresholds)
+        seconds = {stage: 0.0 for stage in STAGE_OF_GRAPH.values() if stage != "decode"}
         try:
             graph, feeds = next(steps)
             while True:
+                if graph == FRAME:
+                    position = feeds["position"]
+                    graph, feeds = steps.send([frames[position : position + 1]])
+                    continue
                 started = time.perf_counter()
                 outputs = self.sessions[graph].run(None, feeds)
                 seconds[STAGE_OF_GRAPH[graph]] += time.perf_counter() - started

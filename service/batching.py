@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import numpy as np
 
 from model_repository.manifest import Manifest
-from model_repository.onnx_pipeline import STAGE_OF_GRAPH, ClipResult, clip_steps
+from model_repository.onnx_pipeline import FRAME, STAGE_OF_GRAPH, ClipResult, clip_steps
 
 Row = dict[str, np.ndarray]
 
@@ -74,16 +74,25 @@ class GraphBatcher:
 
 
 async def run_clip_batched(
-    manifest: Manifest, batchers: dict[str, GraphBatcher], frames: np.ndarray, thresholds: Sequence[float] | None
+    manifest: Manifest,
+    batchers: dict[str, GraphBatcher],
+    frame: Callable[[int], Awaitable[np.ndarray]],
+    thresholds: Sequence[float] | None,
 ) -> ClipResult:
-    """:func:`clip_steps` driven through the batchers; stage times include the wait for a batch."""
-    steps = clip_steps(manifest, frames, thresholds)
+    """:func:`clip_steps` driven through the batchers, frames from ``frame(position)``.
+
+    Stage times include the wait for a batch; ``decode`` is the time spent waiting for frames.
+    """
+    steps = clip_steps(manifest, thresholds)
     seconds = {stage: 0.0 for stage in STAGE_OF_GRAPH.values()}
     try:
         graph, feeds = next(steps)
         while True:
             started = time.perf_counter()
-            outputs = await batchers[graph].run(feeds)
+            if graph == FRAME:
+                outputs = [await frame(feeds["position"])]
+            else:
+                outputs = await batchers[graph].run(feeds)
             seconds[STAGE_OF_GRAPH[graph]] += time.perf_counter() - started
             graph, feeds = steps.send(outputs)
     except StopIteration as finished:

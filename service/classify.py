@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 
 from early_exit import OperatingPoint, choose_operating_point
-from frames.decode import Clip
 from frames.patch import box_in_original, patch_origin
 from frames.transform import FrameGeometry
 from model_repository.onnx_pipeline import ClipResult
 
 from .batching import run_clip_batched
+from .decoding import LazyClip
 from .problems import Problem
 from .registry import ServedModel
 
@@ -44,15 +44,15 @@ def _softmax(logits: np.ndarray, multi_label: bool) -> np.ndarray:
     return shifted / shifted.sum()
 
 
-async def classify_clip(model: ServedModel, clip: Clip, point: OperatingPoint | None, top_k: int) -> dict[str, Any]:
-    """Run the pipeline on a decoded clip (batched with other requests) and describe the result."""
+async def classify_clip(model: ServedModel, clip: LazyClip, point: OperatingPoint | None, top_k: int) -> dict[str, Any]:
+    """Run the pipeline on a clip decoded as needed (graph calls batched with other requests)."""
     thresholds = point.thresholds if point is not None else None
-    result = await run_clip_batched(model.pipeline.manifest, model.batchers, clip.frames, thresholds)
+    result = await run_clip_batched(model.pipeline.manifest, model.batchers, clip.frame, thresholds)
     return describe(model, clip, point, result, top_k)
 
 
 def describe(
-    model: ServedModel, clip: Clip, point: OperatingPoint | None, result: ClipResult, top_k: int
+    model: ServedModel, clip: LazyClip, point: OperatingPoint | None, result: ClipResult, top_k: int
 ) -> dict[str, Any]:
     """Scores, exit, compute spent and the focus boxes of a processed clip."""
     manifest = model.pipeline.manifest

@@ -13,6 +13,8 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+import numpy as np
+
 from frames.decode import Clip, read_clip
 from frames.limits import DecodeLimits
 from frames.transform import FrameGeometry
@@ -29,8 +31,10 @@ def _ready() -> bool:
     return True
 
 
-def _decode(data: bytes, num_frames: int, geometry: FrameGeometry, limits: DecodeLimits) -> Clip:
-    return read_clip(io.BytesIO(data), num_frames, geometry, limits, threads=1)
+def _decode(
+    data: bytes, num_frames: int, geometry: FrameGeometry, limits: DecodeLimits, positions: list[int] | None = None
+) -> Clip:
+    return read_clip(io.BytesIO(data), num_frames, geometry, limits, threads=1, positions=positions)
 
 
 class DecoderPool:
@@ -52,9 +56,14 @@ class DecoderPool:
             process.kill()  # a hung decoder ignores everything else
         broken.shutdown(wait=False, cancel_futures=True)
 
-    async def decode(self, data: bytes, num_frames: int, geometry: FrameGeometry) -> Clip:
+    async def decode(
+        self, data: bytes, num_frames: int, geometry: FrameGeometry, positions: list[int] | None = None
+    ) -> Clip:
+        """The clip's samples (those at ``positions`` only, if given); raises ``VideoError`` or a ``Problem``."""
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, self.decode_function, data, num_frames, geometry, self.limits)
+        future = loop.run_in_executor(
+            self._pool, self.decode_function, data, num_frames, geometry, self.limits, positions
+        )
         deadline = (self.limits.max_wall_s or 60.0) + HARD_DEADLINE_MARGIN_S
         try:
             return await asyncio.wait_for(future, deadline)
@@ -72,3 +81,36 @@ class DecoderPool:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class LazyClip:
+    """A request's video, decoded as the step loop asks: first only the first step's frame,
+    then, if the video did not exit there, every remaining sample in one more decode.
+
+    Frames after an early exit at the first step are never decoded. The samples are the same,
+    bit for bit, as a full decode (``read_clip(positions=...)``).
+    """
+
+    def __init__(self, pool: DecoderPool, data: bytes, num_samples: int, geometry: FrameGeometry) -> None:
+        self.pool, self.data, self.num_samples, self.geometry = pool, data, num_samples, geometry
+        self.frames: dict[int, np.ndarray] = {}
+        self.frame_indices: dict[int, int] = {}
+        self.timestamps: dict[int, float] = {}
+        self.original_size: tuple[int, int] = (0, 0)
+        self.num_frames = 0
+        self.decoded_frames = 0
+        self.decodes = 0
+
+    async def frame(self, position: int) -> np.ndarray:
+        """Sample ``position`` as ``(1, 3, S, S)`` float32."""
+        if position not in self.frames:
+            wanted = [position] if not self.frames else [p for p in range(self.num_samples) if p not in self.frames]
+            clip = await self.pool.decode(self.data, self.num_samples, self.geometry, wanted)
+            for row, p in enumerate(wanted):
+                self.frames[p] = clip.frames[row : row + 1]
+                self.frame_indices[p] = int(clip.frame_indices[row])
+                self.timestamps[p] = float(clip.timestamps[row])
+            self.original_size, self.num_frames = clip.original_size, clip.num_frames
+            self.decoded_frames += clip.decoded_frames
+            self.decodes += 1
+        return self.frames[position]

@@ -260,3 +260,14 @@ def test_parallel_decoders_give_the_same_frames(tmp_path):
     assert [brightness_index(f) for f in three.frames] == three.frame_indices.tolist()
     from_bytes = read_clip(io.BytesIO(path.read_bytes()), 8, GEOMETRY, threads=3)  # one decoder
     assert np.array_equal(from_bytes.frames, three.frames)
+
+
+def test_a_subset_of_positions_gives_the_same_frames(tmp_path):
+    path = make_video(tmp_path / "v.mp4", frames=40, gop=8)
+    full = read_clip(path, 8, GEOMETRY)
+    for positions in ([0], [3, 1], [5, 6, 7]):
+        part = read_clip(path, 8, GEOMETRY, positions=positions)
+        assert np.array_equal(part.frames, full.frames[positions])
+        assert np.array_equal(part.frame_indices, full.frame_indices[positions])
+        assert part.decoded_frames <= full.decoded_frames
+    assert read_clip(path, 8, GEOMETRY, positions=[0]).decoded_frames < full.decoded_frames

@@ -216,3 +216,12 @@ def test_real_malformed_files_get_their_status(client, tmp_path):
         assert "limit" in body["title"].lower()
     with TestClient(create_app(settings(max_pixels=32 * 32))) as small:
         _problem(small.post("/classify", files={"video": ("x.mp4", long_video)}), 422)
+
+
+def test_frames_after_an_early_exit_are_not_decoded(client, videos):
+    path = videos[0][0]
+    full = client.post("/classify", params={"exit": "off"}, files={"video": path.open("rb")}).json()
+    early = client.post("/classify", params={"exit": 0.0}, files={"video": path.open("rb")}).json()  # cheapest point
+    assert early["exit"]["step"] == 0 and full["exit"]["step"] == 7
+    assert early["exit"]["frames_decoded"] * 4 < full["exit"]["frames_decoded"]  # 3 of 27 here
+    assert full["frames"][0]["frame_index"] == early["frames"][0]["frame_index"]
