@@ -28,9 +28,8 @@ if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from training.adafocus.config import TrainConfig
-from training.adafocus.trainer import BadDataError
 from training.config import from_mapping, load_config_file
-from training.runtime import StopRequest, TrainingStopped, config_differences, log
+from training.runtime import StopRequest, config_differences, log, run_command
 from training.train import train
 
 
@@ -305,25 +304,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=sorted(BY_NAME), help="run only these experiments")
     parser.add_argument("--report-only", action="store_true", help="write the report from the finished runs")
     args = parser.parse_args(argv)
-    base = load_config_file(args.config) if args.config else {}
-    base.update(dict(args.set))
-    base.setdefault("progress", sys.stderr.isatty())
-    try:
+
+    def work(stop: StopRequest) -> Path:
+        base = load_config_file(args.config) if args.config else {}
+        base.update(dict(args.set))
+        base.setdefault("progress", sys.stderr.isatty())
         from_mapping(TrainConfig, base)  # refuse unknown options before hours of training
         if not args.report_only:
             experiments = [BY_NAME[name] for name in args.only] if args.only else list(EXPERIMENTS)
-            stop = StopRequest()
-            stop.install()
             run_experiments(base, experiments, args.runs, stop)
-        report = write_report(args.runs, args.report, "python training/compare.py " + " ".join(argv or sys.argv[1:]))
-    except TrainingStopped as stopped:
-        print(f"{stopped}; rerun the same command to resume", file=sys.stderr)
-        return 143
-    except (FileNotFoundError, ValueError, BadDataError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {report}", file=sys.stderr)
-    return 0
+        return write_report(args.runs, args.report, "python training/compare.py " + " ".join(argv or sys.argv[1:]))
+
+    status, report = run_command(work)
+    if status == 0:
+        print(f"wrote {report}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

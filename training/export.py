@@ -59,14 +59,14 @@ def _outputs(graph: GraphDefinition) -> tuple[torch.Tensor, ...]:
     return out if isinstance(out, tuple) else (out,)
 
 
-def compare_with_onnxruntime(graph: GraphDefinition, path: Path) -> float:
-    """Max abs difference between PyTorch and ONNX Runtime (CPU) over the graph's outputs."""
+def compare_with_onnxruntime(graph: GraphDefinition, path: Path, expected: tuple[torch.Tensor, ...]) -> float:
+    """Max abs difference between ONNX Runtime (CPU) and ``expected``, PyTorch's outputs of the graph."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feeds = {name: t.numpy() for name, t in zip(graph.input_names, graph.inputs, strict=True)}
     got = session.run(list(graph.output_names), feeds)
-    return max(float(np.abs(a - b.numpy()).max()) for a, b in zip(got, _outputs(graph), strict=True))
+    return max(float(np.abs(a - b.numpy()).max()) for a, b in zip(got, expected, strict=True))
 
 
 _TRITON_TYPES = {"float32": "TYPE_FP32", "int64": "TYPE_INT64"}
@@ -129,6 +129,7 @@ def export_run(
     version = version or (existing[-1] + 1 if existing else 1)
     if version in existing:
         raise ValueError(f"{name} version {version} already exists in {out}; choose another --version")
+    focus = focus_kind(model)
     costs = step_costs(model)
     graph_macs = {"glance": costs.glance + costs.policy, "focus": costs.focus, "classifier": costs.classifier}
     files: dict[str, str] = {}
@@ -137,12 +138,13 @@ def export_run(
         triton_model = f"{name}_{graph.name}"
         relative = f"{triton_model}/{version}/model.onnx"
         path = export_onnx(graph.module, graph.inputs, out / relative, graph.input_names, graph.output_names)
-        difference = compare_with_onnxruntime(graph, path)
+        expected = _outputs(graph)
+        difference = compare_with_onnxruntime(graph, path, expected)
         log(f"{relative}: ONNX Runtime vs PyTorch max abs diff {difference:.2e}")
         if difference > tolerance:
             raise ValueError(f"{relative} differs from PyTorch by {difference:.2e} (> {tolerance:g})")
         inputs = _tensor_specs(graph.input_names, graph.inputs)
-        outputs = _tensor_specs(graph.output_names, _outputs(graph))
+        outputs = _tensor_specs(graph.output_names, expected)
         is_classifier = graph.name == "classifier"
         config_path = out / triton_model / "config.pbtxt"
         _write_or_check(config_path, triton_config(triton_model, inputs, outputs, labels=is_classifier))
@@ -166,7 +168,7 @@ def export_run(
             "version": version,
             "method": record["train_config"].get("method", "adafocus_v2"),
             "variant": model.config.variant,
-            "focus": focus_kind(model),
+            "focus": focus,
             "labels": record["classes"],
             "multi_label": record.get("multi_label", False),
             "frames": {
@@ -177,7 +179,7 @@ def export_run(
                 "mean": [round(float(v), 6) for v in IMAGENET_MEAN],
                 "std": [round(float(v), 6) for v in IMAGENET_STD],
                 "glance_size": model.config.glance_size,
-                "patch_size": model.config.patch_size if focus_kind(model) in ("policy", "centre") else None,
+                "patch_size": model.config.patch_size if focus in ("policy", "centre") else None,
             },
             "confidence": record["confidence"],
             "operating_points": record["operating_points"],

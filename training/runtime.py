@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 from tqdm import tqdm
+
+from training.checkpoint import load_checkpoint
+
+T = TypeVar("T")
 
 # Options that may change between a run and its resumption without changing its result.
 RESUMABLE_CHANGES = frozenset(
@@ -63,3 +71,54 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
     bad_files: set[str] = field(default_factory=set)
     epoch_losses: list[float] = field(default_factory=list)  # this epoch's step losses so far
+
+    def as_checkpoint(self) -> dict:
+        return {
+            "step": self.step,
+            "history": self.history,
+            "bad_files": sorted(self.bad_files),
+            "epoch_losses": self.epoch_losses,
+        }
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict) -> TrainState:
+        return cls(checkpoint["step"], checkpoint["history"], set(checkpoint["bad_files"]), checkpoint["epoch_losses"])
+
+
+def load_resumable_checkpoint(path: Path, expected_format: str, what: str, config: Any) -> dict | None:
+    """The checkpoint at ``path`` if the run should resume from it (``None``: start fresh).
+
+    Refuses (``ValueError``) a file of another format, and one written with options that may
+    not change on resume (:func:`config_differences`).
+    """
+    if config.restart or not path.exists():
+        return None
+    checkpoint = load_checkpoint(path)
+    if checkpoint.get("format") != expected_format:
+        raise ValueError(f"{path} is not {what}")
+    differences = config_differences(checkpoint["config"], dataclasses.asdict(config))
+    if differences:
+        raise ValueError(
+            f"{path} was written with other options ({'; '.join(differences)}); "
+            "use the same options to resume, --restart to start over, or another --out"
+        )
+    return checkpoint
+
+
+def run_command(work: Callable[[StopRequest], T]) -> tuple[int, T | None]:
+    """Run a training command's ``work(stop)`` with SIGTERM / SIGINT handling.
+
+    Returns the exit status and the result: 0 when it finished, 143 / 130 when a signal
+    stopped it at a checkpoint (rerunning resumes), 2 for bad input or options (the message
+    is printed, no traceback).
+    """
+    stop = StopRequest()
+    stop.install()
+    try:
+        return 0, work(stop)
+    except TrainingStopped as stopped:
+        print(f"{stopped}; rerun the same command to resume", file=sys.stderr)
+        return (143 if stop.reason == "SIGTERM" else 130 if stop.reason == "SIGINT" else 0), None
+    except (FileNotFoundError, ValueError, BadDataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2, None

@@ -28,10 +28,10 @@ if __package__ in (None, ""):
 from training.adafocus.config import TrainConfig
 from training.adafocus.finish import finish
 from training.adafocus.report import write_run_report
-from training.adafocus.trainer import AdaFocusTrainer, BadDataError
+from training.adafocus.trainer import AdaFocusTrainer
 from training.config import parse_config
 from training.distributed import init_distributed, shutdown_distributed
-from training.runtime import StopRequest, TrainingStopped, log
+from training.runtime import StopRequest, log, run_command
 
 METHODS = ("adafocus_v2",)
 
@@ -67,17 +67,8 @@ def train(config: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_config(TrainConfig, argv, prog="python training/train.py", description=__doc__.split("\n")[0])
-    stop = StopRequest()
-    stop.install()
-    try:
-        summary = train(config, stop)
-    except TrainingStopped as stopped:
-        print(f"{stopped}; rerun the same command to resume", file=sys.stderr)
-        return 143 if stop.reason == "SIGTERM" else (130 if stop.reason == "SIGINT" else 0)
-    except (FileNotFoundError, ValueError, BadDataError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if summary is not None:
+    status, summary = run_command(lambda stop: train(config, stop))
+    if status == 0 and summary is not None:
         metric = "mAP" if summary["multi_label"] else "top1"
         where = "test" if "test" in summary else "calibration"
         final = summary[where]["per_step"][-1][metric]
@@ -85,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             f"done: {summary['variant']} {where} {metric} {final:.3f} at {summary['gmacs_per_video_full']:.3f} "
             f"GMACs per video; model and report in {config.out}"
         )
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from training.checkpoint import atomic_save, load_checkpoint, restore_rng_state, rng_state
+from training.checkpoint import atomic_save, restore_rng_state, rng_state
 from training.config import parse_config
 from training.data.images import ImageFolderDataset, split_image_folder
 from training.data.synthetic_images import generate as generate_synthetic_images
@@ -46,9 +46,10 @@ from training.runtime import (
     StopRequest,
     TrainingStopped,
     TrainState,
-    config_differences,
+    load_resumable_checkpoint,
     log,
     resolve_device,
+    run_command,
 )
 from training.sampler import EpochSampler
 
@@ -162,10 +163,7 @@ class ImageTrainer:
                 "model": self.model.state_dict(),
                 "ema": self.ema.state_dict() if self.ema else None,
                 "optimizer": self.optimizer.state_dict(),
-                "step": self.state.step,
-                "history": self.state.history,
-                "bad_files": sorted(self.state.bad_files),
-                "epoch_losses": self.state.epoch_losses,
+                **self.state.as_checkpoint(),
                 "rng": rng_state(),
             },
             self.checkpoint_path,
@@ -173,24 +171,16 @@ class ImageTrainer:
 
     def maybe_resume(self) -> bool:
         """Load ``checkpoint.pt`` from the run folder unless ``restart``; True if resumed."""
-        if self.config.restart or not self.checkpoint_path.exists():
+        checkpoint = load_resumable_checkpoint(
+            self.checkpoint_path, CHECKPOINT_FORMAT, "an image-training checkpoint", self.config
+        )
+        if checkpoint is None:
             return False
-        checkpoint = load_checkpoint(self.checkpoint_path)
-        if checkpoint.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{self.checkpoint_path} is not an image-training checkpoint")
-        differences = config_differences(checkpoint["config"], dataclasses.asdict(self.config))
-        if differences:
-            raise ValueError(
-                f"{self.checkpoint_path} was written with other options ({'; '.join(differences)}); "
-                "use the same options to resume, --restart to start over, or another --out"
-            )
         self.model.load_state_dict(checkpoint["model"])
         if self.ema and checkpoint["ema"] is not None:
             self.ema.load_state_dict(checkpoint["ema"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.state = TrainState(
-            checkpoint["step"], checkpoint["history"], set(checkpoint["bad_files"]), checkpoint["epoch_losses"]
-        )
+        self.state = TrainState.from_checkpoint(checkpoint)
         restore_rng_state(checkpoint["rng"])
         return True
 
@@ -364,16 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     config = parse_config(
         ImageTrainConfig, argv, prog="python training/train_image.py", description=__doc__.split("\n")[0]
     )
-    stop = StopRequest()
-    stop.install()
-    try:
-        summary = train(config, stop)
-    except TrainingStopped as stopped:
-        print(f"{stopped}; rerun the same command to resume", file=sys.stderr)
-        return 143 if stop.reason == "SIGTERM" else (130 if stop.reason == "SIGINT" else 0)
-    except (FileNotFoundError, ValueError, BadDataError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    status, summary = run_command(lambda stop: train(config, stop))
+    if status != 0:
+        return status
     best = summary["val"][summary["weights"]]["top1"]
     print(
         f"done: {summary['model']} val top-1 {best:.3f} ({summary['weights']} weights), converted "

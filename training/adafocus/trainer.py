@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from frames.transform import FrameGeometry
-from training.checkpoint import atomic_save, load_checkpoint, restore_rng_state, rng_state
+from training.checkpoint import atomic_save, restore_rng_state, rng_state
 from training.data.frame_cache import FrameCache
 from training.data.splits import VideoSplits, load_splits
 from training.data.videos import VideoDataset
@@ -38,7 +38,7 @@ from training.runtime import (
     StopRequest,
     TrainingStopped,
     TrainState,
-    config_differences,
+    load_resumable_checkpoint,
     log,
 )
 from training.sampler import EpochSampler
@@ -173,10 +173,7 @@ class AdaFocusTrainer:
                 "classes": self.classes,
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
-                "step": self.state.step,
-                "history": self.state.history,
-                "bad_files": sorted(self.state.bad_files),
-                "epoch_losses": self.state.epoch_losses,
+                **self.state.as_checkpoint(),
                 "rng": rng_state(),
                 "generator": self.generator.get_state(),
             },
@@ -185,22 +182,14 @@ class AdaFocusTrainer:
 
     def maybe_resume(self) -> bool:
         """Load ``checkpoint.pt`` from the run folder unless ``restart``; True if resumed."""
-        if self.config.restart or not self.checkpoint_path.exists():
+        checkpoint = load_resumable_checkpoint(
+            self.checkpoint_path, CHECKPOINT_FORMAT, "an AdaFocus training checkpoint", self.config
+        )
+        if checkpoint is None:
             return False
-        checkpoint = load_checkpoint(self.checkpoint_path)
-        if checkpoint.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{self.checkpoint_path} is not an AdaFocus training checkpoint")
-        differences = config_differences(checkpoint["config"], dataclasses.asdict(self.config))
-        if differences:
-            raise ValueError(
-                f"{self.checkpoint_path} was written with other options ({'; '.join(differences)}); "
-                "use the same options to resume, --restart to start over, or another --out"
-            )
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.state = TrainState(
-            checkpoint["step"], checkpoint["history"], set(checkpoint["bad_files"]), checkpoint["epoch_losses"]
-        )
+        self.state = TrainState.from_checkpoint(checkpoint)
         restore_rng_state(checkpoint["rng"])
         if self.device.type == "cpu":
             self.generator.set_state(checkpoint["generator"])
