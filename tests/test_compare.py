@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from conftest import TINY_TRAINING
@@ -61,4 +62,11 @@ def test_compare_runs_reuses_and_reports(tiny_dataset: Path, tmp_path: Path):
     assert main(argv) == 0
     assert {name: (runs / name / "summary.json").stat().st_mtime_ns for name in argv[-3:]} == summaries
     assert main([*argv[:6], "--report-only"]) == 0
+    # The report keeps a record of each run, so it can be rewritten once the run folders are gone.
+    records = tmp_path / "results" / "tiny"
+    assert sorted(p.name for p in records.iterdir()) == ["adafocus_v2", "full_frame", "no_stop_gradient"]
+    shutil.rmtree(runs)
+    report.unlink()
+    assert main(["--runs", str(runs), "--report", str(report), "--report-only"]) == 0
+    assert "| ablation: no stop-gradient |" in report.read_text()
     assert main(["--set", "no_such_option=1", "--runs", str(runs), "--report-only"]) == 2

@@ -12,6 +12,11 @@ configuration is reused and an interrupted one resumes, so rerunning the command
 loses at most one checkpoint interval. The report (Markdown table + PNG plot, test split) is
 computed from the runs' ``summary.json`` files, nothing typed in; it states each aim of the
 method as met or not met with the figures.
+
+Run folders are large and not versioned, so the report keeps a record of what it was built from:
+each finished run's ``summary.json`` and ``config.json`` are copied next to the report
+(``docs/results/synthetic/<name>/``) and the report is written from those records. A record is
+replaced whenever its run folder holds a newer finished run.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,8 +135,32 @@ class Result:
         return next((p for p in self.exit_points if name in p["names"]), None)
 
 
-def load_results(runs: Path, experiments: list[Experiment]) -> list[Result]:
-    return [Result.load(e, runs / e.name) for e in experiments if (runs / e.name / "summary.json").is_file()]
+RECORD_FILES = ("summary.json", "config.json")
+
+
+def records_folder(report: Path) -> Path:
+    """Where the report keeps the records of its runs: ``docs/results/synthetic.md`` -> ``.../synthetic/``."""
+    return report.with_suffix("")
+
+
+def update_records(runs: Path, records: Path, experiments: list[Experiment]) -> list[str]:
+    """Copy each finished run's summary and configuration into ``records``; the names updated."""
+    updated = []
+    for experiment in experiments:
+        run, record = runs / experiment.name, records / experiment.name
+        if not all((run / name).is_file() for name in RECORD_FILES):
+            continue
+        if all((record / n).is_file() and (record / n).read_bytes() == (run / n).read_bytes() for n in RECORD_FILES):
+            continue
+        record.mkdir(parents=True, exist_ok=True)
+        for name in RECORD_FILES:
+            shutil.copyfile(run / name, record / name)
+        updated.append(experiment.name)
+    return updated
+
+
+def load_results(records: Path, experiments: list[Experiment]) -> list[Result]:
+    return [Result.load(e, records / e.name) for e in experiments if (records / e.name / "summary.json").is_file()]
 
 
 def _cheapest_within(result: Result, max_drop: float) -> dict[str, Any] | None:
@@ -243,11 +273,14 @@ def plot(results: list[Result], path: Path, title: str) -> None:
 
 
 def write_report(runs: Path, report: Path, command: str) -> Path:
-    results = load_results(runs, list(EXPERIMENTS))
+    records = records_folder(report)
+    for name in update_records(runs, records, list(EXPERIMENTS)):
+        log(f"{name}: record updated from {runs / name}")
+    results = load_results(records, list(EXPERIMENTS))
     if not results:
-        raise FileNotFoundError(f"no finished runs under {runs}; run without --report-only first")
-    first = json.loads((runs / results[0].experiment.name / "summary.json").read_text())
-    config = json.loads((runs / results[0].experiment.name / "config.json").read_text())
+        raise FileNotFoundError(f"no finished runs under {runs} or {records}; run without --report-only first")
+    first = json.loads((records / results[0].experiment.name / "summary.json").read_text())
+    config = json.loads((records / results[0].experiment.name / "config.json").read_text())
     test_videos = first["test"]["videos"]
     image = report.with_suffix(".png")
     plot(results, image, f"{report.stem}: accuracy vs compute ({test_videos} test videos)")
@@ -255,8 +288,8 @@ def write_report(runs: Path, report: Path, command: str) -> Path:
     lines = [
         f"# Results: {report.stem}",
         "",
-        f"Written by `{command}` from the runs under `{runs}`; every figure comes from their",
-        "`summary.json` files (test split; GMACs computed from the models by `training/adafocus/costs.py`).",
+        f"Written by `{command}` from the runs under `{runs}`, recorded in `{records}/`: every figure comes",
+        "from their `summary.json` files (test split; GMACs computed from the models by `training/adafocus/costs.py`).",
         f"Data: {config['data'] or 'the synthetic benchmark (docs/synthetic.md)'}; {test_videos} test videos; "
         f"T = {config['num_frames']} frames, frame {config['frame_size']}, glance {config['glance_size']}, "
         f"global `{config['global_model']}` {json.dumps(config['global_kwargs'])}, "
