@@ -31,8 +31,17 @@ $(SERVICE_STAMP): requirements/service.txt
 serve: $(SERVICE_STAMP)
 	ADAFOCUS_PROVIDERS='["CPUExecutionProvider"]' $(SERVICE_VENV)/bin/python -m service
 
-## make test: create .venv if missing, install what the tests need, lint, run the test suite
-test: $(STAMP)
+# The browser tests (tests/test_web.py) drive Debian's Chromium; installed once (needs root).
+CHROMIUM ?= /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	else \
+		echo "tests/test_web.py needs Chromium at $(CHROMIUM): run 'sudo apt-get install chromium' (skipped until then)"; \
+	fi
+
+## make test: create .venv if missing, install what the tests need (Chromium included), lint, run the test suite
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -36,6 +36,7 @@ from .errors import (
     VideoTooLargeError,
 )
 from .limits import DecodeLimits
+from .preview import encode_jpeg
 from .sampling import segment_indices
 from .transform import INTERPOLATION, CropBox, FrameGeometry, normalise
 
@@ -57,6 +58,7 @@ class Clip:
     num_frames: int  # frames in the video
     decoded_frames: int  # frames the decoder produced to get the samples (the cost)
     seeks: int  # how many times the decoder sought
+    previews: list[bytes] | None = None  # JPEG of each sample's whole resized frame, when asked for
 
 
 @dataclass
@@ -76,12 +78,14 @@ def read_clip(
     threads: int = 0,
     thread_type: str | None = None,
     positions: Sequence[int] | None = None,
+    previews: bool = False,
 ) -> Clip:
     """Decode ``num_samples`` frames of ``source`` (a path or a binary file object).
 
     ``positions`` (evaluation only): decode just these of the ``num_samples`` samples; the
     clip then holds them in that order, bit for bit as in the full clip. The service uses it
-    to decode the frames after an early exit never.
+    to decode the frames after an early exit never. ``previews``: also a JPEG of each sample's
+    whole frame, upright and resized (uncropped, so a box in original pixels scales onto it).
 
     ``limits`` defaults to :data:`DEFAULT_LIMITS`. ``rng`` given: training sampling and
     augmentation (a random frame per segment, one random crop and flip for the clip);
@@ -112,7 +116,7 @@ def read_clip(
             decoder = _SampleDecoder(container, stream, index, limits, deadline)
             raw = decoder.decode(targets, strategy)
             decoded, seeks = decoder.decoded, decoder.seeks
-    return _finish(raw, indices, index, geometry, rng, decoded, seeks)
+    return _finish(raw, indices, index, geometry, rng, decoded, seeks, previews)
 
 
 def _keyframe_groups(targets: list[int], index: _StreamIndex) -> list[list[int]]:
@@ -417,6 +421,7 @@ def _finish(
     rng: np.random.Generator | None,
     decoded: int,
     seeks: int,
+    previews: bool = False,
 ) -> Clip:
     resized: dict[int, np.ndarray] = {}
     for target in (index.pts[i] for i in indices):
@@ -434,6 +439,7 @@ def _finish(
         num_frames=len(index.pts),
         decoded_frames=decoded,
         seeks=seeks,
+        previews=[encode_jpeg(frame) for frame in samples] if previews else None,
     )
 
 

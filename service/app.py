@@ -19,6 +19,8 @@ from .problems import Problem, handle_problem, handle_validation_error, handle_v
 from .registry import ModelRegistry
 from .routes import router
 from .settings import Settings
+from .web import router as web_router
+from .web import static_files
 
 
 def decode_limits(settings: Settings) -> DecodeLimits:
@@ -70,4 +72,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(VideoError, handle_video_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.include_router(router)
+    app.include_router(web_router)
+    app.mount("/static", static_files(), name="static")
     return app

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import numpy as np
 
 from early_exit import OperatingPoint, choose_operating_point
 from frames.patch import box_in_original, patch_origin
+from frames.sampling import segment_indices
 from frames.transform import FrameGeometry
 from model_repository.onnx_pipeline import ClipResult
 
@@ -51,6 +53,22 @@ async def classify_clip(model: ServedModel, clip: LazyClip, point: OperatingPoin
     return describe(model, clip, point, result, top_k)
 
 
+def _add_thumbnail(entry: dict[str, Any], clip: LazyClip, position: int) -> None:
+    if position in clip.previews:
+        entry["thumbnail"] = "data:image/jpeg;base64," + base64.b64encode(clip.previews[position]).decode()
+
+
+def _skipped_frame(clip: LazyClip, step: int, position: int, num_samples: int) -> dict[str, Any]:
+    """A sampled frame after the exit: never processed, and never decoded if the exit came at step 0."""
+    entry: dict[str, Any] = {"step": step, "decoded": position in clip.frames}
+    if entry["decoded"]:
+        entry.update(frame_index=clip.frame_indices[position], time_s=clip.timestamps[position])
+        _add_thumbnail(entry, clip, position)
+    else:  # where it would have been sampled (the same sampling as the decoder's)
+        entry["frame_index"] = int(segment_indices(clip.num_frames, num_samples)[position])
+    return entry
+
+
 def describe(
     model: ServedModel, clip: LazyClip, point: OperatingPoint | None, result: ClipResult, top_k: int
 ) -> dict[str, Any]:
@@ -73,8 +91,10 @@ def describe(
             origin = patch_origin(location, manifest.frames.crop, manifest.frames.patch_size)
             box = box_in_original(tuple(map(float, origin)), manifest.frames.patch_size, geometry, clip.original_size)
             entry["box"] = box.as_dict()
+        _add_thumbnail(entry, clip, index)
         processed.append(entry)
     steps = len(result.step_logits)
+    skipped = [_skipped_frame(clip, step, order[step], manifest.frames.num_frames) for step in range(steps, len(order))]
     return {
         "labels": [{"label": manifest.labels[i], "score": float(scores[i])} for i in best],
         "exit": {
@@ -91,5 +111,6 @@ def describe(
             "full_model": manifest.gmacs_per_frame * manifest.frames.num_frames,
         },
         "frames": processed,
+        "skipped_frames": skipped,
         "stage_seconds": result.seconds,
     }

@@ -32,9 +32,14 @@ def _ready() -> bool:
 
 
 def _decode(
-    data: bytes, num_frames: int, geometry: FrameGeometry, limits: DecodeLimits, positions: list[int] | None = None
+    data: bytes,
+    num_frames: int,
+    geometry: FrameGeometry,
+    limits: DecodeLimits,
+    positions: list[int] | None = None,
+    previews: bool = False,
 ) -> Clip:
-    return read_clip(io.BytesIO(data), num_frames, geometry, limits, threads=1, positions=positions)
+    return read_clip(io.BytesIO(data), num_frames, geometry, limits, threads=1, positions=positions, previews=previews)
 
 
 class DecoderPool:
@@ -57,12 +62,18 @@ class DecoderPool:
         broken.shutdown(wait=False, cancel_futures=True)
 
     async def decode(
-        self, data: bytes, num_frames: int, geometry: FrameGeometry, positions: list[int] | None = None
+        self,
+        data: bytes,
+        num_frames: int,
+        geometry: FrameGeometry,
+        positions: list[int] | None = None,
+        previews: bool = False,
     ) -> Clip:
-        """The clip's samples (those at ``positions`` only, if given); raises ``VideoError`` or a ``Problem``."""
+        """The clip's samples (those at ``positions`` only, if given; with JPEG previews if asked);
+        raises ``VideoError`` or a ``Problem``."""
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(
-            self._pool, self.decode_function, data, num_frames, geometry, self.limits, positions
+            self._pool, self.decode_function, data, num_frames, geometry, self.limits, positions, previews
         )
         deadline = (self.limits.max_wall_s or 60.0) + HARD_DEADLINE_MARGIN_S
         try:
@@ -88,11 +99,16 @@ class LazyClip:
     then, if the video did not exit there, every remaining sample in one more decode.
 
     Frames after an early exit at the first step are never decoded. The samples are the same,
-    bit for bit, as a full decode (``read_clip(positions=...)``).
+    bit for bit, as a full decode (``read_clip(positions=...)``). With ``previews``, each
+    decoded sample also comes with a JPEG of its whole frame (for the web page).
     """
 
-    def __init__(self, pool: DecoderPool, data: bytes, num_samples: int, geometry: FrameGeometry) -> None:
+    def __init__(
+        self, pool: DecoderPool, data: bytes, num_samples: int, geometry: FrameGeometry, previews: bool = False
+    ) -> None:
         self.pool, self.data, self.num_samples, self.geometry = pool, data, num_samples, geometry
+        self.want_previews = previews
+        self.previews: dict[int, bytes] = {}
         self.frames: dict[int, np.ndarray] = {}
         self.frame_indices: dict[int, int] = {}
         self.timestamps: dict[int, float] = {}
@@ -105,9 +121,11 @@ class LazyClip:
         """Sample ``position`` as ``(1, 3, S, S)`` float32."""
         if position not in self.frames:
             wanted = [position] if not self.frames else [p for p in range(self.num_samples) if p not in self.frames]
-            clip = await self.pool.decode(self.data, self.num_samples, self.geometry, wanted)
+            clip = await self.pool.decode(self.data, self.num_samples, self.geometry, wanted, self.want_previews)
             for row, p in enumerate(wanted):
                 self.frames[p] = clip.frames[row : row + 1]
+                if clip.previews is not None:
+                    self.previews[p] = clip.previews[row]
                 self.frame_indices[p] = int(clip.frame_indices[row])
                 self.timestamps[p] = float(clip.timestamps[row])
             self.original_size, self.num_frames = clip.original_size, clip.num_frames

@@ -130,6 +130,9 @@ async def classify(
     exit: Annotated[str | None, Query(description="off, an operating point's name, or a GMACs budget")] = None,
     model: Annotated[str | None, Query(description="pipeline name (default: the service's default)")] = None,
     version: Annotated[int | None, Query(ge=1)] = None,
+    thumbnails: Annotated[
+        bool, Query(description="add a small JPEG (data URL) of each processed frame, uncropped")
+    ] = False,
 ) -> dict[str, Any]:
     if not registry.ready:
         raise Problem(503, "Not ready", "models are still loading", {"Retry-After": "5"})
@@ -137,12 +140,14 @@ async def classify(
         raise Problem(503, "Overloaded", "too many requests in flight; retry shortly", {"Retry-After": "1"})
     metrics.enter()
     try:
-        return await _classify(request, settings, registry, decoder, metrics, top_k, exit, model, version)
+        return await _classify(request, settings, registry, decoder, metrics, top_k, exit, model, version, thumbnails)
     finally:
         metrics.leave()
 
 
-async def _classify(request, settings, registry, decoder, metrics, top_k, exit, model, version) -> dict[str, Any]:
+async def _classify(
+    request, settings, registry, decoder, metrics, top_k, exit, model, version, thumbnails
+) -> dict[str, Any]:
     try:
         served = registry.get(model, version)
     except KeyError as error:
@@ -152,7 +157,7 @@ async def _classify(request, settings, registry, decoder, metrics, top_k, exit, 
     if not data:
         raise Problem(422, "Empty upload", "the uploaded video is empty")
     frames = served.pipeline.manifest.frames
-    clip = LazyClip(decoder, data, frames.num_frames, FrameGeometry(frames.resize, frames.crop))
+    clip = LazyClip(decoder, data, frames.num_frames, FrameGeometry(frames.resize, frames.crop), thumbnails)
     result = await classify_clip(served, clip, point, min(top_k, len(served.pipeline.manifest.labels)))
     stages = result.pop("stage_seconds")
     for stage, seconds in stages.items():

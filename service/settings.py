@@ -13,6 +13,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ADAFOCUS_", env_file=None)
 
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 in a container)")
+    port: int = Field(8000, ge=1, le=65535, description="port to listen on")
     model_repo: Path = Field(Path("model_repo"), description="the model repository to serve")
     models: list[str] = Field(default_factory=list, description="pipelines to load (empty: every one found)")
     default_model: str = Field("adafocus_v2", description="the pipeline used when a request names none")

@@ -21,7 +21,8 @@ from frames import (
     VideoTooLargeError,
     segment_indices,
 )
-from frames.decode import read_clip
+from frames.decode import read_all_resized, read_clip
+from frames.preview import encode_jpeg
 
 GEOMETRY = FrameGeometry(resize=40, crop=32)
 
@@ -271,3 +272,30 @@ def test_a_subset_of_positions_gives_the_same_frames(tmp_path):
         assert np.array_equal(part.frame_indices, full.frame_indices[positions])
         assert part.decoded_frames <= full.decoded_frames
     assert read_clip(path, 8, GEOMETRY, positions=[0]).decoded_frames < full.decoded_frames
+
+
+def _jpeg_to_rgb(data: bytes) -> np.ndarray:
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        return next(container.decode(video=0)).to_ndarray(format="rgb24")
+
+
+def test_previews_are_the_whole_resized_frames_as_jpeg(tmp_path):
+    path = make_video(tmp_path / "v.mp4", frames=20, width=64, height=48)
+    plain = read_clip(path, 4, GEOMETRY)
+    clip = read_clip(path, 4, GEOMETRY, previews=True)
+    assert plain.previews is None and np.array_equal(clip.frames, plain.frames)  # the model input is untouched
+    every_frame = read_all_resized(path, GEOMETRY).frames
+    for preview, index in zip(clip.previews, clip.frame_indices, strict=True):
+        assert preview[:2] == b"\xff\xd8" and preview[-2:] == b"\xff\xd9"  # a complete JPEG
+        rgb = _jpeg_to_rgb(preview)
+        assert rgb.shape == every_frame[index].shape  # uncropped, aspect kept
+        assert np.abs(rgb.astype(int) - every_frame[index]).mean() < 4  # the same picture, lossy
+
+
+def test_encode_jpeg_refuses_what_is_not_an_rgb_image():
+    with pytest.raises(ValueError, match="uint8"):
+        encode_jpeg(np.zeros((8, 8), dtype=np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        encode_jpeg(np.zeros((8, 8, 3), dtype=np.float32))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import time
 from pathlib import Path
 
+import av
 import pytest
 from fastapi.testclient import TestClient
 
@@ -73,6 +76,24 @@ def test_classify_raw_body_with_early_exit(client, videos):
         assert len(body["frames"]) == body["exit"]["frames_processed"] == body["exit"]["step"] + 1
         assert body["gmacs"]["spent"] <= body["gmacs"]["full_model"]
         assert body["exit"]["operating_point"] == "fast"
+
+
+def test_thumbnails_and_skipped_frames(client, videos):
+    path, _ = videos[1]
+    every = client.post("/classify", params={"exit": "off"}, files={"video": path.open("rb")}).json()
+    assert "thumbnail" not in every["frames"][0] and every["skipped_frames"] == []
+    body = client.post("/classify", params={"exit": "fast", "thumbnails": True}, files={"video": path.open("rb")})
+    body = body.json()
+    processed, skipped = body["frames"], body["skipped_frames"]
+    assert [f["step"] for f in processed + skipped] == list(range(8))
+    # A skipped frame is where a full run would have processed it; it was decoded unless the exit came first.
+    assert [f["frame_index"] for f in processed + skipped] == [f["frame_index"] for f in every["frames"]]
+    assert all(f["decoded"] == (body["exit"]["step"] > 0) for f in skipped)
+    for frame in processed + [f for f in skipped if f["decoded"]]:
+        jpeg = base64.b64decode(frame["thumbnail"].removeprefix("data:image/jpeg;base64,"))
+        with av.open(io.BytesIO(jpeg)) as image:
+            picture = next(image.decode(video=0))
+        assert (picture.width, picture.height) == (128, 128)  # the whole 128 x 128 video frame
 
 
 def _problem(response, status: int) -> dict:
