@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python requirements/service.txt requirements/train.txt requirements/dev.txt
+$(STAMP): $(BIN)/python requirements/service-common.txt requirements/service.txt requirements/train.txt requirements/dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
 	touch $@
 
@@ -21,7 +21,7 @@ SERVICE_VENV ?= .venv-service
 SERVICE_STAMP := $(SERVICE_VENV)/.installed
 
 # The service's own environment: requirements/service.txt only, no torch.
-$(SERVICE_STAMP): requirements/service.txt
+$(SERVICE_STAMP): requirements/service-common.txt requirements/service.txt
 	$(PYTHON) -m venv $(SERVICE_VENV)
 	$(SERVICE_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(SERVICE_VENV)/bin/python -m pip install --quiet -r requirements/service.txt

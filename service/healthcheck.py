@@ -1,0 +1,30 @@
+"""``python -m service.healthcheck``: exit 0 if the service on this machine is ready, else 1.
+
+The container health check (docker/Dockerfile*, docker-compose.yml): the images carry no curl,
+and ``/readyz`` answers 200 only once the models are loaded, verified and warmed up.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.error
+import urllib.request
+
+
+def ready(url: str, timeout_s: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):  # refused, 503 (HTTPError), timed out
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    url = args[0] if args else f"http://127.0.0.1:{os.environ.get('ADAFOCUS_PORT', '8000')}/readyz"
+    return 0 if ready(url) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
