@@ -51,6 +51,10 @@ def test_repository_layout_and_graphs(exported):
             assert dims[0].dim_param and all(d.HasField("dim_value") for d in dims[1:]), (name, value.name)
         config = (repo / graph.triton_model / "config.pbtxt").read_text()
         assert f'name: "{graph.triton_model}"' in config and 'platform: "onnxruntime_onnx"' in config
+        # Triton refuses empty dims: a per-frame scalar is [1], reshaped to [] for the model.
+        assert "dims: [  ]" not in config
+        scalars = [spec.name for spec in graph.inputs if len(spec.shape) == 1]
+        assert config.count("reshape: { shape: [ ] }") == len(scalars)
     focus = onnx.load(str(pipeline.graph_path("focus")))
     samplers = [node for node in focus.graph.node if node.op_type == "GridSample"]
     assert len(samplers) == 1

@@ -78,11 +78,14 @@ def triton_config(model_name: str, inputs: list[dict], outputs: list[dict], labe
     def block(kind: str, specs: list[dict]) -> str:
         entries = []
         for spec in specs:
-            dims = ", ".join(str(d) for d in spec["shape"][1:])
+            # Triton wants at least one dimension besides the batch: a per-frame scalar (the
+            # classifier's step) is declared as [1] and reshaped to the model's [] per frame.
+            shape = spec["shape"][1:]
+            dims = f"dims: [ {', '.join(map(str, shape))} ]" if shape else "dims: [ 1 ]\n    reshape: { shape: [ ] }"
             label = '\n    label_filename: "labels.txt"' if labels and spec["name"] == "logits" else ""
             entries.append(
                 f'  {{\n    name: "{spec["name"]}"\n    data_type: {_TRITON_TYPES[spec["dtype"]]}\n'
-                f"    dims: [ {dims} ]{label}\n  }}"
+                f"    {dims}{label}\n  }}"
             )
         return f"{kind} [\n" + ",\n".join(entries) + "\n]\n"
 
