@@ -8,6 +8,7 @@ saved under ``test-output/web/``.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -174,3 +175,23 @@ def test_garbage_upload_shows_the_error_in_words(page, tmp_path):
     assert page.is_enabled("#classify-button")  # the person can try another file
     OUTPUT.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=OUTPUT / "error.png", full_page=True)
+
+
+def test_dropping_a_video_on_the_page_classifies_it(page, video):
+    # What a drag from the desktop delivers: a drop event whose DataTransfer holds the file.
+    data = base64.b64encode(video.read_bytes()).decode()
+    transfer = page.evaluate_handle(
+        """([name, data]) => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: "video/mp4" }));
+            return transfer;
+        }""",
+        [video.name, data],
+    )
+    page.dispatch_event("#drop-zone", "drop", {"dataTransfer": transfer})
+    assert video.name in page.text_content("#drop-text")
+    page.click("#classify-button")
+    page.wait_for_selector("#result", state="visible")
+    assert page.locator("#labels .label").count() == 5
+    assert page.locator(".frame.processed .focus-box").count() >= 1
