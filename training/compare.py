@@ -83,7 +83,8 @@ def is_finished(config: TrainConfig) -> bool:
     if not (run / "summary.json").is_file() or not (run / "config.json").is_file():
         return False
     saved = json.loads((run / "config.json").read_text())
-    return not config_differences(saved, json.loads(json.dumps(dataclasses.asdict(config))))
+    defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
+    return not config_differences(saved, json.loads(json.dumps(dataclasses.asdict(config))), defaults=defaults)
 
 
 def run_experiments(base: dict[str, Any], experiments: list[Experiment], runs: Path, stop: StopRequest) -> None:

@@ -53,10 +53,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def config_differences(saved: dict, current: dict, allowed: frozenset[str] = RESUMABLE_CHANGES) -> list[str]:
-    """``key: old -> new`` for every option that differs and may not change on resume."""
+def config_differences(
+    saved: dict, current: dict, allowed: frozenset[str] = RESUMABLE_CHANGES, defaults: dict | None = None
+) -> list[str]:
+    """``key: old -> new`` for every option that differs and may not change on resume.
+
+    With ``defaults``, an option the saved configuration lacks (it was added later) counts as
+    unchanged while the current value is its default.
+    """
     keys = (set(saved) | set(current)) - allowed
-    return sorted(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k))
+    defaults = defaults or {}
+    return sorted(
+        f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if saved.get(k, defaults.get(k)) != current.get(k)
+    )
 
 
 class BadDataError(RuntimeError):
@@ -96,7 +105,8 @@ def load_resumable_checkpoint(path: Path, expected_format: str, what: str, confi
     checkpoint = load_checkpoint(path)
     if checkpoint.get("format") != expected_format:
         raise ValueError(f"{path} is not {what}")
-    differences = config_differences(checkpoint["config"], dataclasses.asdict(config))
+    defaults = dataclasses.asdict(type(config)())
+    differences = config_differences(checkpoint["config"], dataclasses.asdict(config), defaults=defaults)
     if differences:
         raise ValueError(
             f"{path} was written with other options ({'; '.join(differences)}); "

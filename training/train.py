@@ -3,6 +3,7 @@
     python training/train.py                        # synthetic benchmark, CPU, about 15 minutes
     python training/train.py --data /data/mydataset --out runs/mine --epochs 30
     python training/train.py --config my_run.toml --patch-size 96
+    python training/train.py --method adafocus_v1    # AdaFocus V1: four stages, PPO policy
     torchrun --nproc_per_node=4 training/train.py --data ... --device cuda
 
 With no arguments it generates the synthetic benchmark if absent, trains the default model,
@@ -29,11 +30,13 @@ from training.adafocus.config import TrainConfig
 from training.adafocus.finish import finish
 from training.adafocus.report import write_run_report
 from training.adafocus.trainer import AdaFocusTrainer
+from training.adafocus.v1_trainer import AdaFocusV1Trainer
 from training.config import parse_config
 from training.distributed import init_distributed, shutdown_distributed
 from training.runtime import StopRequest, log, run_command
 
-METHODS = ("adafocus_v2",)
+TRAINERS = {"adafocus_v2": AdaFocusTrainer, "adafocus_v1": AdaFocusV1Trainer}
+METHODS = tuple(TRAINERS)
 
 
 def train(config: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any] | None:
@@ -42,7 +45,7 @@ def train(config: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any
         raise ValueError(f"unknown method {config.method!r}; available: {', '.join(METHODS)}")
     dist = init_distributed(config.device)
     try:
-        trainer = AdaFocusTrainer(config, dist, stop)
+        trainer = TRAINERS[config.method](config, dist, stop)
         trainer.run_dir.mkdir(parents=True, exist_ok=True)
         if trainer.maybe_resume():
             log(f"resuming {trainer.checkpoint_path} at step {trainer.state.step} of {trainer.total_steps}")
@@ -58,6 +61,8 @@ def train(config: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any
         summary = finish(trainer)
         summary["train_seconds_this_session"] = round(train_seconds, 1)
         summary["seconds_this_session"] = round(time.perf_counter() - started, 1)
+        if isinstance(trainer, AdaFocusV1Trainer):  # wall-clock of every stage, over all sessions
+            summary["stage_seconds"] = [round(seconds, 1) for seconds in trainer.stage_seconds]
         (trainer.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         write_run_report(trainer.run_dir, summary)
         return summary

@@ -73,6 +73,17 @@ class TrainConfig:
     random_patch_branch: bool = field(default=True, metadata=_help("second branch on random patches"))
     auxiliary_losses: bool = field(default=True, metadata=_help("per-frame losses on both networks"))
     stop_gradient: bool = field(default=True, metadata=_help("the policy reads detached global features"))
+    # -- AdaFocus V1 (--method adafocus_v1; see training/adafocus/v1_trainer.py) ---------
+    v1_policy: str = field(default="grid", metadata=_help("V1 policy: grid (7x7 corners, PPO) or gaussian"))
+    v1_stage_epochs: list[int] = field(
+        default_factory=lambda: [1, 3, 2, 1],
+        metadata=_help("V1 epochs of stages 0-3: full frames, random patches, PPO, fine-tuning (JSON list)"),
+    )
+    ppo_lr: float = field(default=3e-4, metadata=_help("V1 stage 2: Adam learning rate of the policy"))
+    ppo_gamma: float = field(default=0.7, metadata=_help("V1 stage 2: reward discount"))
+    ppo_clip: float = field(default=0.2, metadata=_help("V1 stage 2: PPO ratio clip"))
+    ppo_value_coef: float = field(default=0.5, metadata=_help("V1 stage 2: critic loss weight"))
+    ppo_entropy_coef: float = field(default=0.01, metadata=_help("V1 stage 2: entropy bonus weight"))
     # -- conditional exit ---------------------------------------------------------------
     confidence: str = field(default="max_prob", metadata=_help("max_prob, max_logit or entropy"))
     # -- running ------------------------------------------------------------------------
@@ -94,6 +105,9 @@ class TrainConfig:
     progress: bool = field(default=True, metadata=_help("show a progress bar"))
 
     def model_config(self, num_classes: int) -> AdaFocusConfig:
+        v1 = self.method == "adafocus_v1"
+        if v1 and self.variant != "adafocus_v2":
+            raise ValueError(f"--method adafocus_v1 trains the V1 model; --variant {self.variant} is a V2 baseline")
         return AdaFocusConfig(
             num_classes=num_classes,
             num_frames=self.num_frames,
@@ -106,10 +120,12 @@ class TrainConfig:
             local_kwargs=dict(self.local_kwargs),
             policy_channels=self.policy_channels,
             policy_hidden=self.policy_hidden,
-            classifier=self.classifier,
+            # V1 is defined with the recurrent classifier (its stage 1 trains a GRU).
+            classifier="gru" if v1 else self.classifier,
             classifier_width=self.classifier_width,
             shared_head=self.shared_head,
             dropout=self.dropout,
-            variant=self.variant,
+            variant="adafocus_v1" if v1 else self.variant,
             frame_order=self.frame_order,
+            policy=self.v1_policy if v1 else "regression",
         )

@@ -54,7 +54,7 @@ def finish(trainer: AdaFocusTrainer) -> dict[str, Any]:
     )
     summary: dict[str, Any] = {
         "method": config.method,
-        "variant": config.variant,
+        "variant": model.config.variant,
         "steps": trainer.state.step,
         "classes": trainer.classes,
         "multi_label": trainer.multi_label,

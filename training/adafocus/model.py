@@ -9,6 +9,9 @@ location, a differentiable *crop*, a *local* network on the patch (the focus), a
 The same class builds the baselines that share the harness (``variant``):
 
 * ``adafocus_v2``: the policy picks the patch (the method);
+* ``adafocus_v1``: AdaFocus (V1): a reinforcement-learning policy (``policy`` ``grid`` or
+  ``gaussian``, :mod:`training.adafocus.v1_policy`) and the recurrent classifier, trained
+  in stages by :mod:`training.adafocus.v1_trainer`; the same inference interface;
 * ``random_patch`` / ``centre_patch``: a uniformly random or the central patch, no policy;
 * ``glance_only``: the global network alone;
 * ``full_frame``: the local network on the whole frame, no glance (the expensive reference).
@@ -29,12 +32,22 @@ from training.models import create_model
 from .classifiers import build_classifier
 from .crop import PatchCrop, random_locations
 from .policy import PatchPolicy
+from .v1_policy import build_v1_policy
 
-Variant = Literal["adafocus_v2", "random_patch", "centre_patch", "glance_only", "full_frame"]
+Variant = Literal["adafocus_v2", "adafocus_v1", "random_patch", "centre_patch", "glance_only", "full_frame"]
 Focus = Literal["policy", "random", "centre"]
-VARIANTS: tuple[str, ...] = ("adafocus_v2", "random_patch", "centre_patch", "glance_only", "full_frame")
+VARIANTS: tuple[str, ...] = (
+    "adafocus_v2",
+    "adafocus_v1",
+    "random_patch",
+    "centre_patch",
+    "glance_only",
+    "full_frame",
+)
+POLICIES: tuple[str, ...] = ("regression", "grid", "gaussian")
 DEFAULT_FOCUS: dict[str, Focus | None] = {
     "adafocus_v2": "policy",
+    "adafocus_v1": "policy",
     "random_patch": "random",
     "centre_patch": "centre",
     "glance_only": None,
@@ -63,10 +76,13 @@ class AdaFocusConfig:
     dropout: float = 0.2
     variant: str = "adafocus_v2"
     frame_order: str = "chronological"
+    policy: str = "regression"  # V2's location regressor; V1: "grid" or "gaussian" actor-critic
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; use one of {', '.join(VARIANTS)}")
+        if self.policy not in POLICIES:
+            raise ValueError(f"unknown policy {self.policy!r}; use one of {', '.join(POLICIES)}")
         if self.frame_order not in ("chronological", "coarse_to_fine"):
             raise ValueError("frame_order must be 'chronological' or 'coarse_to_fine'")
         if not 0 < self.glance_size <= self.frame_size:
@@ -140,9 +156,13 @@ class AdaFocusV2(nn.Module):
             self.crop = PatchCrop(config.frame_size, config.patch_size)
         if self.focus_mode == "policy":
             map_size = self._glance_map_size()
-            self.policy = PatchPolicy(
-                self.global_net.feature_channels, map_size, config.policy_channels, config.policy_hidden
-            )
+            channels = self.global_net.feature_channels
+            if config.policy == "regression":
+                self.policy = PatchPolicy(channels, map_size, config.policy_channels, config.policy_hidden)
+            else:
+                self.policy = build_v1_policy(
+                    config.policy, channels, map_size, config.policy_channels, config.policy_hidden
+                )
         self.classifier = build_classifier(
             config.classifier,
             fused,

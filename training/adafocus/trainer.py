@@ -106,6 +106,7 @@ class AdaFocusTrainer:
             raise ValueError(f"{len(self.splits.train)} training videos is fewer than one batch of {config.batch_size}")
         self.total_steps = config.epochs * self.steps_per_epoch
         self.warmup_steps = int(config.warmup_epochs * self.steps_per_epoch)
+        self.base_lr = config.lr
         self.state = TrainState()
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed * 7919 + self.dist.rank)
 
@@ -166,19 +167,19 @@ class AdaFocusTrainer:
         self.state.bad_files = bad_files
         if not self.dist.is_main:
             return
-        atomic_save(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "config": dataclasses.asdict(self.config),
-                "classes": self.classes,
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                **self.state.as_checkpoint(),
-                "rng": rng_state(),
-                "generator": self.generator.get_state(),
-            },
-            self.checkpoint_path,
-        )
+        atomic_save(self.checkpoint_payload(), self.checkpoint_path)
+
+    def checkpoint_payload(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": dataclasses.asdict(self.config),
+            "classes": self.classes,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            **self.state.as_checkpoint(),
+            "rng": rng_state(),
+            "generator": self.generator.get_state(),
+        }
 
     def maybe_resume(self) -> bool:
         """Load ``checkpoint.pt`` from the run folder unless ``restart``; True if resumed."""
@@ -187,13 +188,17 @@ class AdaFocusTrainer:
         )
         if checkpoint is None:
             return False
+        self.restore(checkpoint)
+        return True
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        """Continue from a checkpoint of this run (model, optimiser, progress, random state)."""
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.state = TrainState.from_checkpoint(checkpoint)
         restore_rng_state(checkpoint["rng"])
         if self.device.type == "cpu":
             self.generator.set_state(checkpoint["generator"])
-        return True
 
     # -- training -----------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -255,6 +260,14 @@ class AdaFocusTrainer:
         per_step = step_metrics(predictions, self.multi_label)
         return {"final": per_step[-1], "per_step": per_step, "videos": len(predictions.logits)}
 
+    def record_extras(self) -> dict[str, Any]:
+        """Entries added to each epoch's record in ``metrics.json`` (a subclass's stage, say)."""
+        return {}
+
+    def metrics_history(self) -> list[dict[str, Any]]:
+        """What ``metrics.json`` holds: every epoch record of the run."""
+        return self.state.history
+
     def _evaluated(self, epoch: int) -> bool:
         return any(record["epoch"] == epoch + 1 for record in self.state.history)
 
@@ -264,6 +277,7 @@ class AdaFocusTrainer:
         self.state.epoch_losses = []
         if self.dist.is_main:
             record: dict[str, Any] = {
+                **self.record_extras(),
                 "epoch": epoch + 1,
                 "step": self.state.step,
                 "train_loss": sum(flat) / len(flat) if flat else None,
@@ -271,11 +285,12 @@ class AdaFocusTrainer:
             }
             self.state.history.append(record)
             metric = "mAP" if self.multi_label else "top1"
+            epochs = self.total_steps // self.steps_per_epoch
             log(
-                f"epoch {epoch + 1}/{self.config.epochs}: train loss {record['train_loss'] or float('nan'):.3f}, "
+                f"epoch {epoch + 1}/{epochs}: train loss {record['train_loss'] or float('nan'):.3f}, "
                 f"calibration {metric} {record['calibration']['final'][metric]:.3f}"
             )
-            (self.run_dir / "metrics.json").write_text(json.dumps(self.state.history, indent=2))
+            (self.run_dir / "metrics.json").write_text(json.dumps(self.metrics_history(), indent=2))
         self.state.history = self.dist.broadcast(self.state.history)
         self.save_checkpoint()
 
@@ -299,7 +314,7 @@ class AdaFocusTrainer:
                 for clips, target, indices, valid in loader:
                     lr = set_learning_rate(
                         self.optimizer,
-                        config.lr,
+                        self.base_lr,
                         cosine_with_warmup(self.state.step, self.total_steps, self.warmup_steps),
                     )
                     self._note_bad_files(valid, indices, self.train_set)
@@ -317,10 +332,14 @@ class AdaFocusTrainer:
         finally:
             bar.close()
 
+    def run_step(self) -> int:
+        """Steps done in the whole run (what ``max_steps`` counts)."""
+        return self.state.step
+
     def _maybe_stop_or_checkpoint(self) -> None:
         step = self.state.step
         reason = self.stop.reason
-        if reason is None and self.config.max_steps is not None and step >= self.config.max_steps:
+        if reason is None and self.config.max_steps is not None and self.run_step() >= self.config.max_steps:
             reason = f"max_steps={self.config.max_steps}"
         # Every process must agree to stop at the same step.
         reason = self.dist.broadcast(reason)

@@ -1,0 +1,205 @@
+"""AdaFocus (V1) policies: recurrent actor-critics trained with PPO (stage 2).
+
+Both read the global network's feature map one frame at a time, as AdaFocusV2's policy does,
+and share its interface for inference: ``policy(features, state) -> (location, next_state)``
+with the location in ``(0, 1)^2`` (``(x, y)``; the patch's top-left corner is
+``location * (frame - patch)``). So a trained V1 model evaluates, exits early and exports
+exactly like a V2 model. For training they also expose ``act`` (sample an action, with its
+log-probability, the critic's value and the entropy) and ``evaluate`` (the same for given
+actions: PPO's second pass).
+
+* :class:`GridPolicy`: a categorical distribution over a ``g x g`` grid of patch corners
+  (the paper's 7x7, corners ``{0, 1/6, ..., 1}^2 * (W - P)``); inference takes the argmax.
+* :class:`GaussianPolicy`: a Gaussian over the location (fixed std, the paper's 0.25 in
+  location units); inference takes the mean.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Categorical, Normal
+
+
+class PolicyStep(NamedTuple):
+    """One step of an actor-critic for a batch of frames."""
+
+    action: Tensor  # (N,) grid index, or (N, 2) location for the Gaussian policy
+    log_prob: Tensor  # (N,)
+    value: Tensor  # (N,) the critic's estimate of the return from here
+    entropy: Tensor  # (N,)
+    location: Tensor  # (N, 2) in [0, 1]^2
+    state: Tensor  # (N, hidden) the GRU state after this frame
+
+
+class _RecurrentActorCritic(nn.Module):
+    """Conv1x1 -> ReLU -> flatten -> Linear -> ReLU -> GRU cell, then an actor and a critic head."""
+
+    def __init__(self, in_channels: int, map_size: tuple[int, int], conv_channels: int, hidden_size: int) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.map_size = tuple(map_size)
+        self.encode = nn.Sequential(
+            nn.Conv2d(in_channels, conv_channels, 1),
+            nn.ReLU(inplace=True),
+            nn.Flatten(),
+            nn.Linear(conv_channels * map_size[0] * map_size[1], hidden_size),
+            nn.ReLU(inplace=True),
+        )
+        self.rnn = nn.GRUCell(hidden_size, hidden_size)
+        self.critic = nn.Linear(hidden_size, 1)
+
+    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> Tensor:
+        return torch.zeros(batch, self.hidden_size, device=device)
+
+    def _hidden(self, features: Tensor, state: Tensor) -> Tensor:
+        if tuple(features.shape[-2:]) != self.map_size:
+            raise ValueError(f"policy expects {self.map_size} feature maps, got {tuple(features.shape[-2:])}")
+        return self.rnn(self.encode(features), state)
+
+    def distribution(self, hidden: Tensor):
+        raise NotImplementedError
+
+    def location_of(self, action: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def act(
+        self, features: Tensor, state: Tensor, generator: torch.Generator | None = None, greedy: bool = False
+    ) -> PolicyStep:
+        """Sample an action (or take the most likely one with ``greedy``) for one frame."""
+        hidden = self._hidden(features, state)
+        distribution = self.distribution(hidden)
+        action = self.greedy_action(distribution) if greedy else self.sample(distribution, generator)
+        return PolicyStep(
+            action,
+            self.log_prob(distribution, action),
+            self.critic(hidden).squeeze(-1),
+            self.entropy(distribution),
+            self.location_of(action),
+            hidden,
+        )
+
+    def evaluate(self, features: Tensor, state: Tensor, action: Tensor) -> PolicyStep:
+        """Log-probability, value and entropy of a given action (PPO's update pass)."""
+        hidden = self._hidden(features, state)
+        distribution = self.distribution(hidden)
+        return PolicyStep(
+            action,
+            self.log_prob(distribution, action),
+            self.critic(hidden).squeeze(-1),
+            self.entropy(distribution),
+            self.location_of(action),
+            hidden,
+        )
+
+    def forward(self, features: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """Inference: the most likely location ``(N, 2)`` and the next state (exportable: no
+        distribution object, only tensor operations)."""
+        hidden = self._hidden(features, state)
+        return self.most_likely_location(hidden), hidden
+
+    def most_likely_location(self, hidden: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class GridPolicy(_RecurrentActorCritic):
+    """A categorical choice among ``grid x grid`` patch corners."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        map_size: tuple[int, int],
+        conv_channels: int = 32,
+        hidden_size: int = 1024,
+        grid: int = 7,
+    ) -> None:
+        super().__init__(in_channels, map_size, conv_channels, hidden_size)
+        if grid < 2:
+            raise ValueError("the grid needs at least 2 x 2 corners")
+        self.grid = grid
+        self.actor = nn.Linear(hidden_size, grid * grid)
+        steps = torch.arange(grid, dtype=torch.float32) / (grid - 1)
+        ys, xs = torch.meshgrid(steps, steps, indexing="ij")
+        # Action k is row k // grid, column k % grid: location (x, y) = (column, row) / (grid - 1).
+        self.register_buffer("corners", torch.stack([xs.flatten(), ys.flatten()], dim=1), persistent=False)
+
+    def distribution(self, hidden: Tensor) -> Categorical:
+        return Categorical(logits=self.actor(hidden).float())
+
+    @staticmethod
+    def sample(distribution: Categorical, generator: torch.Generator | None) -> Tensor:
+        # Categorical.sample takes no generator: draw through multinomial for reproducibility.
+        return torch.multinomial(distribution.probs, 1, generator=generator).squeeze(-1)
+
+    @staticmethod
+    def greedy_action(distribution: Categorical) -> Tensor:
+        return distribution.logits.argmax(dim=-1)
+
+    @staticmethod
+    def log_prob(distribution: Categorical, action: Tensor) -> Tensor:
+        return distribution.log_prob(action)
+
+    @staticmethod
+    def entropy(distribution: Categorical) -> Tensor:
+        return distribution.entropy()
+
+    def location_of(self, action: Tensor) -> Tensor:
+        return self.corners[action]
+
+    def most_likely_location(self, hidden: Tensor) -> Tensor:
+        return self.corners[self.actor(hidden).argmax(dim=-1)]
+
+
+class GaussianPolicy(_RecurrentActorCritic):
+    """A Gaussian over the location with a fixed standard deviation; samples clipped to [0, 1]."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        map_size: tuple[int, int],
+        conv_channels: int = 32,
+        hidden_size: int = 1024,
+        std: float = 0.25,
+    ) -> None:
+        super().__init__(in_channels, map_size, conv_channels, hidden_size)
+        self.std = std
+        self.actor = nn.Linear(hidden_size, 2)
+
+    def distribution(self, hidden: Tensor) -> Normal:
+        mean = torch.sigmoid(self.actor(hidden).float())
+        return Normal(mean, torch.full_like(mean, self.std))
+
+    @staticmethod
+    def sample(distribution: Normal, generator: torch.Generator | None) -> Tensor:
+        noise = torch.randn(distribution.mean.shape, generator=generator, device=distribution.mean.device)
+        return distribution.mean + distribution.stddev * noise
+
+    @staticmethod
+    def greedy_action(distribution: Normal) -> Tensor:
+        return distribution.mean
+
+    @staticmethod
+    def log_prob(distribution: Normal, action: Tensor) -> Tensor:
+        return distribution.log_prob(action).sum(-1)
+
+    @staticmethod
+    def entropy(distribution: Normal) -> Tensor:
+        return distribution.entropy().sum(-1)
+
+    def location_of(self, action: Tensor) -> Tensor:
+        return action.clamp(0.0, 1.0)
+
+    def most_likely_location(self, hidden: Tensor) -> Tensor:
+        return torch.sigmoid(self.actor(hidden))
+
+
+def build_v1_policy(
+    kind: str, in_channels: int, map_size: tuple[int, int], conv_channels: int, hidden_size: int
+) -> _RecurrentActorCritic:
+    if kind == "grid":
+        return GridPolicy(in_channels, map_size, conv_channels, hidden_size)
+    if kind == "gaussian":
+        return GaussianPolicy(in_channels, map_size, conv_channels, hidden_size)
+    raise ValueError(f"unknown AdaFocus V1 policy {kind!r}; use 'grid' or 'gaussian'")
