@@ -39,6 +39,23 @@ TRAINERS = {"adafocus_v2": AdaFocusTrainer, "adafocus_v1": AdaFocusV1Trainer}
 METHODS = tuple(TRAINERS)
 
 
+def machine_description(device) -> dict[str, Any]:
+    """Where the run trained: results can differ between processors (float summation order)."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line]
+        cpu = names[0] if names else cpu
+    described = {"cpu": cpu, "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device)}
+    if device.type == "cuda":
+        described["gpu"] = torch.cuda.get_device_name(device)
+    return described
+
+
 def train(config: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any] | None:
     """Run (or resume) training to the end; rank 0 returns the summary, other ranks ``None``."""
     if config.method not in METHODS:
@@ -61,6 +78,7 @@ def train(config: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any
         summary = finish(trainer)
         summary["train_seconds_this_session"] = round(train_seconds, 1)
         summary["seconds_this_session"] = round(time.perf_counter() - started, 1)
+        summary["machine"] = machine_description(trainer.device)
         if isinstance(trainer, AdaFocusV1Trainer):  # wall-clock of every stage, over all sessions
             summary["stage_seconds"] = [round(seconds, 1) for seconds in trainer.stage_seconds]
         (trainer.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
