@@ -204,3 +204,26 @@ def test_a_v1_model_exports_and_serves_through_the_same_pipeline(tiny_dataset: P
         body = answer.json()
         assert body["model"]["name"] == "adafocus_v1" and body["exit"]["frames_processed"] == 4
         assert all(frame["box"] is not None for frame in body["frames"])
+
+
+def test_frame_skipping_variant_trains_costs_less_for_skipped_frames_and_is_not_exported(
+    tiny_dataset: Path, tmp_path: Path
+):
+    from training.export import export_run
+
+    summary = train(v1_config(tiny_dataset, tmp_path / "run", v1_stage_epochs=[0, 1, 1, 1], v1_skip_cost=0.05))
+    model, _ = load_model(tmp_path / "run" / "model.pt")
+    assert model.can_skip and model.policy.actor.out_features == 50
+    # Each video's cost counts the focus only on the frames it did not skip.
+    focus, total = summary["step_macs"]["focus"] / 1e9, summary["step_macs"]["total"] / 1e9
+    rate = summary["test"]["focus_rate"]
+    assert 0.0 <= rate <= 1.0
+    assert summary["test"]["gmacs_per_video_all_frames"] == pytest.approx(4 * (total - focus * (1 - rate)))
+    # A skipped frame's local features are zero: the classifier sees what the cost says.
+    clip = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        model.policy.actor.bias.fill_(0).data[model.policy.skip_action] = 100.0  # always skip
+        output = model.eval()(clip)
+    assert output.skipped.all()
+    with pytest.raises(ValueError, match="skips frames"):
+        export_run(tmp_path / "run", tmp_path / "repo")

@@ -127,6 +127,11 @@ def export_run(
     if not model_file.is_file():
         raise FileNotFoundError(f"{model_file} does not exist; train first (python training/train.py)")
     model, record = load_model(model_file)
+    if model.can_skip:
+        raise ValueError(
+            "this AdaFocus V1 model skips frames (--v1-skip-cost); the served pipeline focuses on every "
+            "processed frame, so it cannot be exported yet: train without frame skipping to export"
+        )
     name = name or default_name(model)
     existing = find_pipelines(out).get(name, []) if out.is_dir() else []
     version = version or (existing[-1] + 1 if existing else 1)

@@ -79,6 +79,13 @@ class TrainConfig:
         default_factory=lambda: [1, 3, 2, 1],
         metadata=_help("V1 epochs of stages 0-3: full frames, random patches, PPO, fine-tuning (JSON list)"),
     )
+    v1_skip_cost: float | None = field(
+        default=None,
+        metadata=_help(
+            "V1 frame skipping: the policy may also skip a frame's focus; this is the reward cost of "
+            "focusing (none: no skipping)"
+        ),
+    )
     ppo_lr: float = field(default=3e-4, metadata=_help("V1 stage 2: Adam learning rate of the policy"))
     ppo_gamma: float = field(default=0.7, metadata=_help("V1 stage 2: reward discount"))
     ppo_clip: float = field(default=0.2, metadata=_help("V1 stage 2: PPO ratio clip"))
@@ -128,4 +135,5 @@ class TrainConfig:
             variant="adafocus_v1" if v1 else self.variant,
             frame_order=self.frame_order,
             policy=self.v1_policy if v1 else "regression",
+            skip_frames=v1 and self.v1_skip_cost is not None,
         )

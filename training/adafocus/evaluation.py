@@ -29,6 +29,7 @@ class StepPredictions:
     locations: np.ndarray | None  # float32 (N, T, 2) or None
     indices: np.ndarray  # dataset index of each row
     skipped: list[int]  # dataset indices of unreadable videos (not in the rows)
+    focus_skipped: np.ndarray | None = None  # bool (N, T): frames a frame-skipping policy did not focus on
 
 
 def loader_for(dataset: VideoDataset, batch_size: int, workers: int) -> DataLoader:
@@ -53,7 +54,7 @@ def collect(
     """Per-step logits of every readable video of ``dataset`` (random-patch models draw from ``seed``)."""
     model.eval()
     generator = torch.Generator(device=device).manual_seed(seed)
-    logits, targets, locations, indices, skipped = [], [], [], [], []
+    logits, targets, locations, indices, skipped, focus_skipped = [], [], [], [], [], []
     for clips, target, index, valid in loader_for(dataset, batch_size, workers):
         skipped += index[~valid].tolist()
         if not bool(valid.any()):
@@ -64,6 +65,8 @@ def collect(
         indices.append(index[valid].numpy())
         if output.locations is not None:
             locations.append(output.locations.float().cpu().numpy())
+        if output.skipped is not None:
+            focus_skipped.append(output.skipped.cpu().numpy())
     if not logits:
         raise ValueError("no readable video in the split")
     return StepPredictions(
@@ -72,6 +75,7 @@ def collect(
         np.concatenate(locations) if locations else None,
         np.concatenate(indices),
         skipped,
+        np.concatenate(focus_skipped) if focus_skipped else None,
     )
 
 

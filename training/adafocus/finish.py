@@ -18,19 +18,29 @@ import numpy as np
 from early_exit import OperatingPoint, calibrate, confidence, name_operating_points, simulate_exit
 from training.runtime import log
 
-from .costs import step_costs
+from .costs import StepCosts, step_costs
 from .evaluation import StepPredictions, collect, compare_exit, mean_average_precision, step_metrics, top1_correct
 from .serialization import save_model
 from .trainer import AdaFocusTrainer
 
 
+def video_step_gmacs(predictions: StepPredictions, costs: StepCosts) -> np.ndarray:
+    """GMACs of every step of every video ``(N, T)``: the full step, less the focus where a
+    frame-skipping policy skipped it."""
+    shape = predictions.logits.shape[:2]
+    if predictions.focus_skipped is None:
+        return np.full(shape, costs.total / 1e9)
+    return (costs.total - costs.focus * predictions.focus_skipped) / 1e9
+
+
 def apply_point(
-    predictions: StepPredictions, point: OperatingPoint, step_gmacs: list[float], kind: str, multi_label: bool
+    predictions: StepPredictions, point: OperatingPoint, step_gmacs: np.ndarray, kind: str, multi_label: bool
 ) -> dict[str, Any]:
-    """Accuracy and average GMACs of ``point`` on a split (offline simulation)."""
+    """Accuracy and average GMACs of ``point`` on a split (offline simulation); ``step_gmacs``
+    is ``(N, T)``, each video's cost of each step."""
     steps = simulate_exit(confidence(predictions.logits, kind, multi_label), point.thresholds)
     chosen = predictions.logits[np.arange(len(steps)), steps]
-    cost = np.cumsum(step_gmacs)[steps]
+    cost = np.cumsum(step_gmacs, axis=1)[np.arange(len(steps)), steps]
     result = {
         "top1": float(top1_correct(chosen, predictions.targets).mean()),
         "gmacs_per_video": float(cost.mean()),
@@ -46,9 +56,14 @@ def finish(trainer: AdaFocusTrainer) -> dict[str, Any]:
     config, model = trainer.config, trainer.model
     model.eval()
     costs = step_costs(model)
-    step_gmacs = [costs.total / 1e9] * config.num_frames
     calibration = collect(model, trainer.calibration_set, config.eval_batch_size, 0, trainer.device, config.seed)
     trainer.note_skipped(calibration.skipped, trainer.calibration_set)
+    # The calibration sweep's cost of each step (with frame skipping: its mean over the videos).
+    step_gmacs = (
+        [costs.total / 1e9] * config.num_frames
+        if calibration.focus_skipped is None
+        else video_step_gmacs(calibration, costs).mean(axis=0).tolist()
+    )
     points = name_operating_points(
         calibrate(calibration.logits, calibration.targets, step_gmacs, config.confidence, trainer.multi_label)
     )
@@ -68,6 +83,7 @@ def finish(trainer: AdaFocusTrainer) -> dict[str, Any]:
     if trainer.test_set is not None:
         test = collect(model, trainer.test_set, config.eval_batch_size, 0, trainer.device, config.seed)
         trainer.note_skipped(test.skipped, trainer.test_set)
+        test_gmacs = video_step_gmacs(test, costs)
         summary["test"] = {
             "videos": len(test.logits),
             "per_step": step_metrics(test, trainer.multi_label),
@@ -75,11 +91,14 @@ def finish(trainer: AdaFocusTrainer) -> dict[str, Any]:
                 {
                     "name": point.name,
                     "p": point.p,
-                    **apply_point(test, point, step_gmacs, config.confidence, trainer.multi_label),
+                    **apply_point(test, point, test_gmacs, config.confidence, trainer.multi_label),
                 }
                 for point in points
             ],
         }
+        if test.focus_skipped is not None:
+            summary["test"]["focus_rate"] = float(1 - test.focus_skipped.mean())
+            summary["test"]["gmacs_per_video_all_frames"] = float(test_gmacs.sum(axis=1).mean())
         if model.focus_mode != "random":  # random patches differ between the two runs by design
             summary["test"]["incremental_exit"] = {
                 name: compare_exit(

@@ -77,6 +77,7 @@ class AdaFocusConfig:
     variant: str = "adafocus_v2"
     frame_order: str = "chronological"
     policy: str = "regression"  # V2's location regressor; V1: "grid" or "gaussian" actor-critic
+    skip_frames: bool = False  # V1 grid policy only: a "skip the focus" action
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -130,6 +131,7 @@ class ClipOutput(NamedTuple):
     global_logits: Tensor | None  # (B, T, K): auxiliary head on the global features
     local_logits: Tensor | None  # (B, T, K): auxiliary head on the local features
     locations: Tensor | None  # (B, T, 2): patch locations in (0, 1)^2, (x, y)
+    skipped: Tensor | None = None  # (B, T) bool: frames whose focus a frame-skipping policy skipped
 
 
 class AdaFocusV2(nn.Module):
@@ -139,6 +141,7 @@ class AdaFocusV2(nn.Module):
         self.focus_mode: Focus | None = DEFAULT_FOCUS[config.variant]
         self.uses_global = config.variant != "full_frame"
         self.uses_local = config.variant != "glance_only"
+        self.can_skip = False
         self.register_buffer(
             "order", torch.tensor(frame_order(config.num_frames, config.frame_order)), persistent=False
         )
@@ -161,8 +164,9 @@ class AdaFocusV2(nn.Module):
                 self.policy = PatchPolicy(channels, map_size, config.policy_channels, config.policy_hidden)
             else:
                 self.policy = build_v1_policy(
-                    config.policy, channels, map_size, config.policy_channels, config.policy_hidden
+                    config.policy, channels, map_size, config.policy_channels, config.policy_hidden, config.skip_frames
                 )
+        self.can_skip = bool(getattr(self.policy, "can_skip", False))
         self.classifier = build_classifier(
             config.classifier,
             fused,
@@ -247,9 +251,14 @@ class AdaFocusV2(nn.Module):
         if self.uses_global:
             features, global_pooled = self.glance(frames)
         if self.uses_local:
-            if self.crop is not None:
+            skipped = None
+            if self.can_skip and focus == "policy":
+                locations, skipped, policy_state = self.policy.decide(features, policy_state)
+            elif self.crop is not None:
                 locations, policy_state = self.locate(features, policy_state, focus, generator)
             local_pooled = self.focus(frames, locations)
+            if skipped is not None:  # (computed for the batch, zeroed where skipped; costed as not run)
+                local_pooled = local_pooled * (~skipped)[:, None]
         logits, classifier_state = self.classifier(self.fuse(global_pooled, local_pooled), state.classifier, step)
         return logits, locations, StepState(policy_state, classifier_state)
 
@@ -260,12 +269,15 @@ class AdaFocusV2(nn.Module):
         focus: Focus | tuple[Focus, ...] | None = None,
         stop_gradient: bool = True,
         generator: torch.Generator | None = None,
+        random_skip_rate: float = 0.0,
     ) -> ClipOutput | tuple[ClipOutput, ...]:
         """Run ``(B, T, 3, S, S)`` clips; the frame-parallel parts batch over ``B * T``.
 
         ``focus`` may name several location sources (for example ``("policy", "random")``,
         the two training branches); the glance is computed once and shared. The policy
         reads the global features through a stop-gradient unless ``stop_gradient=False``.
+        ``random_skip_rate``: with random patches, skip that share of frames at random (so a
+        frame-skipping model's classifier learns to do without some patches).
         """
         focus_modes = focus if isinstance(focus, tuple) else (focus or self.focus_mode,)
         batch, steps = clips.shape[:2]
@@ -281,7 +293,15 @@ class AdaFocusV2(nn.Module):
             global_pooled = global_pooled.unflatten(0, (batch, steps))
         outputs = tuple(
             self._clip_branch(
-                frames, (batch, steps), features, global_pooled, global_logits, mode, stop_gradient, generator
+                frames,
+                (batch, steps),
+                features,
+                global_pooled,
+                global_logits,
+                mode,
+                stop_gradient,
+                generator,
+                random_skip_rate,
             )
             for mode in focus_modes
         )
@@ -297,22 +317,28 @@ class AdaFocusV2(nn.Module):
         focus: Focus | None,
         stop_gradient: bool,
         generator: torch.Generator | None,
+        random_skip_rate: float = 0.0,
     ) -> ClipOutput:
         batch, steps = shape
-        locations = local_pooled = local_logits = None
+        locations = local_pooled = local_logits = skipped = None
         if self.uses_local:
             if self.crop is not None:
-                locations = self._clip_locations(features, batch, steps, focus, stop_gradient, generator)
+                locations, skipped = self._clip_locations(features, batch, steps, focus, stop_gradient, generator)
+            if focus == "random" and random_skip_rate > 0:
+                draw = torch.rand(batch, steps, generator=generator, device=frames.device)
+                skipped = draw < random_skip_rate
             local_flat = self.focus(frames, locations.flatten(0, 1) if locations is not None else None)
             local_logits = self.local_aux(local_flat).unflatten(0, (batch, steps))
             local_pooled = local_flat.unflatten(0, (batch, steps))
+            if skipped is not None:
+                local_pooled = local_pooled * (~skipped)[..., None]
         fused = self.fuse(global_pooled, local_pooled)
         state = self.classifier.initial_state(batch, frames.device)
         step_logits = []
         for t in range(steps):
             logits, state = self.classifier(fused[:, t], state, t)
             step_logits.append(logits)
-        return ClipOutput(torch.stack(step_logits, dim=1), global_logits, local_logits, locations)
+        return ClipOutput(torch.stack(step_logits, dim=1), global_logits, local_logits, locations, skipped)
 
     def _clip_locations(
         self,
@@ -322,21 +348,26 @@ class AdaFocusV2(nn.Module):
         focus: Focus,
         stop_gradient: bool,
         generator: torch.Generator | None,
-    ) -> Tensor:
+    ) -> tuple[Tensor, Tensor | None]:
+        """Locations ``(B, T, 2)`` and, for a frame-skipping policy, the skipped frames ``(B, T)``."""
         device = next(self.parameters()).device
         if focus == "random":
-            return random_locations(batch * steps, device, generator).unflatten(0, (batch, steps))
+            return random_locations(batch * steps, device, generator).unflatten(0, (batch, steps)), None
         if focus == "centre":
-            return torch.full((batch, steps, 2), 0.5, device=device)
+            return torch.full((batch, steps, 2), 0.5, device=device), None
         if self.policy is None:
             raise ValueError(f"the {self.config.variant} model has no policy")
         state = self.policy.initial_state(batch, device)
-        locations = []
+        locations, skips = [], []
         for t in range(steps):
             step_features = features[:, t].detach() if stop_gradient else features[:, t]
-            location, state = self.policy(step_features, state)
+            if self.can_skip:
+                location, skipped, state = self.policy.decide(step_features, state)
+                skips.append(skipped)
+            else:
+                location, state = self.policy(step_features, state)
             locations.append(location)
-        return torch.stack(locations, dim=1)
+        return torch.stack(locations, dim=1), torch.stack(skips, dim=1) if skips else None
 
 
 def build_adafocus(config: AdaFocusConfig) -> AdaFocusV2:

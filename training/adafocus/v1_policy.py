@@ -105,7 +105,12 @@ class _RecurrentActorCritic(nn.Module):
 
 
 class GridPolicy(_RecurrentActorCritic):
-    """A categorical choice among ``grid x grid`` patch corners."""
+    """A categorical choice among ``grid x grid`` patch corners.
+
+    With ``skip``, one more action means "no focus on this frame" (the temporal extension
+    the V1 paper describes): the local network does not run and the classifier sees zeros
+    in its place. Its location is the centre, unused.
+    """
 
     def __init__(
         self,
@@ -114,16 +119,32 @@ class GridPolicy(_RecurrentActorCritic):
         conv_channels: int = 32,
         hidden_size: int = 1024,
         grid: int = 7,
+        skip: bool = False,
     ) -> None:
         super().__init__(in_channels, map_size, conv_channels, hidden_size)
         if grid < 2:
             raise ValueError("the grid needs at least 2 x 2 corners")
         self.grid = grid
-        self.actor = nn.Linear(hidden_size, grid * grid)
+        self.can_skip = skip
+        self.skip_action = grid * grid  # only meaningful with skip
+        self.actor = nn.Linear(hidden_size, grid * grid + int(skip))
         steps = torch.arange(grid, dtype=torch.float32) / (grid - 1)
         ys, xs = torch.meshgrid(steps, steps, indexing="ij")
         # Action k is row k // grid, column k % grid: location (x, y) = (column, row) / (grid - 1).
-        self.register_buffer("corners", torch.stack([xs.flatten(), ys.flatten()], dim=1), persistent=False)
+        corners = torch.stack([xs.flatten(), ys.flatten()], dim=1)
+        if skip:
+            corners = torch.cat([corners, torch.full((1, 2), 0.5)])
+        self.register_buffer("corners", corners, persistent=False)
+
+    def skips(self, action: Tensor) -> Tensor:
+        """Per frame: did the action skip the focus (always False without the skip action)."""
+        return action == self.skip_action if self.can_skip else torch.zeros_like(action, dtype=torch.bool)
+
+    def decide(self, features: Tensor, state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Inference with skipping: ``(location, skipped (N,) bool, next state)``."""
+        hidden = self._hidden(features, state)
+        action = self.actor(hidden).argmax(dim=-1)
+        return self.corners[action], self.skips(action), hidden
 
     def distribution(self, hidden: Tensor) -> Categorical:
         return Categorical(logits=self.actor(hidden).float())
@@ -196,10 +217,12 @@ class GaussianPolicy(_RecurrentActorCritic):
 
 
 def build_v1_policy(
-    kind: str, in_channels: int, map_size: tuple[int, int], conv_channels: int, hidden_size: int
+    kind: str, in_channels: int, map_size: tuple[int, int], conv_channels: int, hidden_size: int, skip: bool = False
 ) -> _RecurrentActorCritic:
+    if skip and kind != "grid":
+        raise ValueError("frame skipping needs the grid policy (a discrete 'skip' action)")
     if kind == "grid":
-        return GridPolicy(in_channels, map_size, conv_channels, hidden_size)
+        return GridPolicy(in_channels, map_size, conv_channels, hidden_size, skip=skip)
     if kind == "gaussian":
         return GaussianPolicy(in_channels, map_size, conv_channels, hidden_size)
     raise ValueError(f"unknown AdaFocus V1 policy {kind!r}; use 'grid' or 'gaussian'")

@@ -35,6 +35,7 @@ from .ppo import PPOSettings, discounted_returns, normalise_advantages, ppo_loss
 from .trainer import AdaFocusTrainer
 
 STAGES = ("full frames", "random patches", "policy (PPO)", "fine-tuning")
+RANDOM_SKIP_RATE = 0.25  # stage 1 of a frame-skipping model: share of frames without a patch
 
 
 def true_class_probability(logits: Tensor, target: Tensor, multi_label: bool) -> Tensor:
@@ -182,7 +183,9 @@ class AdaFocusV1Trainer(AdaFocusTrainer):
                 classification_loss(model.local_aux(local_pooled), repeated, multi_label, smoothing)
             )
         focus = "random" if self.stage == 1 else "policy"
-        output = model(clips, focus, stop_gradient=True, generator=self.generator)
+        # A frame-skipping model's classifier learns, in stage 1, to do without some patches.
+        skip_rate = RANDOM_SKIP_RATE if model.can_skip and self.stage == 1 else 0.0
+        output = model(clips, focus, stop_gradient=True, generator=self.generator, random_skip_rate=skip_rate)
         return branch_losses(output, target, multi_label, auxiliary=False, label_smoothing=smoothing)["classifier"]
 
     def _ppo_step(self, clips: Tensor, target: Tensor) -> float:
@@ -218,7 +221,8 @@ class AdaFocusV1Trainer(AdaFocusTrainer):
         return float(loss.detach())
 
     def _rollout(self, clips: Tensor, target: Tensor) -> dict[str, Any]:
-        """Act on every frame; reward = p(true class | chosen patch) - p(true class | random patch)."""
+        """Act on every frame; reward = p(true class | chosen patch) - p(true class | random patch),
+        less ``v1_skip_cost`` for every focused frame when the policy may skip."""
         model, policy = self.model, self.model.policy
         batch, steps = clips.shape[:2]
         features, global_pooled = model.glance(clips.flatten(0, 1))
@@ -231,13 +235,18 @@ class AdaFocusV1Trainer(AdaFocusTrainer):
             step = policy.act(features[:, t], policy_state, self.generator)
             policy_state = step.state
             chosen = model.focus(clips[:, t], step.location)
+            skipped = policy.skips(step.action) if model.can_skip else None
+            if skipped is not None:
+                chosen = chosen * (~skipped)[:, None]
             random = model.focus(clips[:, t], random_locations(batch, self.device, self.generator))
             logits, next_state = model.classifier(model.fuse(global_pooled[:, t], chosen), classifier_state, t)
             baseline, _ = model.classifier(model.fuse(global_pooled[:, t], random), classifier_state, t)
-            rewards.append(
-                true_class_probability(logits, target, self.multi_label)
-                - true_class_probability(baseline, target, self.multi_label)
+            reward = true_class_probability(logits, target, self.multi_label) - true_class_probability(
+                baseline, target, self.multi_label
             )
+            if skipped is not None:
+                reward = reward - self.config.v1_skip_cost * (~skipped).float()
+            rewards.append(reward)
             classifier_state = next_state
             actions.append(step.action)
             log_probs.append(step.log_prob)
