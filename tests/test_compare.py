@@ -70,3 +70,22 @@ def test_compare_runs_reuses_and_reports(tiny_dataset: Path, tmp_path: Path):
     assert main(["--runs", str(runs), "--report", str(report), "--report-only"]) == 0
     assert "| ablation: no stop-gradient |" in report.read_text()
     assert main(["--set", "no_such_option=1", "--runs", str(runs), "--report-only"]) == 2
+
+
+def test_v1_against_v2_report(tiny_dataset: Path, tmp_path: Path):
+    from training.compare_v1 import main as compare_v1
+
+    base = tmp_path / "base.json"
+    base.write_text(
+        json.dumps({**TINY_TRAINING, "epochs": 1, "v1_stage_epochs": [1, 1, 1, 1], "data": str(tiny_dataset)})
+    )
+    runs, report = tmp_path / "runs", tmp_path / "results" / "v1-vs-v2.md"
+    assert compare_v1(["--config", str(base), "--runs", str(runs), "--report", str(report)]) == 0
+    text = report.read_text()
+    for label in ("AdaFocusV2 (one stage)", "AdaFocus V1 (four stages", "AdaFocus V1 with frame skipping"):
+        assert f"| {label}" in text
+    assert "- Training time: V1's four stages took" in text and "- Frame skipping: focus on" in text
+    assert "different machines" not in text  # all three ran here
+    v1 = json.loads((runs / "adafocus_v1" / "summary.json").read_text())
+    minutes = " / ".join(f"{s / 60:.1f}" for s in v1["stage_seconds"])
+    assert f"| {minutes} |" in text

@@ -319,7 +319,7 @@ def write_report(runs: Path, report: Path, command: str) -> Path:
 
 
 # -- command line ----------------------------------------------------------------------------
-def _parse_setting(text: str) -> tuple[str, Any]:
+def parse_setting(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep:
         raise argparse.ArgumentTypeError(f"--set expects key=value, got {text!r}")
@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=Path("runs/compare"), help="folder of the runs")
     parser.add_argument("--report", type=Path, default=Path("docs/results/synthetic.md"), help="Markdown report")
     parser.add_argument("--config", type=Path, help="base training configuration (JSON or TOML)")
-    parser.add_argument("--set", type=_parse_setting, action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--set", type=parse_setting, action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--only", nargs="+", choices=sorted(BY_NAME), help="run only these experiments")
     parser.add_argument("--report-only", action="store_true", help="write the report from the finished runs")
     args = parser.parse_args(argv)

@@ -1,0 +1,172 @@
+"""AdaFocus V1 against AdaFocusV2 on one dataset: training time, accuracy, GMACs; one report.
+
+    python training/compare_v1.py                    # synthetic benchmark -> docs/results/v1-vs-v2.md
+    python training/compare_v1.py --report-only      # rewrite the report from the finished runs
+    python training/compare_v1.py --config base.toml --runs runs/mine --report docs/results/mine-v1-v2.md
+
+The runs share the base configuration (same backbones, patch size, frames, data, seed) and
+live beside ``training/compare.py``'s in ``RUNS`` (the AdaFocusV2 run is the same one, reused
+when finished). Training time is each run's wall-clock training time (all four stages for
+V1), so compare only runs made on the same machine: the report lists every run's machine and
+says so when they differ. Like ``compare.py``, the report is written from records of the
+runs' ``summary.json`` / ``config.json`` kept next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from training.adafocus.config import TrainConfig
+from training.compare import Experiment, parse_setting, records_folder, run_experiments, update_records
+from training.config import from_mapping, load_config_file
+from training.runtime import StopRequest, log, run_command
+
+SKIP_COST = 0.05  # the frame-skipping variant's reward cost of focusing on a frame
+
+EXPERIMENTS: tuple[Experiment, ...] = (
+    Experiment("adafocus_v2", "AdaFocusV2 (one stage)", "adafocus_v2", {}),
+    Experiment("adafocus_v1", "AdaFocus V1 (four stages, PPO, 7x7 grid)", "adafocus_v1", {"method": "adafocus_v1"}),
+    Experiment(
+        "adafocus_v1_skip",
+        f"AdaFocus V1 with frame skipping (cost {SKIP_COST})",
+        "adafocus_v1",
+        {"method": "adafocus_v1", "v1_skip_cost": SKIP_COST},
+    ),
+)
+BY_NAME = {experiment.name: experiment for experiment in EXPERIMENTS}
+
+
+def _training_seconds(summary: dict[str, Any]) -> float:
+    if "stage_seconds" in summary:
+        return float(sum(summary["stage_seconds"]))
+    return float(summary.get("train_seconds_this_session", float("nan")))
+
+
+def _point(summary: dict[str, Any], name: str) -> dict[str, Any] | None:
+    named = {(p["name"], p["p"]) for p in summary["operating_points"] if name in p["names"]}
+    return next((p for p in summary["test"]["operating_points"] if (p["name"], p["p"]) in named), None)
+
+
+def row(experiment: Experiment, summary: dict[str, Any]) -> list[str]:
+    test = summary["test"]
+    gmacs_all = test.get("gmacs_per_video_all_frames", summary["gmacs_per_video_full"])
+    cells = [experiment.label, f"{_training_seconds(summary) / 60:.1f} min"]
+    stages = summary.get("stage_seconds")
+    cells.append(" / ".join(f"{s / 60:.1f}" for s in stages) if stages else "-")
+    cells += [f"{gmacs_all:.4f}", f"{test['per_step'][-1]['top1']:.3f}"]
+    for name in ("balanced", "fast"):
+        point = _point(summary, name)
+        cells += [f"{point['gmacs_per_video']:.4f}", f"{point['top1']:.3f}"] if point else ["-", "-"]
+    cells.append(f"{test['focus_rate']:.2f}" if "focus_rate" in test else "1.00")
+    return cells
+
+
+def findings(summaries: dict[str, dict[str, Any]]) -> list[str]:
+    """The comparisons the report states, computed from the figures."""
+    lines = []
+    v2, v1 = summaries.get("adafocus_v2"), summaries.get("adafocus_v1")
+    if v2 and v1:
+        ratio = _training_seconds(v1) / _training_seconds(v2)
+        difference = v2["test"]["per_step"][-1]["top1"] - v1["test"]["per_step"][-1]["top1"]
+        lines.append(
+            f"- Training time: V1's four stages took {ratio:.2f}x V2's one stage "
+            f"(the papers report V2 reaching higher accuracy in about 2.2-2.6x less time)."
+        )
+        lines.append(
+            f"- Accuracy with every frame: V2 {'+' if difference >= 0 else ''}{difference * 100:.1f} points "
+            f"over V1, at the same GMACs per frame ({v2['gmacs_per_frame']:.4f} vs {v1['gmacs_per_frame']:.4f})."
+        )
+    skip = summaries.get("adafocus_v1_skip")
+    if v1 and skip:
+        saved = 1 - skip["test"]["gmacs_per_video_all_frames"] / v1["gmacs_per_video_full"]
+        difference = v1["test"]["per_step"][-1]["top1"] - skip["test"]["per_step"][-1]["top1"]
+        lines.append(
+            f"- Frame skipping: focus on {skip['test']['focus_rate']:.0%} of the frames, {saved:.0%} fewer GMACs "
+            f"per video than V1 with every frame, {difference * 100:+.1f} points of accuracy lost."
+        )
+    machines = {json.dumps(s.get("machine"), sort_keys=True) for s in summaries.values()}
+    if len(machines) > 1:
+        lines.append("- **The runs were made on different machines: their training times do not compare.**")
+    return lines
+
+
+def write_report(runs: Path, report: Path, command: str) -> Path:
+    records = records_folder(report)
+    for name in update_records(runs, records, list(EXPERIMENTS)):
+        log(f"{name}: record updated from {runs / name}")
+    summaries = {
+        e.name: json.loads((records / e.name / "summary.json").read_text())
+        for e in EXPERIMENTS
+        if (records / e.name / "summary.json").is_file()
+    }
+    if not summaries:
+        raise FileNotFoundError(f"no finished runs under {runs} or {records}; run without --report-only first")
+    first = next(iter(summaries))
+    config = json.loads((records / first / "config.json").read_text())
+    lines = [
+        f"# Results: AdaFocus V1 vs AdaFocusV2 ({report.stem})",
+        "",
+        f"Written by `{command}` from the runs under `{runs}`, recorded in `{records}/`; every figure",
+        "comes from their `summary.json` files (test split; GMACs computed from the models).",
+        f"Data: {config['data'] or 'the synthetic benchmark (docs/synthetic.md)'}; "
+        f"{summaries[first]['test']['videos']} test videos; T = {config['num_frames']}, frame {config['frame_size']}, "
+        f"glance {config['glance_size']}, patch {config['patch_size']}; global `{config['global_model']}`, "
+        f"local `{config['local_model']}` {json.dumps(config['local_kwargs'])}; V2: {config['epochs']} epochs; "
+        f"V1 stages (epochs): {config.get('v1_stage_epochs', [1, 3, 2, 1])}; seed {config['seed']}.",
+        "",
+        "| run | training time | per stage (min) | GMACs/video (all frames) | top-1 (all frames) "
+        "| balanced exit: GMACs/video | top-1 | fast exit: GMACs/video | top-1 | frames focused |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *("| " + " | ".join(row(BY_NAME[name], summary)) + " |" for name, summary in summaries.items()),
+        "",
+        "## What it shows",
+        "",
+        *findings(summaries),
+        "",
+        "## Machines",
+        "",
+        *(f"- {name}: {json.dumps(summary.get('machine', 'not recorded'))}" for name, summary in summaries.items()),
+    ]
+    missing = [e.name for e in EXPERIMENTS if e.name not in summaries]
+    if missing:
+        lines += ["", f"Not run (yet): {', '.join(missing)}."]
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("\n".join(lines) + "\n")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python training/compare_v1.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=Path, default=Path("runs/compare"), help="folder of the runs")
+    parser.add_argument("--report", type=Path, default=Path("docs/results/v1-vs-v2.md"), help="Markdown report")
+    parser.add_argument("--config", type=Path, help="base training configuration (JSON or TOML)")
+    parser.add_argument("--set", type=parse_setting, action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--only", nargs="+", choices=sorted(BY_NAME), help="run only these experiments")
+    parser.add_argument("--report-only", action="store_true", help="write the report from the finished runs")
+    args = parser.parse_args(argv)
+
+    def work(stop: StopRequest) -> Path:
+        base = load_config_file(args.config) if args.config else {}
+        base.update(dict(args.set))
+        base.setdefault("progress", sys.stderr.isatty())
+        from_mapping(TrainConfig, base)  # refuse unknown options before hours of training
+        if not args.report_only:
+            experiments = [BY_NAME[name] for name in args.only] if args.only else list(EXPERIMENTS)
+            run_experiments(base, experiments, args.runs, stop)
+        return write_report(args.runs, args.report, "python training/compare_v1.py " + " ".join(argv or sys.argv[1:]))
+
+    status, report = run_command(work)
+    if status == 0:
+        print(f"wrote {report}", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
