@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import TINY_TRAINING
 
-from training.compare import BY_NAME, Result, check_aims, main
+from training.compare import BY_NAME, Result, check_aims, compare_with_baselines, main
 
 
 def _result(name: str, top1: float, gmacs_per_video: float, points: list[tuple[str, float, float]] = ()) -> Result:
@@ -42,6 +42,19 @@ def test_aims_are_judged_from_the_figures():
     results["adafocus_v2"] = _result("adafocus_v2", 0.95, 1.2, [("full", 0.95, 1.2)])
     lines = check_aims(results, test_videos=500)
     assert lines[0].startswith("- **Not met**") and lines[1].startswith("- **Not met**")
+
+
+def test_the_policy_is_compared_with_fixed_patches():
+    results = {
+        "adafocus_v2": _result("adafocus_v2", 0.92, 0.23),
+        "centre_patch": _result("centre_patch", 1.00, 0.22),
+        "random_patch": _result("random_patch", 0.925, 0.22),
+    }
+    centre, random = compare_with_baselines(results, test_videos=500)
+    assert "worse than a centre patch" in centre and "top-1 0.920 vs 1.000" in centre
+    assert "no different from a random patch" in random
+    results["centre_patch"] = _result("centre_patch", 0.80, 0.22)
+    assert "better than a centre patch" in compare_with_baselines(results, test_videos=500)[0]
 
 
 def test_compare_runs_reuses_and_reports(tiny_dataset: Path, tmp_path: Path):

@@ -174,6 +174,31 @@ def _standard_error(accuracy: float, videos: int) -> float:
     return (accuracy * (1 - accuracy) / max(videos, 1)) ** 0.5
 
 
+def _point_label(point: dict[str, Any]) -> str:
+    """An operating point's name, or its place in the budget sweep when it has none."""
+    return "/".join(point.get("names") or []) or point.get("name") or f"p={point['p']:.3g}"
+
+
+def compare_with_baselines(results: dict[str, Result], test_videos: int) -> list[str]:
+    """Not an aim of the issue, but what a reader needs: does the policy beat fixed patches?"""
+    ours = results.get("adafocus_v2")
+    lines = []
+    for name in ("centre_patch", "random_patch"):
+        baseline = results.get(name)
+        if ours is None or baseline is None:
+            continue
+        errors = (_standard_error(ours.top1, test_videos), _standard_error(baseline.top1, test_videos))
+        margin = 2 * (errors[0] ** 2 + errors[1] ** 2) ** 0.5
+        gain = ours.top1 - baseline.top1
+        verdict = "better than" if gain > margin else "worse than" if -gain > margin else "no different from"
+        lines.append(
+            f"- AdaFocusV2's policy is {verdict} a {baseline.experiment.label} on this benchmark: top-1 "
+            f"{ours.top1:.3f} vs {baseline.top1:.3f} at {ours.gmacs_per_video:.4f} vs "
+            f"{baseline.gmacs_per_video:.4f} GMACs per video (two standard errors: {margin * 100:.1f} points)."
+        )
+    return lines
+
+
 def check_aims(results: dict[str, Result], test_videos: int) -> list[str]:
     """One line per aim: met or not met, with the figures."""
     lines: list[str] = []
@@ -192,7 +217,8 @@ def check_aims(results: dict[str, Result], test_videos: int) -> list[str]:
         met = point is not None and saving >= EXIT_SAVING
         figures = (
             f"the cheapest operating point within {EXIT_MAX_DROP:.0%} of the all-frames accuracy "
-            f"({point['name']}) spends {point['gmacs_per_video']:.4f} GMACs per video at top-1 {point['top1']:.3f} "
+            f"({_point_label(point)}) spends {point['gmacs_per_video']:.4f} GMACs per video "
+            f"at top-1 {point['top1']:.3f} "
             f"vs {ours.gmacs_per_video:.4f} at {ours.top1:.3f}: {saving:.0%} fewer"
             if point
             else "no operating point stays within the accuracy margin"
@@ -311,6 +337,9 @@ def write_report(runs: Path, report: Path, command: str) -> Path:
         "",
         *check_aims({r.experiment.name: r for r in results}, test_videos),
     ]
+    baselines = compare_with_baselines({r.experiment.name: r for r in results}, test_videos)
+    if baselines:
+        lines += ["", "## The policy against fixed patches", "", *baselines]
     if missing:
         lines += ["", f"Not run (yet): {', '.join(missing)}."]
     report.parent.mkdir(parents=True, exist_ok=True)
