@@ -227,3 +227,11 @@ def test_frame_skipping_variant_trains_costs_less_for_skipped_frames_and_is_not_
     assert output.skipped.all()
     with pytest.raises(ValueError, match="skips frames"):
         export_run(tmp_path / "run", tmp_path / "repo")
+
+
+def test_gaussian_policy_variant_trains_through_ppo(tiny_dataset: Path, tmp_path: Path):
+    summary = train(v1_config(tiny_dataset, tmp_path, v1_policy="gaussian", v1_stage_epochs=[0, 1, 1, 0]))
+    model, _ = load_model(tmp_path / "model.pt")
+    assert isinstance(model.policy, GaussianPolicy) and summary["method"] == "adafocus_v1"
+    history = json.loads((tmp_path / "metrics.json").read_text())
+    assert [record["stage"] for record in history] == [1, 2] and np.isfinite(history[1]["mean_reward"])
