@@ -14,7 +14,7 @@ from conftest import TINY_TRAINING
 
 from frames.decode import read_clip
 from frames.transform import FrameGeometry
-from model_repository import Manifest, ModelRepositoryError, load_pipeline
+from model_repository import Manifest, ModelRepositoryError, find_pipelines, load_pipeline
 from model_repository.manifest import manifest_schema
 from model_repository.onnx_pipeline import OnnxPipeline, provider_options
 from training.adafocus.config import TrainConfig
@@ -106,6 +106,27 @@ def test_versions_and_names(exported, tmp_path: Path):
     assert load_pipeline(repo, "adafocus_v2", version=1).manifest.version == 1
     assert main([str(run), "--out", str(repo), "--version", "2"]) == 2  # taken
     assert main([str(tmp_path / "no_run"), "--out", str(repo)]) == 2
+
+
+def test_tensorrt_without_tensorrt_or_gpu_stops_with_a_clear_message(exported, tmp_path: Path, capsys):
+    from training import tensorrt_engines
+
+    repo = tmp_path / "repo"
+    shutil.copytree(exported["repo"], repo)
+    run = exported["runs"] / "adafocus_v2"
+    assert main([str(run), "--out", str(repo), "--tensorrt"]) == 2
+    message = capsys.readouterr().err
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        assert "TensorRT's Python package" in message and "not installed" in message
+    else:
+        assert "no CUDA GPU" in message
+    # It stops before exporting: no new version, nothing half-written.
+    assert find_pipelines(repo)["adafocus_v2"] == [1]
+    assert not (repo / "engines").exists()
+    with pytest.raises(tensorrt_engines.TensorRTUnavailable):
+        tensorrt_engines.build_pipeline_engines(repo, "adafocus_v2")
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from training.adafocus.model import AdaFocusV2
 from training.adafocus.serialization import load_model
 from training.export_graphs import GraphDefinition, focus_kind, graph_definitions
 from training.onnx_export import export_onnx
+from training.tensorrt_engines import TensorRTUnavailable, build_pipeline_engines, require_tensorrt
 
 TRITON_MAX_BATCH = 64
 
@@ -226,17 +227,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="pipeline name (default: the run's variant, e.g. adafocus_v2)")
     parser.add_argument("--version", type=int, help="version number (default: the next free one)")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="max abs diff ONNX Runtime vs PyTorch")
+    parser.add_argument(
+        "--tensorrt",
+        action="store_true",
+        help="also build TensorRT engines for this machine's GPU (FP16 with the crop in FP32; needs tensorrt)",
+    )
+    parser.add_argument("--fp32", action="store_true", help="with --tensorrt: FP32 engines instead of mixed FP16")
     args = parser.parse_args(argv)
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr)
+
     try:
-        export_run(
-            args.run_dir,
-            args.out,
-            args.name,
-            args.version,
-            args.tolerance,
-            log=lambda text: print(text, file=sys.stderr),
-        )
-    except (FileNotFoundError, ValueError) as error:
+        if args.tensorrt:
+            require_tensorrt()  # before the export: say at once that it cannot be done here
+        manifest_path = export_run(args.run_dir, args.out, args.name, args.version, args.tolerance, log=log)
+        if args.tensorrt:
+            manifest = Manifest.model_validate_json(manifest_path.read_text())
+            build_pipeline_engines(args.out, manifest.name, manifest.version, fp16=not args.fp32, log=log)
+    except (FileNotFoundError, ValueError, TensorRTUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
