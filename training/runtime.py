@@ -132,3 +132,13 @@ def run_command(work: Callable[[StopRequest], T]) -> tuple[int, T | None]:
     except (FileNotFoundError, ValueError, BadDataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2, None
+
+
+def cpu_seconds() -> float:
+    """CPU time used so far by this process and its finished children (data-loading workers
+    are joined at the end of every epoch). Unlike wall-clock time it does not grow while the
+    machine is busy with other work, so it compares runs made in different conditions."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime

@@ -33,7 +33,7 @@ from training.adafocus.trainer import AdaFocusTrainer
 from training.adafocus.v1_trainer import AdaFocusV1Trainer
 from training.config import parse_config
 from training.distributed import init_distributed, shutdown_distributed
-from training.runtime import StopRequest, log, run_command
+from training.runtime import StopRequest, cpu_seconds, log, run_command
 
 TRAINERS = {"adafocus_v2": AdaFocusTrainer, "adafocus_v1": AdaFocusV1Trainer}
 METHODS = tuple(TRAINERS)
@@ -70,17 +70,19 @@ def train(config: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any
             (trainer.run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
             for note in trainer.splits.notes:
                 log(f"note: {note}")
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), cpu_seconds()
         trainer.fit()
-        train_seconds = time.perf_counter() - started
+        train_seconds, train_cpu = time.perf_counter() - started, cpu_seconds() - started_cpu
         if not dist.is_main:
             return None
         summary = finish(trainer)
         summary["train_seconds_this_session"] = round(train_seconds, 1)
+        summary["train_cpu_seconds_this_session"] = round(train_cpu, 1)
         summary["seconds_this_session"] = round(time.perf_counter() - started, 1)
         summary["machine"] = machine_description(trainer.device)
         if isinstance(trainer, AdaFocusV1Trainer):  # wall-clock of every stage, over all sessions
             summary["stage_seconds"] = [round(seconds, 1) for seconds in trainer.stage_seconds]
+            summary["stage_cpu_seconds"] = [round(seconds, 1) for seconds in trainer.stage_cpu_seconds]
         (trainer.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         write_run_report(trainer.run_dir, summary)
         return summary

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from training.optim import parameter_groups
-from training.runtime import TrainState, log
+from training.runtime import TrainState, cpu_seconds, log
 
 from .crop import random_locations
 from .losses import branch_losses, classification_loss
@@ -61,7 +61,8 @@ class AdaFocusV1Trainer(AdaFocusTrainer):
             config.ppo_lr, config.ppo_gamma, config.ppo_clip, config.ppo_value_coef, config.ppo_entropy_coef
         )
         self.stage = 0
-        self.stage_seconds = [0.0] * len(STAGES)
+        self.stage_seconds = [0.0] * len(STAGES)  # wall-clock, over all sessions of the run
+        self.stage_cpu_seconds = [0.0] * len(STAGES)  # CPU time (this process and its data workers)
         self.finished_history: list[dict[str, Any]] = []
         self.rewards: list[float] = []
         self._enter_stage(0)
@@ -105,11 +106,12 @@ class AdaFocusV1Trainer(AdaFocusTrainer):
         while self.stage < len(STAGES):
             if self.state.step < self.total_steps:
                 log(f"stage {self.stage} ({STAGES[self.stage]}): {self.config.v1_stage_epochs[self.stage]} epoch(s)")
-                started = time.perf_counter()
+                started, started_cpu = time.perf_counter(), cpu_seconds()
                 try:
                     super().fit()
                 finally:
                     self.stage_seconds[self.stage] += time.perf_counter() - started
+                    self.stage_cpu_seconds[self.stage] += cpu_seconds() - started_cpu
             self.finished_history += self.state.history
             self.state = TrainState(bad_files=self.state.bad_files)
             self._enter_stage(self.stage + 1)
@@ -122,6 +124,7 @@ class AdaFocusV1Trainer(AdaFocusTrainer):
             **super().checkpoint_payload(),
             "stage": self.stage,
             "stage_seconds": self.stage_seconds,
+            "stage_cpu_seconds": self.stage_cpu_seconds,
             "finished_history": self.finished_history,
         }
 
@@ -130,6 +133,7 @@ class AdaFocusV1Trainer(AdaFocusTrainer):
             raise ValueError("the checkpoint is not from an AdaFocus V1 run; use --restart or another --out")
         self._enter_stage(checkpoint["stage"])  # the optimiser of that stage, before loading its state
         self.stage_seconds = list(checkpoint["stage_seconds"])
+        self.stage_cpu_seconds = list(checkpoint.get("stage_cpu_seconds", [0.0] * len(STAGES)))
         self.finished_history = list(checkpoint["finished_history"])
         if self.stage >= len(STAGES):
             self.model.load_state_dict(checkpoint["model"])
