@@ -26,6 +26,7 @@ import dataclasses
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -358,13 +359,22 @@ def parse_setting(text: str) -> tuple[str, Any]:
         return key.replace("-", "_"), value  # a plain string
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python training/compare.py", description=__doc__.split("\n")[0])
+def comparison_command(
+    argv: list[str] | None,
+    prog: str,
+    description: str,
+    experiments: tuple[Experiment, ...],
+    default_report: Path,
+    report_writer: Callable[[Path, Path, str], Path],
+) -> int:
+    """The command line shared by the comparisons: run (or reuse) ``experiments``, write the report."""
+    by_name = {experiment.name: experiment for experiment in experiments}
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--runs", type=Path, default=Path("runs/compare"), help="folder of the runs")
-    parser.add_argument("--report", type=Path, default=Path("docs/results/synthetic.md"), help="Markdown report")
+    parser.add_argument("--report", type=Path, default=default_report, help="Markdown report")
     parser.add_argument("--config", type=Path, help="base training configuration (JSON or TOML)")
     parser.add_argument("--set", type=parse_setting, action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--only", nargs="+", choices=sorted(BY_NAME), help="run only these experiments")
+    parser.add_argument("--only", nargs="+", choices=sorted(by_name), help="run only these experiments")
     parser.add_argument("--report-only", action="store_true", help="write the report from the finished runs")
     args = parser.parse_args(argv)
 
@@ -374,14 +384,25 @@ def main(argv: list[str] | None = None) -> int:
         base.setdefault("progress", sys.stderr.isatty())
         from_mapping(TrainConfig, base)  # refuse unknown options before hours of training
         if not args.report_only:
-            experiments = [BY_NAME[name] for name in args.only] if args.only else list(EXPERIMENTS)
-            run_experiments(base, experiments, args.runs, stop)
-        return write_report(args.runs, args.report, "python training/compare.py " + " ".join(argv or sys.argv[1:]))
+            chosen = [by_name[name] for name in args.only] if args.only else list(experiments)
+            run_experiments(base, chosen, args.runs, stop)
+        return report_writer(args.runs, args.report, f"{prog} " + " ".join(argv or sys.argv[1:]))
 
     status, report = run_command(work)
     if status == 0:
         print(f"wrote {report}", file=sys.stderr)
     return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    return comparison_command(
+        argv,
+        "python training/compare.py",
+        __doc__.split("\n")[0],
+        EXPERIMENTS,
+        Path("docs/results/synthetic.md"),
+        write_report,
+    )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ runs' ``summary.json`` / ``config.json`` kept next to it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -23,10 +22,8 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from training.adafocus.config import TrainConfig
-from training.compare import Experiment, parse_setting, records_folder, run_experiments, update_records
-from training.config import from_mapping, load_config_file
-from training.runtime import StopRequest, log, run_command
+from training.compare import Experiment, comparison_command, records_folder, update_records
+from training.runtime import log
 
 SKIP_COST = 0.05  # the frame-skipping variant's reward cost of focusing on a frame
 
@@ -154,29 +151,14 @@ def write_report(runs: Path, report: Path, command: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python training/compare_v1.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=Path, default=Path("runs/compare"), help="folder of the runs")
-    parser.add_argument("--report", type=Path, default=Path("docs/results/v1-vs-v2.md"), help="Markdown report")
-    parser.add_argument("--config", type=Path, help="base training configuration (JSON or TOML)")
-    parser.add_argument("--set", type=parse_setting, action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--only", nargs="+", choices=sorted(BY_NAME), help="run only these experiments")
-    parser.add_argument("--report-only", action="store_true", help="write the report from the finished runs")
-    args = parser.parse_args(argv)
-
-    def work(stop: StopRequest) -> Path:
-        base = load_config_file(args.config) if args.config else {}
-        base.update(dict(args.set))
-        base.setdefault("progress", sys.stderr.isatty())
-        from_mapping(TrainConfig, base)  # refuse unknown options before hours of training
-        if not args.report_only:
-            experiments = [BY_NAME[name] for name in args.only] if args.only else list(EXPERIMENTS)
-            run_experiments(base, experiments, args.runs, stop)
-        return write_report(args.runs, args.report, "python training/compare_v1.py " + " ".join(argv or sys.argv[1:]))
-
-    status, report = run_command(work)
-    if status == 0:
-        print(f"wrote {report}", file=sys.stderr)
-    return status
+    return comparison_command(
+        argv,
+        "python training/compare_v1.py",
+        __doc__.split("\n")[0],
+        EXPERIMENTS,
+        Path("docs/results/v1-vs-v2.md"),
+        write_report,
+    )
 
 
 if __name__ == "__main__":

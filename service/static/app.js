@@ -193,16 +193,20 @@ function ms(seconds) {
   return `${(1000 * seconds).toFixed(1)} ms`;
 }
 
+// The frame's JPEG preview, when the API sent one (thumbnails=true and the frame was decoded).
+function addThumbnail(picture, frame, alt) {
+  if (!frame.thumbnail) return;
+  const image = element("img");
+  image.src = frame.thumbnail;
+  image.alt = alt;
+  picture.append(image);
+}
+
 function processedFrame(frame, video) {
   const figure = element("figure", "frame processed");
   figure.dataset.step = frame.step;
   const picture = element("div", "frame-picture");
-  if (frame.thumbnail) {
-    const image = element("img");
-    image.src = frame.thumbnail;
-    image.alt = `frame ${frame.frame_index}`;
-    picture.append(image);
-  }
+  addThumbnail(picture, frame, `frame ${frame.frame_index}`);
   picture.style.aspectRatio = `${video.width} / ${video.height}`;
   if (frame.box) {
     // The box is in the original video's pixels; the thumbnail is the whole frame scaled.
@@ -224,12 +228,7 @@ function skippedFrame(frame) {
   const figure = element("figure", "frame skipped");
   figure.dataset.step = frame.step;
   const picture = element("div", "frame-picture");
-  if (frame.thumbnail) {
-    const image = element("img");
-    image.src = frame.thumbnail;
-    image.alt = `frame ${frame.frame_index} (not processed)`;
-    picture.append(image);
-  }
+  addThumbnail(picture, frame, `frame ${frame.frame_index} (not processed)`);
   picture.append(element("span", "skipped-mark", frame.decoded ? "skipped" : "skipped, not decoded"));
   figure.append(picture, element("figcaption", "", `step ${frame.step + 1} · frame ${frame.frame_index}`));
   return figure;

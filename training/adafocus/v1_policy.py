@@ -72,19 +72,14 @@ class _RecurrentActorCritic(nn.Module):
         hidden = self._hidden(features, state)
         distribution = self.distribution(hidden)
         action = self.greedy_action(distribution) if greedy else self.sample(distribution, generator)
-        return PolicyStep(
-            action,
-            self.log_prob(distribution, action),
-            self.critic(hidden).squeeze(-1),
-            self.entropy(distribution),
-            self.location_of(action),
-            hidden,
-        )
+        return self._step(hidden, distribution, action)
 
     def evaluate(self, features: Tensor, state: Tensor, action: Tensor) -> PolicyStep:
         """Log-probability, value and entropy of a given action (PPO's update pass)."""
         hidden = self._hidden(features, state)
-        distribution = self.distribution(hidden)
+        return self._step(hidden, self.distribution(hidden), action)
+
+    def _step(self, hidden: Tensor, distribution, action: Tensor) -> PolicyStep:
         return PolicyStep(
             action,
             self.log_prob(distribution, action),
