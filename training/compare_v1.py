@@ -85,8 +85,10 @@ def findings(summaries: dict[str, dict[str, Any]]) -> list[str]:
             f"the papers report V2 reaching higher accuracy in about 2.2-2.6x less time."
         )
         lines.append(
-            f"- Accuracy with every frame: V2 {'+' if difference >= 0 else ''}{difference * 100:.1f} points "
-            f"over V1, at the same GMACs per frame ({v2['gmacs_per_frame']:.4f} vs {v1['gmacs_per_frame']:.4f})."
+            f"- Accuracy with every frame: V2 {abs(difference) * 100:.1f} points "
+            f"{'above' if difference >= 0 else 'below'} V1 (top-1 {v2['test']['per_step'][-1]['top1']:.3f} vs "
+            f"{v1['test']['per_step'][-1]['top1']:.3f}), at about the same GMACs per frame "
+            f"({v2['gmacs_per_frame']:.4f} vs {v1['gmacs_per_frame']:.4f})."
         )
     skip = summaries.get("adafocus_v1_skip")
     if v1 and skip:
@@ -96,9 +98,15 @@ def findings(summaries: dict[str, dict[str, Any]]) -> list[str]:
             f"- Frame skipping: focus on {skip['test']['focus_rate']:.0%} of the frames, {saved:.0%} fewer GMACs "
             f"per video than V1 with every frame, {difference * 100:+.1f} points of accuracy lost."
         )
-    machines = {json.dumps(s.get("machine"), sort_keys=True) for s in summaries.values()}
+    unrecorded = [name for name, summary in summaries.items() if "machine" not in summary]
+    machines = {json.dumps(s["machine"], sort_keys=True) for s in summaries.values() if "machine" in s}
     if len(machines) > 1:
         lines.append("- **The runs were made on different machines: their training times do not compare.**")
+    if unrecorded:
+        lines.append(
+            f"- The machine of {', '.join(unrecorded)} was not recorded (a run older than that record): "
+            "compare its training time only if you know it ran on the same machine."
+        )
     return lines
 
 
