@@ -102,3 +102,40 @@ def test_v1_against_v2_report(tiny_dataset: Path, tmp_path: Path):
     v1 = json.loads((runs / "adafocus_v1" / "summary.json").read_text())
     minutes = " / ".join(f"{s / 60:.1f}" for s in v1["stage_seconds"])
     assert f"| {minutes} |" in text
+
+
+def _v1_summary(top1: float, seconds: list[float] | float, machine: str | None, focus_rate: float | None = None):
+    summary = {
+        "test": {"per_step": [{"top1": top1}]},
+        "gmacs_per_frame": 0.03,
+        "gmacs_per_video_full": 0.24,
+    }
+    if isinstance(seconds, list):
+        summary["stage_seconds"] = summary["stage_cpu_seconds"] = seconds
+    else:
+        summary["train_seconds_this_session"] = summary["train_cpu_seconds_this_session"] = seconds
+    if machine is not None:
+        summary["machine"] = {"cpu": machine}
+    if focus_rate is not None:
+        summary["test"].update(focus_rate=focus_rate, gmacs_per_video_all_frames=0.18)
+    return summary
+
+
+def test_v1_report_findings_are_computed_and_flag_machines():
+    from training.compare_v1 import findings
+
+    summaries = {
+        "adafocus_v2": _v1_summary(0.95, 600.0, "A"),
+        "adafocus_v1": _v1_summary(0.90, [300.0, 600.0, 300.0, 300.0], "A"),
+        "adafocus_v1_skip": _v1_summary(0.88, [1.0] * 4, "A", focus_rate=0.5),
+    }
+    lines = findings(summaries)
+    assert "took 2.50x V2's wall-clock time (2.50x its CPU time)" in lines[0]
+    assert "V2 5.0 points above V1" in lines[1]
+    assert "focus on 50% of the frames, 25% fewer GMACs" in lines[2] and "+2.0 points" in lines[2]
+    assert len(lines) == 3  # one machine, all recorded
+    summaries["adafocus_v1"]["machine"] = {"cpu": "B"}
+    del summaries["adafocus_v2"]["machine"]
+    lines = findings(summaries)
+    assert any("different machines" in line for line in lines)
+    assert any("machine of adafocus_v2 was not recorded" in line for line in lines)
