@@ -110,6 +110,7 @@ class Result:
     top1: float  # after the last frame
     exit_points: list[dict[str, Any]]  # test accuracy and GMACs of each calibrated operating point
     train_seconds: float
+    train_cpu_seconds: float = float("nan")  # not recorded by older runs
 
     @classmethod
     def load(cls, experiment: Experiment, run: Path) -> Result:
@@ -125,6 +126,7 @@ class Result:
             top1=summary["test"]["per_step"][-1]["top1"],
             exit_points=points,
             train_seconds=summary.get("train_seconds_this_session", float("nan")),
+            train_cpu_seconds=summary.get("train_cpu_seconds_this_session", float("nan")),
         )
 
     @property
@@ -248,8 +250,8 @@ def check_aims(results: dict[str, Result], test_videos: int) -> list[str]:
 def results_table(results: list[Result]) -> list[str]:
     lines = [
         "| run | patch | GMACs/frame | GMACs/video (all frames) | top-1 (all frames) "
-        "| balanced exit: GMACs/video | top-1 | fast exit: GMACs/video | top-1 | training time |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| balanced exit: GMACs/video | top-1 | fast exit: GMACs/video | top-1 | training time | CPU time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         cells = [r.label, str(r.patch_size) if r.experiment.name != "full_frame" else "full frame"]
@@ -258,6 +260,8 @@ def results_table(results: list[Result]) -> list[str]:
             point = r.named_point(name)
             cells += [f"{point['gmacs_per_video']:.4f}", f"{point['top1']:.3f}"] if point else ["-", "-"]
         cells.append(f"{r.train_seconds / 60:.1f} min")
+        cpu = r.train_cpu_seconds
+        cells.append("-" if cpu != cpu else f"{cpu / 60:.1f} min")  # NaN: not recorded
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -333,6 +337,8 @@ def write_report(runs: Path, report: Path, command: str) -> Path:
         "",
         "Training time: the run's wall-clock time on the machine that trained it, including any time that",
         "machine spent on other work meanwhile; compare it only between runs made in the same conditions.",
+        "CPU time (the training process and its data-loading workers) does not count that other work;",
+        "'-': not recorded by the run.",
         "",
         "## Aims",
         "",
