@@ -92,7 +92,7 @@ def findings(summaries: dict[str, dict[str, Any]]) -> list[str]:
         )
     skip = summaries.get("adafocus_v1_skip")
     if v1 and skip:
-        saved = 1 - skip["test"]["gmacs_per_video_all_frames"] / v1["gmacs_per_video_full"]
+        saved = round(1 - skip["test"]["gmacs_per_video_all_frames"] / v1["gmacs_per_video_full"], 4) + 0.0  # no -0
         difference = v1["test"]["per_step"][-1]["top1"] - skip["test"]["per_step"][-1]["top1"]
         lines.append(
             f"- Frame skipping: focus on {skip['test']['focus_rate']:.0%} of the frames, {saved:.0%} fewer GMACs "
