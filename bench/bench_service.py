@@ -86,7 +86,7 @@ def peak_rss_mb(pid: int) -> float:
 
 
 async def load(port: int, videos: list[tuple[bytes, str]], params: dict, concurrency: int, total: int) -> dict:
-    latencies, decode, correct = [], [], 0
+    latencies, decode, exit_steps, frames_decoded, correct = [], [], [], [], 0
     counter = iter(range(total))
 
     async def loop(client: httpx.AsyncClient) -> None:
@@ -98,6 +98,8 @@ async def load(port: int, videos: list[tuple[bytes, str]], params: dict, concurr
             latencies.append(time.perf_counter() - started)
             body = response.json()
             decode.append(body["timings_s"]["decode"])
+            exit_steps.append(body["exit"]["step"])
+            frames_decoded.append(body["exit"]["frames_decoded"])
             correct += body["labels"][0]["label"] == label
 
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
@@ -115,6 +117,8 @@ async def load(port: int, videos: list[tuple[bytes, str]], params: dict, concurr
         "p99_ms": 1000 * q[2],
         "top1": correct / total,
         "decode_share": float(np.sum(decode) / np.sum(latencies)),
+        "mean_exit_step": float(np.mean(exit_steps)),
+        "frames_decoded_per_video": float(np.mean(frames_decoded)),
     }
 
 
@@ -169,15 +173,18 @@ def write(results: dict) -> None:
         "",
         f"`python bench/bench_service.py` on {results['machine']}; CPU provider, {results['requests']} requests per",
         "cell from N concurrent request loops against 127.0.0.1, synthetic test clips (128x128, 32 frames).",
+        "The exit step counts from 0; frames decoded include those decoded to reach the samples.",
         "",
-        "| scenario | concurrency | videos/s | p50 ms | p95 ms | p99 ms | top-1 | decode share |",
-        "|---|---|---|---|---|---|---|---|",
+        "| scenario | concurrency | videos/s | p50 ms | p95 ms | p99 ms | top-1 | decode share "
+        "| mean exit step | frames decoded per video |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for scenario, rows in results["scenarios"].items():
         for r in rows:
             lines.append(
                 f"| {scenario} | {r['concurrency']} | {r['videos_per_s']:.1f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} "
-                f"| {r['p99_ms']:.0f} | {r['top1']:.3f} | {r['decode_share']:.0%} |"
+                f"| {r['p99_ms']:.0f} | {r['top1']:.3f} | {r['decode_share']:.0%} "
+                f"| {r['mean_exit_step']:.2f} | {r['frames_decoded_per_video']:.1f} |"
             )
     lines += ["", f"Peak resident memory of the server and its decoder processes: {results['peak_rss_mb']:.0f} MB.", ""]
     if "eager_vs_onnx" in results:

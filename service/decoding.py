@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import multiprocessing
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -94,20 +95,45 @@ class DecoderPool:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-class LazyClip:
-    """A request's video, decoded as the step loop asks: first only the first step's frame,
-    then, if the video did not exit there, every remaining sample in one more decode.
+def decode_schedule(order: Sequence[int]) -> list[list[int]]:
+    """Sample positions grouped into decode calls, in the order the step loop asks for them.
 
-    Frames after an early exit at the first step are never decoded. The samples are the same,
-    bit for bit, as a full decode (``read_clip(positions=...)``). With ``previews``, each
-    decoded sample also comes with a JPEG of its whole frame (for the web page).
+    Step 0 alone, then step 1, then blocks that double: ``[0], [1], [2, 3], [4..7], [8..15]``.
+    Each call decodes from a keyframe up to its last sample, so a video that exits at step
+    k costs about twice the frames up to step k rather than every sample, and one that never
+    exits costs at most about twice a single full decode.
+    """
+    stages: list[list[int]] = []
+    start = 0
+    while start < len(order):
+        size = max(1, start)
+        stages.append(list(order[start : start + size]))
+        start += size
+    return stages
+
+
+class LazyClip:
+    """A request's video, decoded as the step loop asks for its samples.
+
+    With ``order`` (the positions in step order) the samples are decoded in the stages of
+    :func:`decode_schedule`, so frames after an early exit are mostly never decoded; without
+    it (no early exit possible) every sample is decoded in one call at the first request. The
+    samples are the same, bit for bit, as a full decode (``read_clip(positions=...)``). With
+    ``previews``, each decoded sample also comes with a JPEG of its whole frame (web page).
     """
 
     def __init__(
-        self, pool: DecoderPool, data: bytes, num_samples: int, geometry: FrameGeometry, previews: bool = False
+        self,
+        pool: DecoderPool,
+        data: bytes,
+        num_samples: int,
+        geometry: FrameGeometry,
+        previews: bool = False,
+        order: Sequence[int] | None = None,
     ) -> None:
         self.pool, self.data, self.num_samples, self.geometry = pool, data, num_samples, geometry
         self.want_previews = previews
+        self.stages = decode_schedule(order) if order is not None else [list(range(num_samples))]
         self.previews: dict[int, bytes] = {}
         self.frames: dict[int, np.ndarray] = {}
         self.frame_indices: dict[int, int] = {}
@@ -117,10 +143,14 @@ class LazyClip:
         self.decoded_frames = 0
         self.decodes = 0
 
+    def _stage_of(self, position: int) -> list[int]:
+        stage = next((stage for stage in self.stages if position in stage), [position])
+        return [p for p in stage if p not in self.frames]
+
     async def frame(self, position: int) -> np.ndarray:
         """Sample ``position`` as ``(1, 3, S, S)`` float32."""
         if position not in self.frames:
-            wanted = [position] if not self.frames else [p for p in range(self.num_samples) if p not in self.frames]
+            wanted = self._stage_of(position)
             clip = await self.pool.decode(self.data, self.num_samples, self.geometry, wanted, self.want_previews)
             for row, p in enumerate(wanted):
                 self.frames[p] = clip.frames[row : row + 1]

@@ -157,7 +157,8 @@ async def _classify(
     if not data:
         raise Problem(422, "Empty upload", "the uploaded video is empty")
     frames = served.pipeline.manifest.frames
-    clip = LazyClip(decoder, data, frames.num_frames, FrameGeometry(frames.resize, frames.crop), thumbnails)
+    order = frames.order if point is not None else None  # without an exit, every sample is needed
+    clip = LazyClip(decoder, data, frames.num_frames, FrameGeometry(frames.resize, frames.crop), thumbnails, order)
     result = await classify_clip(served, clip, point, min(top_k, len(served.pipeline.manifest.labels)))
     stages = result.pop("stage_seconds")
     for stage, seconds in stages.items():

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.decoding import decode_schedule
 from service.settings import Settings
 from training.data.synthetic import SyntheticConfig, generate
 
@@ -86,9 +87,13 @@ def test_thumbnails_and_skipped_frames(client, videos):
     body = body.json()
     processed, skipped = body["frames"], body["skipped_frames"]
     assert [f["step"] for f in processed + skipped] == list(range(8))
-    # A skipped frame is where a full run would have processed it; it was decoded unless the exit came first.
+    # A skipped frame is where a full run would have processed it; it was decoded only if it
+    # shared a decode stage with a processed frame.
     assert [f["frame_index"] for f in processed + skipped] == [f["frame_index"] for f in every["frames"]]
-    assert all(f["decoded"] == (body["exit"]["step"] > 0) for f in skipped)
+    stages = decode_schedule(range(8))
+    exit_stage = next(i for i, stage in enumerate(stages) if body["exit"]["step"] in stage)
+    decoded = {p for stage in stages[: exit_stage + 1] for p in stage}
+    assert [f["decoded"] for f in skipped] == [f["step"] in decoded for f in skipped]
     for frame in processed + [f for f in skipped if f["decoded"]]:
         jpeg = base64.b64decode(frame["thumbnail"].removeprefix("data:image/jpeg;base64,"))
         with av.open(io.BytesIO(jpeg)) as image:
@@ -246,3 +251,58 @@ def test_frames_after_an_early_exit_are_not_decoded(client, videos):
     assert early["exit"]["step"] == 0 and full["exit"]["step"] == 7
     assert early["exit"]["frames_decoded"] * 4 < full["exit"]["frames_decoded"]  # 3 of 27 here
     assert full["frames"][0]["frame_index"] == early["frames"][0]["frame_index"]
+
+
+def test_decode_schedule_doubles_after_the_first_two_steps():
+    assert decode_schedule(range(8)) == [[0], [1], [2, 3], [4, 5, 6, 7]]
+    assert decode_schedule([3, 0, 6, 1, 4, 7, 2, 5]) == [[3], [0], [6, 1], [4, 7, 2, 5]]  # follows the step order
+    for length in range(1, 20):
+        stages = decode_schedule(range(length))
+        assert [p for stage in stages for p in stage] == list(range(length))
+
+
+class _RecordingPool:
+    """Stands in for the decoder pool: records what each call asked for, decodes with read_clip."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[int]] = []
+
+    async def decode(self, data, num_frames, geometry, positions=None, previews=False):
+        from frames.decode import read_clip
+        from frames.limits import DecodeLimits
+
+        self.calls.append(list(positions))
+        return read_clip(io.BytesIO(data), num_frames, geometry, DecodeLimits(), positions=positions)
+
+
+def test_lazy_clip_decodes_in_stages_and_gives_the_full_decodes_samples(videos):
+    import asyncio
+
+    import numpy as np
+
+    from frames.decode import read_clip
+    from frames.transform import FrameGeometry
+    from service.decoding import LazyClip
+
+    data, geometry = videos[1][0].read_bytes(), FrameGeometry(128, 128)
+    full = read_clip(io.BytesIO(data), 8, geometry)
+
+    async def first_steps(order, steps):
+        pool = _RecordingPool()
+        clip = LazyClip(pool, data, 8, geometry, order=order)
+        frames = [await clip.frame(position) for position in order[:steps]]
+        return pool.calls, clip, frames
+
+    calls, clip, frames = asyncio.run(first_steps(list(range(8)), 3))
+    assert calls == [[0], [1], [2, 3]] and sorted(clip.frames) == [0, 1, 2, 3]
+    for position, frame in enumerate(frames):
+        np.testing.assert_array_equal(frame[0], full.frames[position])
+    exit_at_step_1 = clip.decoded_frames
+    calls, clip, _ = asyncio.run(first_steps(list(range(8)), 2))
+    assert clip.decoded_frames < full.decoded_frames  # an exit at step 1 decodes part of the clip
+
+    pool = _RecordingPool()
+    every = LazyClip(pool, data, 8, geometry)  # no exit possible: one call for every sample
+    asyncio.run(every.frame(0))
+    assert pool.calls == [list(range(8))] and every.decoded_frames == full.decoded_frames
+    assert exit_at_step_1 > clip.decoded_frames
