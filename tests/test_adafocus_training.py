@@ -79,7 +79,15 @@ def test_full_run_resume_and_exit(tiny_dataset: Path, tmp_path: Path):
     # The same run, stopped after 2 steps and resumed: identical weights at the end.
     with pytest.raises(TrainingStopped, match="max_steps=2"):
         train(tiny_config(tiny_dataset, tmp_path / "resumed", max_steps=2))
+    # The checkpoint carries the training time so far; the resumed run adds its own to it.
+    checkpoint_path = tmp_path / "resumed" / "checkpoint.pt"
+    checkpoint = torch.load(checkpoint_path, weights_only=False)
+    assert checkpoint["train_seconds"] > 0 and checkpoint["train_cpu_seconds"] > 0
+    checkpoint["train_seconds"] = 1000.0  # as if the first session had trained for 1000 s
+    torch.save(checkpoint, checkpoint_path)
     resumed = train(tiny_config(tiny_dataset, tmp_path / "resumed"))
+    assert 1000.0 < resumed["train_seconds"] <= 1000.0 + resumed["seconds_this_session"]
+    assert whole["train_seconds"] <= whole["seconds_this_session"]
     assert resumed["steps"] == whole["steps"] == 6
     model_a, record = load_model(tmp_path / "whole" / "model.pt")
     model_b, _ = load_model(tmp_path / "resumed" / "model.pt")

@@ -121,3 +121,25 @@ def test_no_weight_decay_on_batchnorm_and_biases():
     decay, no_decay = parameter_groups(model, 1e-4)
     assert decay["weight_decay"] == 1e-4 and no_decay["weight_decay"] == 0.0
     assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
+
+
+def test_train_state_accumulates_time_over_sessions_and_marks_unrecorded_time():
+    import math
+    import time
+
+    from training.runtime import TrainState
+
+    state = TrainState.from_checkpoint(
+        {"step": 3, "history": [], "bad_files": [], "epoch_losses": [], "train_seconds": 5.0}
+    )
+    assert math.isnan(state.train_cpu_seconds)  # an older checkpoint's unrecorded CPU time stays unknown
+    state.charge_time()  # no clock running: nothing to add
+    assert state.train_seconds == 5.0
+    state.start_clock()
+    time.sleep(0.05)
+    state.stop_clock()
+    assert 5.04 < state.train_seconds < 6.0
+    saved = state.as_checkpoint()
+    assert saved["train_seconds"] == state.train_seconds and "_clock" not in saved
+    legacy = TrainState.from_checkpoint({"step": 0, "history": [], "bad_files": [], "epoch_losses": []})
+    assert math.isnan(legacy.train_seconds)

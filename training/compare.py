@@ -40,6 +40,19 @@ from training.runtime import StopRequest, config_differences, log, run_command
 from training.train import train
 
 
+def training_seconds(summary: dict[str, Any], cpu: bool = False) -> float:
+    """Wall-clock (or CPU) training time of a run over all its sessions. Runs summarised before
+    that was recorded give their stages' sum (V1) or their last session's time (the whole run
+    unless it was resumed); NaN where nothing was recorded."""
+    key = "train_cpu_seconds" if cpu else "train_seconds"
+    if key in summary:
+        return float(summary[key])
+    stages = summary.get("stage_cpu_seconds" if cpu else "stage_seconds")
+    if stages:
+        return float(sum(stages))
+    return float(summary.get(f"{key}_this_session", "nan"))
+
+
 @dataclass(frozen=True)
 class Experiment:
     """One training run of the comparison: a name (its folder), a label and its option changes."""
@@ -125,8 +138,8 @@ class Result:
             gmacs_per_video=summary["gmacs_per_video_full"],
             top1=summary["test"]["per_step"][-1]["top1"],
             exit_points=points,
-            train_seconds=summary.get("train_seconds_this_session", float("nan")),
-            train_cpu_seconds=summary.get("train_cpu_seconds_this_session", float("nan")),
+            train_seconds=training_seconds(summary),
+            train_cpu_seconds=training_seconds(summary, cpu=True),
         )
 
     @property

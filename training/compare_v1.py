@@ -22,7 +22,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from training.compare import Experiment, comparison_command, records_folder, update_records
+from training.compare import Experiment, comparison_command, records_folder, training_seconds, update_records
 from training.runtime import log
 
 SKIP_COST = 0.05  # the frame-skipping variant's reward cost of focusing on a frame
@@ -40,14 +40,6 @@ EXPERIMENTS: tuple[Experiment, ...] = (
 BY_NAME = {experiment.name: experiment for experiment in EXPERIMENTS}
 
 
-def _training_seconds(summary: dict[str, Any], cpu: bool = False) -> float:
-    """Wall-clock (or CPU) training time: every stage for V1, the run's session for V2."""
-    stages = summary.get("stage_cpu_seconds" if cpu else "stage_seconds")
-    if stages:
-        return float(sum(stages))
-    return float(summary.get("train_cpu_seconds_this_session" if cpu else "train_seconds_this_session", "nan"))
-
-
 def _minutes(seconds: float) -> str:
     return "not recorded" if seconds != seconds else f"{seconds / 60:.1f} min"  # NaN: older runs
 
@@ -60,7 +52,7 @@ def _point(summary: dict[str, Any], name: str) -> dict[str, Any] | None:
 def row(experiment: Experiment, summary: dict[str, Any]) -> list[str]:
     test = summary["test"]
     gmacs_all = test.get("gmacs_per_video_all_frames", summary["gmacs_per_video_full"])
-    cells = [experiment.label, _minutes(_training_seconds(summary)), _minutes(_training_seconds(summary, cpu=True))]
+    cells = [experiment.label, _minutes(training_seconds(summary)), _minutes(training_seconds(summary, cpu=True))]
     stages = summary.get("stage_seconds")
     cells.append(" / ".join(f"{s / 60:.1f}" for s in stages) if stages else "-")
     cells += [f"{gmacs_all:.4f}", f"{test['per_step'][-1]['top1']:.3f}"]
@@ -76,8 +68,8 @@ def findings(summaries: dict[str, dict[str, Any]]) -> list[str]:
     lines = []
     v2, v1 = summaries.get("adafocus_v2"), summaries.get("adafocus_v1")
     if v2 and v1:
-        ratio = _training_seconds(v1) / _training_seconds(v2)
-        cpu_ratio = _training_seconds(v1, cpu=True) / _training_seconds(v2, cpu=True)
+        ratio = training_seconds(v1) / training_seconds(v2)
+        cpu_ratio = training_seconds(v1, cpu=True) / training_seconds(v2, cpu=True)
         difference = v2["test"]["per_step"][-1]["top1"] - v1["test"]["per_step"][-1]["top1"]
         cpu_text = f"{cpu_ratio:.2f}x its CPU time" if cpu_ratio == cpu_ratio else "CPU time not recorded for both"
         lines.append(

@@ -80,9 +80,15 @@ def train(config: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any
         summary["train_cpu_seconds_this_session"] = round(train_cpu, 1)
         summary["seconds_this_session"] = round(time.perf_counter() - started, 1)
         summary["machine"] = machine_description(trainer.device)
-        if isinstance(trainer, AdaFocusV1Trainer):  # wall-clock of every stage, over all sessions
+        # Over every session of the run (NaN if it resumed from a checkpoint that did not record it).
+        if isinstance(trainer, AdaFocusV1Trainer):
             summary["stage_seconds"] = [round(seconds, 1) for seconds in trainer.stage_seconds]
             summary["stage_cpu_seconds"] = [round(seconds, 1) for seconds in trainer.stage_cpu_seconds]
+            summary["train_seconds"] = round(sum(trainer.stage_seconds), 1)
+            summary["train_cpu_seconds"] = round(sum(trainer.stage_cpu_seconds), 1)
+        else:
+            summary["train_seconds"] = round(trainer.state.train_seconds, 1)
+            summary["train_cpu_seconds"] = round(trainer.state.train_cpu_seconds, 1)
         (trainer.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         write_run_report(trainer.run_dir, summary)
         return summary

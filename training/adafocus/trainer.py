@@ -163,6 +163,7 @@ class AdaFocusTrainer:
         return self.run_dir / "checkpoint.pt"
 
     def save_checkpoint(self) -> None:
+        self.state.charge_time()  # the checkpoint carries the training time so far
         bad_files = set().union(*self.dist.all_gather(self.state.bad_files))
         self.state.bad_files = bad_files
         if not self.dist.is_main:
@@ -305,6 +306,7 @@ class AdaFocusTrainer:
             unit="step",
             dynamic_ncols=True,
         )
+        self.state.start_clock()
         try:
             while self.state.step < self.total_steps:
                 epoch, done_in_epoch = divmod(self.state.step, self.steps_per_epoch)
@@ -330,6 +332,7 @@ class AdaFocusTrainer:
                 self._end_of_epoch(epoch)
                 self._maybe_stop_or_checkpoint()
         finally:
+            self.state.stop_clock()
             bar.close()
 
     def run_step(self) -> int:

@@ -19,7 +19,6 @@ wall-clock time of every stage is kept for the V1-vs-V2 comparison. The end of t
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from training.optim import parameter_groups
-from training.runtime import TrainState, cpu_seconds, log
+from training.runtime import TrainState, log
 
 from .crop import random_locations
 from .losses import branch_losses, classification_loss
@@ -106,12 +105,10 @@ class AdaFocusV1Trainer(AdaFocusTrainer):
         while self.stage < len(STAGES):
             if self.state.step < self.total_steps:
                 log(f"stage {self.stage} ({STAGES[self.stage]}): {self.config.v1_stage_epochs[self.stage]} epoch(s)")
-                started, started_cpu = time.perf_counter(), cpu_seconds()
-                try:
-                    super().fit()
-                finally:
-                    self.stage_seconds[self.stage] += time.perf_counter() - started
-                    self.stage_cpu_seconds[self.stage] += cpu_seconds() - started_cpu
+                super().fit()
+            # Each stage has its own TrainState, whose clock counts that stage over all sessions.
+            self.stage_seconds[self.stage] = self.state.train_seconds
+            self.stage_cpu_seconds[self.stage] = self.state.train_cpu_seconds
             self.finished_history += self.state.history
             self.state = TrainState(bad_files=self.state.bad_files)
             self._enter_stage(self.stage + 1)
