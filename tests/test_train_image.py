@@ -77,8 +77,12 @@ def test_an_interrupted_run_resumes_to_the_same_weights(image_folder, tmp_path):
     with pytest.raises(TrainingStopped, match="max_steps=4"):
         train(tiny_config(image_folder, tmp_path / "resumed", max_steps=4))
     checkpoint = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
-    assert checkpoint["step"] == 4
-    train(tiny_config(image_folder, tmp_path / "resumed"))
+    assert checkpoint["step"] == 4 and checkpoint["train_seconds"] > 0
+    checkpoint["train_seconds"] = 1000.0  # the first session's training time, as recorded
+    torch.save(checkpoint, tmp_path / "resumed" / "checkpoint.pt")
+    summary = train(tiny_config(image_folder, tmp_path / "resumed"))
+    assert 1000.0 < summary["train_seconds"] <= 1000.0 + summary["seconds_this_session"]
+    assert json.loads((tmp_path / "resumed" / "summary.json").read_text())["train_seconds"] == summary["train_seconds"]
     straight, _ = load_backbone(tmp_path / "straight" / "model_converted.pt")
     resumed, _ = load_backbone(tmp_path / "resumed" / "model_converted.pt")
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):

@@ -155,6 +155,7 @@ class ImageTrainer:
         return self.run_dir / "checkpoint.pt"
 
     def save_checkpoint(self) -> None:
+        self.state.charge_time()  # the checkpoint carries the training time so far
         atomic_save(
             {
                 "format": CHECKPOINT_FORMAT,
@@ -264,6 +265,7 @@ class ImageTrainer:
             unit="step",
             dynamic_ncols=True,
         )
+        self.state.start_clock()
         try:
             while self.state.step < self.total_steps:
                 epoch, done_in_epoch = divmod(self.state.step, self.steps_per_epoch)
@@ -291,6 +293,7 @@ class ImageTrainer:
             if not self._evaluated(self.total_steps // self.steps_per_epoch - 1):
                 self._end_of_epoch(self.total_steps // self.steps_per_epoch - 1)
         finally:
+            self.state.stop_clock()
             bar.close()
 
     def _maybe_stop_or_checkpoint(self) -> None:
@@ -347,6 +350,10 @@ def train(config: ImageTrainConfig, stop: StopRequest | None = None) -> dict[str
     trainer.fit()
     summary = trainer.finish()
     summary["seconds_this_session"] = round(time.perf_counter() - started, 1)
+    # Over every session of the run (NaN if it resumed from a checkpoint that did not record it).
+    summary["train_seconds"] = round(trainer.state.train_seconds, 1)
+    summary["train_cpu_seconds"] = round(trainer.state.train_cpu_seconds, 1)
+    (trainer.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
