@@ -181,3 +181,11 @@ def test_cli_sigterm_saves_a_checkpoint_and_the_rerun_finishes(image_folder, tmp
     assert result.returncode == 0, result.stderr
     assert f"resuming {tmp_path / 'checkpoint.pt'} at step {step} of 200" in result.stderr
     assert "done:" in result.stdout
+
+
+def test_data_loading_workers_run_outside_the_training_process(image_folder, tmp_path):
+    """Workers start from a fork server (never forked from the threaded trainer) and train normally."""
+    summary = train(tiny_config(image_folder, tmp_path, workers=2, epochs=1))
+    history = json.loads((tmp_path / "metrics.json").read_text())
+    assert len(history) == 1 and history[0]["train_loss"] > 0
+    assert summary["train_seconds"] > 0

@@ -142,6 +142,7 @@ class ImageTrainer:
             batch_size=self.config.batch_size,
             sampler=sampler,
             num_workers=self.config.workers,
+            multiprocessing_context="forkserver" if self.config.workers > 0 else None,  # no fork under threads
             drop_last=drop_last,
             pin_memory=self.device.type == "cuda",
             # A private generator: creating an iterator must not draw from the global RNG,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -171,7 +172,9 @@ def generate(out: str | Path, config: SyntheticConfig = SyntheticConfig(), worke
     ]
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     rows: dict[str, list[tuple[str, int]]] = {"train": [], "calibration": [], "test": []}
-    with ProcessPoolExecutor(workers) as pool:
+    # forkserver, not fork: forking a process that already runs threads (torch's, tqdm's, a
+    # test runner's) can leave a worker blocked forever on a lock held at the fork.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
         done = pool.map(_clip_job, jobs, chunksize=16)
         for (_, split, _, _), row in tqdm(zip(jobs, done), total=len(jobs), desc="clips", unit="clip"):
             rows[split].append(row)
