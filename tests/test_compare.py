@@ -97,7 +97,8 @@ def test_v1_against_v2_report(tiny_dataset: Path, tmp_path: Path):
     text = report.read_text()
     for label in ("AdaFocusV2 (one stage)", "AdaFocus V1 (four stages", "AdaFocus V1 with frame skipping"):
         assert f"| {label}" in text
-    assert "- Training time: V1's four stages took" in text and "- Frame skipping: focus on" in text
+    assert "- Training time: V1's four stages took" in text
+    assert "- Frame skipping (cost 0.05): focus on" in text and "- Frame skipping (cost 0.2): focus on" in text
     assert "different machines" not in text  # all three ran here
     v1 = json.loads((runs / "adafocus_v1" / "summary.json").read_text())
     minutes = " / ".join(f"{s / 60:.1f}" for s in v1["stage_seconds"])
@@ -128,12 +129,14 @@ def test_v1_report_findings_are_computed_and_flag_machines():
         "adafocus_v2": _v1_summary(0.95, 600.0, "A"),
         "adafocus_v1": _v1_summary(0.90, [300.0, 600.0, 300.0, 300.0], "A"),
         "adafocus_v1_skip": _v1_summary(0.88, [1.0] * 4, "A", focus_rate=0.5),
+        "adafocus_v1_skip_0.2": _v1_summary(0.80, [1.0] * 4, "A", focus_rate=0.25),
     }
     lines = findings(summaries)
     assert "took 2.50x V2's wall-clock time (2.50x its CPU time)" in lines[0]
     assert "V2 5.0 points above V1" in lines[1]
     assert "focus on 50% of the frames, 25% fewer GMACs" in lines[2] and "+2.0 points" in lines[2]
-    assert len(lines) == 3  # one machine, all recorded
+    assert "(cost 0.2): focus on 25% of the frames" in lines[3] and "+10.0 points" in lines[3]
+    assert len(lines) == 4  # one machine, all recorded
     summaries["adafocus_v1"]["machine"] = {"cpu": "B"}
     del summaries["adafocus_v2"]["machine"]
     lines = findings(summaries)
