@@ -4,14 +4,19 @@ Every request drives its own step loop (:func:`model_repository.onnx_pipeline.cl
 each graph call goes to that graph's :class:`GraphBatcher`, which waits at most ``max_wait_s``
 for more rows (up to ``max_batch``), runs them as one batch in a worker thread, and hands
 every caller its own row back. Rows at different steps of different videos mix freely: the
-running states are inputs. A lone request pays at most ``max_wait_s`` per call.
+running states are inputs.
+
+A batcher waits only for rows that can come: once every clip running through the model
+(:class:`ActiveClips`) has a row in the batch, it runs at once. A lone request therefore
+never waits, and under load a batch still gathers for up to ``max_wait_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
@@ -21,16 +26,41 @@ from model_repository.onnx_pipeline import FRAME, STAGE_OF_GRAPH, ClipResult, cl
 Row = dict[str, np.ndarray]
 
 
+class ActiveClips:
+    """How many clips are running through one model's batchers right now."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        self.count += 1
+        try:
+            yield
+        finally:
+            self.count -= 1
+
+
 class GraphBatcher:
-    """Batches calls of one ONNX Runtime session."""
+    """Batches calls of one ONNX Runtime session.
+
+    ``active``: the clips that can send rows to this batcher; without it the batcher always
+    waits ``max_wait_s`` for more rows (up to ``max_batch``).
+    """
 
     def __init__(
-        self, session, max_batch: int, max_wait_s: float, on_batch: Callable[[int], None] | None = None
+        self,
+        session,
+        max_batch: int,
+        max_wait_s: float,
+        on_batch: Callable[[int], None] | None = None,
+        active: ActiveClips | None = None,
     ) -> None:
         self.session = session
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.on_batch = on_batch
+        self.active = active
         self.queue: asyncio.Queue[tuple[Row, asyncio.Future]] = asyncio.Queue()
         self.task = asyncio.create_task(self._serve())
 
@@ -39,10 +69,16 @@ class GraphBatcher:
         await self.queue.put((row, future))
         return await future
 
+    def _rows_that_can_come(self) -> int:
+        if self.active is None:
+            return self.max_batch
+        # Each clip has at most one call in flight, so no batch can hold more rows than clips.
+        return min(self.max_batch, max(1, self.active.count))
+
     async def _gather(self) -> list[tuple[Row, asyncio.Future]]:
         batch = [await self.queue.get()]
         deadline = asyncio.get_running_loop().time() + self.max_wait_s
-        while len(batch) < self.max_batch:
+        while len(batch) < self._rows_that_can_come():
             remaining = deadline - asyncio.get_running_loop().time()
             try:
                 batch.append(
@@ -78,12 +114,18 @@ async def run_clip_batched(
     batchers: dict[str, GraphBatcher],
     frame: Callable[[int], Awaitable[np.ndarray]],
     thresholds: Sequence[float] | None,
+    active: ActiveClips | None = None,
 ) -> ClipResult:
     """:func:`clip_steps` driven through the batchers, frames from ``frame(position)``.
 
+    ``active``: the counter the batchers were given; the clip counts in it while it runs.
     Stage times include the wait for a batch; ``decode`` is the time spent waiting for frames.
     """
-    steps = clip_steps(manifest, thresholds)
+    with active.running() if active is not None else nullcontext():
+        return await _drive(clip_steps(manifest, thresholds), batchers, frame)
+
+
+async def _drive(steps, batchers: dict[str, GraphBatcher], frame: Callable[[int], Awaitable[np.ndarray]]) -> ClipResult:
     seconds = {stage: 0.0 for stage in STAGE_OF_GRAPH.values()}
     try:
         graph, feeds = next(steps)

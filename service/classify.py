@@ -49,7 +49,7 @@ def _softmax(logits: np.ndarray, multi_label: bool) -> np.ndarray:
 async def classify_clip(model: ServedModel, clip: LazyClip, point: OperatingPoint | None, top_k: int) -> dict[str, Any]:
     """Run the pipeline on a clip decoded as needed (graph calls batched with other requests)."""
     thresholds = point.thresholds if point is not None else None
-    result = await run_clip_batched(model.pipeline.manifest, model.batchers, clip.frame, thresholds)
+    result = await run_clip_batched(model.pipeline.manifest, model.batchers, clip.frame, thresholds, model.active_clips)
     return describe(model, clip, point, result, top_k)
 
 

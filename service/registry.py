@@ -11,7 +11,7 @@ from early_exit import OperatingPoint
 from model_repository import LoadedPipeline, ModelRepositoryError, find_pipelines, load_pipeline
 from model_repository.onnx_pipeline import OnnxPipeline, create_sessions
 
-from .batching import GraphBatcher
+from .batching import ActiveClips, GraphBatcher
 from .settings import Settings
 
 log = logging.getLogger("service")
@@ -24,6 +24,7 @@ class ServedModel:
     operating_points: list[OperatingPoint]
     providers: list[str]
     batchers: dict[str, GraphBatcher] = field(default_factory=dict)  # started by start_batching()
+    active_clips: ActiveClips = field(default_factory=ActiveClips)  # clips using the batchers
 
     @property
     def name(self) -> str:
@@ -81,7 +82,9 @@ class ModelRegistry:
         """One batcher per graph of every model (call from the running event loop)."""
         for model in self.models.values():
             model.batchers = {
-                graph: GraphBatcher(session, self.settings.max_batch, self.settings.max_wait_ms / 1000, on_batch)
+                graph: GraphBatcher(
+                    session, self.settings.max_batch, self.settings.max_wait_ms / 1000, on_batch, model.active_clips
+                )
                 for graph, session in model.runner.sessions.items()
             }
 

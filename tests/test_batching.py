@@ -1,0 +1,90 @@
+"""The dynamic batcher: one session call for concurrent rows, and no wait for rows that cannot come."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+
+from service.batching import ActiveClips, GraphBatcher
+
+
+class RecordingSession:
+    """Doubles its input; records the batch size of every call."""
+
+    def __init__(self) -> None:
+        self.batch_sizes: list[int] = []
+
+    def run(self, _outputs, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        rows = feeds["x"]
+        self.batch_sizes.append(len(rows))
+        return [rows * 2]
+
+
+def _row(value: float) -> dict[str, np.ndarray]:
+    return {"x": np.full((1, 3), value, dtype=np.float32)}
+
+
+def test_a_lone_clip_does_not_wait_for_a_batch():
+    async def scenario() -> tuple[RecordingSession, float]:
+        session, active = RecordingSession(), ActiveClips()
+        batcher = GraphBatcher(session, max_batch=8, max_wait_s=30.0, active=active)
+        with active.running():
+            started = time.perf_counter()
+            # Would time out if the batcher waited its 30 s for rows no other clip can send.
+            (output,) = await asyncio.wait_for(batcher.run(_row(1.0)), timeout=5)
+            elapsed = time.perf_counter() - started
+        batcher.close()
+        np.testing.assert_array_equal(output, np.full((1, 3), 2.0))
+        return session, elapsed
+
+    session, elapsed = asyncio.run(scenario())
+    assert session.batch_sizes == [1]
+    assert elapsed < 5
+
+
+def test_concurrent_clips_share_one_call_and_each_gets_its_row():
+    async def scenario() -> tuple[RecordingSession, list]:
+        session, active = RecordingSession(), ActiveClips()
+        batcher = GraphBatcher(session, max_batch=8, max_wait_s=30.0, active=active)
+
+        async def clip(value: float):
+            with active.running():
+                await asyncio.sleep(0)  # all three clips count as running before any row is sent
+                return await batcher.run(_row(value))
+
+        outputs = await asyncio.wait_for(asyncio.gather(clip(1.0), clip(2.0), clip(3.0)), timeout=5)
+        batcher.close()
+        return session, outputs
+
+    session, outputs = asyncio.run(scenario())
+    assert session.batch_sizes == [3]
+    assert [float(out[0][0, 0]) for out in outputs] == [2.0, 4.0, 6.0]
+
+
+def test_a_batch_waits_at_most_max_wait_for_a_running_clip_that_sends_nothing():
+    async def scenario() -> tuple[RecordingSession, float]:
+        session, active = RecordingSession(), ActiveClips()
+        batcher = GraphBatcher(session, max_batch=8, max_wait_s=0.2, active=active)
+        with active.running(), active.running():  # a second clip is busy elsewhere (decoding)
+            started = time.perf_counter()
+            await asyncio.wait_for(batcher.run(_row(1.0)), timeout=5)
+            elapsed = time.perf_counter() - started
+        batcher.close()
+        return session, elapsed
+
+    session, elapsed = asyncio.run(scenario())
+    assert session.batch_sizes == [1]
+    assert elapsed >= 0.15  # it did wait for the other clip's row
+
+
+def test_active_clips_counts_down_when_a_clip_fails():
+    active = ActiveClips()
+    try:
+        with active.running():
+            assert active.count == 1
+            raise RuntimeError("decoder crashed")
+    except RuntimeError:
+        pass
+    assert active.count == 0
