@@ -64,7 +64,11 @@ class ModelRegistry:
             for version in found.get(name, [None]):  # None: load_pipeline says what is missing
                 pipeline = load_pipeline(root, name, version)
                 sessions = create_sessions(
-                    pipeline, providers, self.settings.threads, cache_dir=self.settings.trt_cache_dir
+                    pipeline,
+                    providers,
+                    self.settings.threads,
+                    allow_spinning=self.settings.ort_spinning,
+                    cache_dir=self.settings.trt_cache_dir,
                 )
                 points = [OperatingPoint.from_dict(p.model_dump()) for p in pipeline.manifest.operating_points]
                 model = ServedModel(pipeline, OnnxPipeline(pipeline, sessions), points, providers)

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     )
     trt_cache_dir: Path | None = Field(None, description="TensorRT engine and timing cache directory")
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads per session (0: its default)")
+    ort_spinning: bool = Field(
+        False, description="let ONNX Runtime's idle threads spin (off: they leave the cores to decoding)"
+    )
     decode_workers: int = Field(2, ge=1, description="decoder processes (a hostile file cannot crash the server)")
     max_upload_mb: float = Field(200.0, gt=0, description="largest accepted upload (413 above)")
     max_duration_s: float = Field(600.0, gt=0, description="longest accepted video (422 above)")

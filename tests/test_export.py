@@ -16,7 +16,7 @@ from frames.decode import read_clip
 from frames.transform import FrameGeometry
 from model_repository import Manifest, ModelRepositoryError, find_pipelines, load_pipeline
 from model_repository.manifest import manifest_schema
-from model_repository.onnx_pipeline import OnnxPipeline, provider_options
+from model_repository.onnx_pipeline import OnnxPipeline, create_sessions, provider_options
 from training.adafocus.config import TrainConfig
 from training.adafocus.serialization import load_model
 from training.export import export_run, main
@@ -182,6 +182,15 @@ def test_tensorrt_provider_gets_profiles_and_caches(exported, tmp_path: Path):
     assert options["trt_profile_opt_shapes"] == "frames:4x3x32x32,policy_state:4x16"
     assert options["trt_profile_max_shapes"] == "frames:16x3x32x32,policy_state:16x16"
     assert options["trt_engine_cache_path"] == str(tmp_path) and options["trt_engine_cache_enable"] == "True"
+
+
+@pytest.mark.parametrize("allow_spinning", [False, True])
+def test_sessions_spin_only_when_asked(allow_spinning: bool):
+    """Idle ONNX Runtime threads spin by default, which starves the service's decoders: off unless asked."""
+    sessions = create_sessions(load_pipeline(REPO / "model_repo", "adafocus_v2"), allow_spinning=allow_spinning)
+    for session in sessions.values():
+        entry = session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+        assert entry == ("1" if allow_spinning else "0")
 
 
 def test_shipped_model_loads_and_classifies(tmp_path: Path):
