@@ -335,6 +335,9 @@ class ImageTrainer:
             "converted": bool(getattr(final, "converted", False)),
             "unreadable_images": sorted(self.state.bad_files),
             "classes": self.classes,
+            # Over every session of the run (NaN if it resumed from a checkpoint that did not record it).
+            "train_seconds": round(self.state.train_seconds, 1),
+            "train_cpu_seconds": round(self.state.train_cpu_seconds, 1),
         }
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
@@ -351,10 +354,6 @@ def train(config: ImageTrainConfig, stop: StopRequest | None = None) -> dict[str
     trainer.fit()
     summary = trainer.finish()
     summary["seconds_this_session"] = round(time.perf_counter() - started, 1)
-    # Over every session of the run (NaN if it resumed from a checkpoint that did not record it).
-    summary["train_seconds"] = round(trainer.state.train_seconds, 1)
-    summary["train_cpu_seconds"] = round(trainer.state.train_cpu_seconds, 1)
-    (trainer.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
