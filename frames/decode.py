@@ -119,6 +119,73 @@ def read_clip(
     return _finish(raw, indices, index, geometry, rng, decoded, seeks, previews)
 
 
+class ClipReader:
+    """A video opened once, whose evaluation samples are decoded over several calls.
+
+    The service's early exit asks for a clip's samples a few at a time. Reading them from
+    one open container continues from where the decoder stopped, rather than opening,
+    indexing and decoding from the keyframe again for every call: a clip read in stages
+    costs the frames up to its last sample read, as one :func:`read_clip` would. Samples
+    are bit-identical to :func:`read_clip`'s (``rng=None``). The decoding time of all calls
+    together counts against ``limits.max_wall_s``. Use it as a context manager, or
+    :meth:`close` it.
+    """
+
+    def __init__(
+        self,
+        source: VideoSource,
+        num_samples: int,
+        geometry: FrameGeometry,
+        limits: DecodeLimits | None = None,
+        threads: int = 1,
+    ) -> None:
+        self.limits = limits or DEFAULT_LIMITS
+        self.geometry = geometry
+        self._spent_s = 0.0
+        started = time.monotonic()
+        _check_size(source, self.limits)
+        self._container = _open(source, self.limits)
+        try:
+            stream, self.index = _video_stream_and_index(self._container, self.limits, self._deadline(started))
+        except BaseException:
+            self._container.close()
+            raise
+        stream.thread_type = "SLICE"  # no frame-threading pipeline to refill after a seek
+        stream.codec_context.thread_count = threads
+        self.indices = segment_indices(len(self.index.pts), num_samples)
+        self._samples = {self.index.pts[i] for i in self.indices}
+        self._decoder = _SampleDecoder(self._container, stream, self.index, self.limits, None)
+        self._spent_s += time.monotonic() - started
+
+    def _deadline(self, now: float) -> float | None:
+        budget = self.limits.max_wall_s
+        return None if budget is None else now + budget - self._spent_s
+
+    def read(self, positions: Sequence[int], previews: bool = False) -> Clip:
+        """Samples ``positions`` (of the ``num_samples``), as ``read_clip(positions=...)`` gives
+        them; ``decoded_frames`` and ``seeks`` count this call's work only."""
+        started = time.monotonic()
+        indices = self.indices[np.asarray(positions, dtype=np.int64)]
+        decoded, seeks = self._decoder.decoded, self._decoder.seeks
+        self._decoder.deadline = self._deadline(started)
+        _check_deadline(self._decoder.deadline)  # the budget may be spent by earlier calls
+        try:
+            raw = self._decoder.decode([self.index.pts[i] for i in indices], "auto", wanted=self._samples)
+        finally:
+            self._spent_s += time.monotonic() - started
+        work = self._decoder.decoded - decoded, self._decoder.seeks - seeks
+        return _finish(raw, indices, self.index, self.geometry, None, *work, previews)
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> ClipReader:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+
 def _keyframe_groups(targets: list[int], index: _StreamIndex) -> list[list[int]]:
     """Sorted targets grouped by the keyframe they are decoded from."""
     groups: dict[int, list[int]] = {}
@@ -332,11 +399,20 @@ class _SampleDecoder:
         self._frames: Iterator[av.VideoFrame] | None = None
         self._wanted: set[int] = set()  # timestamps of the samples
         self._position = -1  # index of the last frame decoded, -1 before the first
+        # The latest target decoded so far: it stands in for targets past a truncation.
+        self.last_good: tuple[int, av.VideoFrame] | None = None
 
-    def decode(self, targets: list[int], strategy: Strategy) -> dict[int, av.VideoFrame]:
-        """The decoded frame for each distinct target timestamp (targets sorted ascending)."""
+    def decode(
+        self, targets: list[int], strategy: Strategy, wanted: set[int] | None = None
+    ) -> dict[int, av.VideoFrame]:
+        """The decoded frame for each distinct target timestamp.
+
+        ``wanted``: every timestamp that this decoder will be asked for, in this call or a
+        later one (default: ``targets``); those frames are never skipped, even when they go
+        through the decoder's reordering delay before they are asked for.
+        """
         found: dict[int, av.VideoFrame] = {}
-        self._wanted = set(targets)
+        self._wanted = set(targets) if wanted is None else wanted | set(targets)
         for target in sorted(set(targets)):
             if self._should_seek(target, strategy):
                 self._seek(target)
@@ -344,16 +420,21 @@ class _SampleDecoder:
             if frame is None:
                 break  # the stream ended early (truncated): the last good frame stands in
             found[target] = frame
-        if not found:
+            if self.last_good is None or target > self.last_good[0]:
+                self.last_good = (target, frame)
+        if self.last_good is None:
             raise UndecodableVideoError("no frame of the video stream could be decoded")
-        last = found[max(found)]
+        last = self.last_good[1]
         return {t: found.get(t, last) for t in targets}
 
     def _frame_number(self, pts: int) -> int:
         return bisect.bisect_left(self.index.pts, pts)
 
     def _should_seek(self, target: int, strategy: Strategy) -> bool:
-        """``seek``: always; ``sequential``: never; ``auto``: when it decodes fewer frames."""
+        """``seek``: always; ``sequential``: never; ``auto``: when it decodes fewer frames.
+        A target the decoder has already passed (asked for by a later call) always seeks."""
+        if self._frame_number(target) <= self._position:
+            return True
         if strategy != "auto":
             return strategy == "seek"
         keyframe = self._frame_number(self._keyframe_before(target))

@@ -1,22 +1,29 @@
 """Decoding in separate processes, so that a hostile file can crash or hang only a worker.
 
-Uploads stay in memory (bounded by the upload limit; no temporary file). A worker that
-crashes is replaced and the request gets a 422; one that outlives the hard deadline is
-killed and replaced and the request gets a 504. The event loop only awaits.
+Each request's video is opened once, in one worker, as a :class:`frames.decode.ClipReader`
+(a *session*): the early-exit loop asks for its samples a few at a time and the worker
+decodes on from where it stopped. Uploads stay in memory (bounded by the upload limit; no
+temporary file) and go to the worker once. A worker that crashes is replaced and the request
+it was decoding gets a 422; one that outlives the hard deadline is killed and replaced and
+the request gets a 504. Other sessions of a replaced worker are opened again in its
+successor at their next read, transparently. The event loop only awaits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
+import itertools
 import multiprocessing
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import pickle
+import signal
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
 
 import numpy as np
 
-from frames.decode import Clip, read_clip
+from frames.decode import Clip, ClipReader
 from frames.limits import DecodeLimits
 from frames.transform import FrameGeometry
 
@@ -27,81 +34,236 @@ from .problems import Problem
 HARD_DEADLINE_MARGIN_S = 5.0
 
 
-def _ready() -> bool:
-    """Run once per worker at start-up: importing this module loads PyAV and FFmpeg there."""
-    return True
+def open_reader(data: bytes, num_samples: int, geometry: FrameGeometry, limits: DecodeLimits) -> ClipReader:
+    """What a worker runs to open a session (module-level, so a worker can unpickle it)."""
+    import io
+
+    return ClipReader(io.BytesIO(data), num_samples, geometry, limits, threads=1)
 
 
-def _decode(
-    data: bytes,
-    num_frames: int,
-    geometry: FrameGeometry,
-    limits: DecodeLimits,
-    positions: list[int] | None = None,
-    previews: bool = False,
-) -> Clip:
-    return read_clip(io.BytesIO(data), num_frames, geometry, limits, threads=1, positions=positions, previews=previews)
+def _picklable(error: BaseException) -> BaseException:
+    try:
+        pickle.dumps(error)
+        return error
+    except Exception:
+        return RuntimeError(repr(error))
+
+
+def _serve(connection: Connection) -> None:
+    """A worker's loop: one message at a time, sessions kept open between reads.
+
+    Messages: ``("read", id, opening, positions, previews)`` -> ``("ok", Clip)`` or
+    ``("error", exception)``, where ``opening`` is ``(open_function, args)`` when the session
+    is not open here yet; ``("close", id)`` (no reply); ``("ping",)`` -> ``("ok", None)``.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the server, which stops us
+    sessions: dict[int, Any] = {}
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, OSError):
+            return  # the server has gone
+        kind = message[0]
+        if kind == "close":
+            reader = sessions.pop(message[1], None)
+            if reader is not None:
+                reader.close()
+            continue
+        if kind == "exit":
+            return
+        if kind == "ping":
+            connection.send(("ok", None))
+            continue
+        _, session_id, opening, positions, previews = message
+        try:
+            if opening is not None:
+                open_function, args = opening
+                sessions[session_id] = open_function(*args)
+            reply = ("ok", sessions[session_id].read(positions, previews))
+        except Exception as error:  # a bad file: the request gets the error, the session ends
+            reader = sessions.pop(session_id, None)
+            if reader is not None:
+                reader.close()
+            reply = ("error", _picklable(error))
+        connection.send(reply)
+
+
+class _Worker:
+    """The server's handle on one decoder process: its pipe, and a lock that keeps one
+    message in flight at a time. ``generation`` counts replacements."""
+
+    def __init__(self, context) -> None:
+        self.context = context
+        self.lock = asyncio.Lock()
+        self.generation = 0
+        self.sessions = 0  # open sessions assigned here (to spread new ones)
+        self._start()
+
+    def _start(self) -> None:
+        self.connection, child = self.context.Pipe()
+        self.process = self.context.Process(target=_serve, args=(child,), daemon=True, name="decoder")
+        self.process.start()
+        child.close()
+
+    def replace(self) -> None:
+        """Kill the process (a hung decoder ignores everything else) and start a new one."""
+        self.process.kill()
+        self.process.join()
+        self.connection.close()
+        self.generation += 1
+        self._start()
+
+    def exchange(self, message: tuple, timeout_s: float) -> tuple[str, Any]:
+        """Send ``message`` and wait for the reply (blocking: runs in an I/O thread).
+        Raises ``TimeoutError``, or ``EOFError``/``OSError`` when the process died."""
+        self.connection.send(message)
+        if not self.connection.poll(timeout_s):
+            raise TimeoutError
+        return self.connection.recv()
+
+    def stop(self) -> None:
+        try:
+            self.connection.send(("exit",))
+        except OSError:
+            pass
+        self.process.join(timeout=2.0)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.connection.close()
 
 
 class DecoderPool:
-    """A pool of decoder processes with crash and hang recovery."""
+    """Decoder processes with crash and hang recovery; :meth:`session` opens a video."""
 
-    def __init__(self, workers: int, limits: DecodeLimits, decode_function=_decode) -> None:
-        self.workers = workers
+    def __init__(
+        self, workers: int, limits: DecodeLimits, open_function: Callable[..., Any] = open_reader
+    ) -> None:
         self.limits = limits
-        self.decode_function = decode_function  # module-level, so the workers can import it
-        self._pool = self._new_pool()
+        # Module-level, so that the workers can unpickle it; tests swap in hostile stand-ins.
+        self.open_function = open_function
+        context = multiprocessing.get_context("forkserver")  # no fork under ONNX Runtime's threads
+        self._workers = [_Worker(context) for _ in range(workers)]
+        self._io = ThreadPoolExecutor(workers, thread_name_prefix="decoder-io")
+        self._ids = itertools.count()
+        self._background: set[asyncio.Task] = set()
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("forkserver"))
+    @property
+    def hard_deadline_s(self) -> float:
+        return (self.limits.max_wall_s or 60.0) + HARD_DEADLINE_MARGIN_S
 
-    def _replace_pool(self) -> None:
-        broken = self._pool
-        self._pool = self._new_pool()
-        for process in list(getattr(broken, "_processes", {}).values()):
-            process.kill()  # a hung decoder ignores everything else
-        broken.shutdown(wait=False, cancel_futures=True)
+    def session(self, data: bytes, num_samples: int, geometry: FrameGeometry) -> DecodeSession:
+        """A video to read in stages, in the worker with the fewest open sessions."""
+        worker = min(self._workers, key=lambda w: w.sessions)
+        worker.sessions += 1
+        opening = (self.open_function, (data, num_samples, geometry, self.limits))
+        return DecodeSession(self, worker, next(self._ids), opening)
 
-    async def decode(
-        self,
-        data: bytes,
-        num_frames: int,
-        geometry: FrameGeometry,
-        positions: list[int] | None = None,
-        previews: bool = False,
-    ) -> Clip:
-        """The clip's samples (those at ``positions`` only, if given; with JPEG previews if asked);
-        raises ``VideoError`` or a ``Problem``."""
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(
-            self._pool, self.decode_function, data, num_frames, geometry, self.limits, positions, previews
-        )
-        deadline = (self.limits.max_wall_s or 60.0) + HARD_DEADLINE_MARGIN_S
-        try:
-            return await asyncio.wait_for(future, deadline)
-        except TimeoutError:
-            self._replace_pool()
-            raise Problem(504, "Decoding timed out", f"the decoder did not finish within {deadline:.0f} s") from None
-        except BrokenProcessPool:
-            self._replace_pool()
-            raise Problem(422, "Undecodable video", "the decoder crashed on this file") from None
+    async def _call(self, worker: _Worker, build: Callable[[int], tuple]) -> tuple[Any, int]:
+        """One exchange with ``worker``: ``build(generation)`` makes the message under the
+        worker's lock. Returns the reply's payload and the generation it was served by."""
+
+        async def locked() -> tuple[tuple[str, Any], int]:
+            async with worker.lock:
+                generation = worker.generation
+                loop = asyncio.get_running_loop()
+                try:
+                    reply = await loop.run_in_executor(
+                        self._io, worker.exchange, build(generation), self.hard_deadline_s
+                    )
+                except TimeoutError:
+                    worker.replace()
+                    raise Problem(
+                        504, "Decoding timed out", f"the decoder did not finish within {self.hard_deadline_s:.0f} s"
+                    ) from None
+                except (EOFError, OSError):
+                    worker.replace()
+                    raise Problem(422, "Undecodable video", "the decoder crashed on this file") from None
+                return reply, generation
+
+        # A request cancelled mid-exchange must not leave a reply in the pipe for the next one.
+        task = asyncio.ensure_future(locked())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved if abandoned
+        (status, payload), generation = await asyncio.shield(task)
+        if status == "error":
+            raise payload
+        return payload, generation
+
+    def _close(self, session: DecodeSession) -> None:
+        """Forget ``session`` in its worker, in the background (no reply to wait for)."""
+        session.worker.sessions -= 1
+        if session.opened_in is None:
+            return
+
+        async def send_close() -> None:
+            async with session.worker.lock:
+                if session.worker.generation == session.opened_in:
+                    try:
+                        session.worker.connection.send(("close", session.id))
+                    except OSError:
+                        pass  # died: the next exchange finds out and replaces it
+
+        task = asyncio.get_running_loop().create_task(send_close())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def warm_up(self) -> None:
-        """Start every worker now rather than on the first request."""
-        for future in [self._pool.submit(_ready) for _ in range(self.workers)]:
-            future.result()
+        """Wait until every worker has started (and imported PyAV)."""
+        for worker in self._workers:
+            worker.exchange(("ping",), self.hard_deadline_s)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        for worker in self._workers:
+            worker.stop()
+        self._io.shutdown(wait=True)
+
+
+class DecodeSession:
+    """One request's video, open in one decoder worker; see :meth:`DecoderPool.session`."""
+
+    def __init__(self, pool: DecoderPool, worker: _Worker, session_id: int, opening: tuple) -> None:
+        self.pool, self.worker, self.id = pool, worker, session_id
+        self._opening = opening
+        self.opened_in: int | None = None  # the worker generation that has it open
+        self.closed = False
+
+    async def read(self, positions: Sequence[int], previews: bool = False) -> Clip:
+        """Samples ``positions``; raises ``VideoError`` or a ``Problem``."""
+        if self.closed:
+            raise RuntimeError("read from a closed decode session")
+
+        def message(generation: int) -> tuple:
+            opening = None if self.opened_in == generation else self._opening
+            return ("read", self.id, opening, list(positions), previews)
+
+        try:
+            clip, self.opened_in = await self.pool._call(self.worker, message)
+        except BaseException:
+            self.opened_in = None  # the worker closed it (error) or was replaced
+            raise
+        return clip
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.pool._close(self)
+
+
+class ClipSession(Protocol):
+    """What :class:`LazyClip` reads from (a :class:`DecodeSession`, or a stand-in in tests)."""
+
+    async def read(self, positions: Sequence[int], previews: bool = False) -> Clip: ...
+
+    def close(self) -> None: ...
 
 
 def decode_schedule(order: Sequence[int]) -> list[list[int]]:
     """Sample positions grouped into decode calls, in the order the step loop asks for them.
 
     Step 0 alone, then step 1, then blocks that double: ``[0], [1], [2, 3], [4..7], [8..15]``.
-    Each call decodes from a keyframe up to its last sample, so a video that exits at step
-    k costs about twice the frames up to step k rather than every sample, and one that never
-    exits costs at most about twice a single full decode.
+    The worker decodes on from where the previous call stopped, so a video that exits at
+    step k costs the frames up to the end of k's stage (at most about twice those up to step
+    k), one that never exits costs one full decode, and a clip takes about log2(T) round trips.
     """
     stages: list[list[int]] = []
     start = 0
@@ -115,23 +277,22 @@ def decode_schedule(order: Sequence[int]) -> list[list[int]]:
 class LazyClip:
     """A request's video, decoded as the step loop asks for its samples.
 
-    With ``order`` (the positions in step order) the samples are decoded in the stages of
+    With ``order`` (the positions in step order) the samples are read in the stages of
     :func:`decode_schedule`, so frames after an early exit are mostly never decoded; without
-    it (no early exit possible) every sample is decoded in one call at the first request. The
-    samples are the same, bit for bit, as a full decode (``read_clip(positions=...)``). With
-    ``previews``, each decoded sample also comes with a JPEG of its whole frame (web page).
+    it (no early exit possible) every sample is read in one call at the first request. The
+    samples are the same, bit for bit, as a full decode (``read_clip``). With ``previews``,
+    each decoded sample also comes with a JPEG of its whole frame (web page). :meth:`close`
+    it when the request is done.
     """
 
     def __init__(
         self,
-        pool: DecoderPool,
-        data: bytes,
+        session: ClipSession,
         num_samples: int,
-        geometry: FrameGeometry,
         previews: bool = False,
         order: Sequence[int] | None = None,
     ) -> None:
-        self.pool, self.data, self.num_samples, self.geometry = pool, data, num_samples, geometry
+        self.session, self.num_samples = session, num_samples
         self.want_previews = previews
         self.stages = decode_schedule(order) if order is not None else [list(range(num_samples))]
         self.previews: dict[int, bytes] = {}
@@ -151,7 +312,7 @@ class LazyClip:
         """Sample ``position`` as ``(1, 3, S, S)`` float32."""
         if position not in self.frames:
             wanted = self._stage_of(position)
-            clip = await self.pool.decode(self.data, self.num_samples, self.geometry, wanted, self.want_previews)
+            clip = await self.session.read(wanted, self.want_previews)
             for row, p in enumerate(wanted):
                 self.frames[p] = clip.frames[row : row + 1]
                 if clip.previews is not None:
@@ -162,3 +323,6 @@ class LazyClip:
             self.decoded_frames += clip.decoded_frames
             self.decodes += 1
         return self.frames[position]
+
+    def close(self) -> None:
+        self.session.close()

@@ -158,8 +158,12 @@ async def _classify(
         raise Problem(422, "Empty upload", "the uploaded video is empty")
     frames = served.pipeline.manifest.frames
     order = frames.order if point is not None else None  # without an exit, every sample is needed
-    clip = LazyClip(decoder, data, frames.num_frames, FrameGeometry(frames.resize, frames.crop), thumbnails, order)
-    result = await classify_clip(served, clip, point, min(top_k, len(served.pipeline.manifest.labels)))
+    session = decoder.session(data, frames.num_frames, FrameGeometry(frames.resize, frames.crop))
+    clip = LazyClip(session, frames.num_frames, thumbnails, order)
+    try:
+        result = await classify_clip(served, clip, point, min(top_k, len(served.pipeline.manifest.labels)))
+    finally:
+        clip.close()
     stages = result.pop("stage_seconds")
     for stage, seconds in stages.items():
         metrics.stage_seconds.labels(stage).observe(seconds)

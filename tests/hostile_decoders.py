@@ -12,3 +12,11 @@ def crash(*_args):
 
 def hang(*_args):
     time.sleep(600)  # as a decoder stuck inside FFmpeg, beyond Python's reach
+
+
+def slow(*args):
+    """Opens the video normally, after a pause (a read that is still in flight when cancelled)."""
+    from service.decoding import open_reader
+
+    time.sleep(0.5)
+    return open_reader(*args)

@@ -21,7 +21,7 @@ from frames import (
     VideoTooLargeError,
     segment_indices,
 )
-from frames.decode import read_all_resized, read_clip
+from frames.decode import ClipReader, read_all_resized, read_clip
 from frames.preview import encode_jpeg
 
 GEOMETRY = FrameGeometry(resize=40, crop=32)
@@ -53,6 +53,21 @@ def test_shorter_side_resize_keeps_the_aspect():
     assert geometry.resized_size(1280, 720) == (455, 256)
     assert geometry.resized_size(720, 1280) == (256, 455)
     assert geometry.centre_box(1280, 720).left == (455 - 224) // 2
+
+
+def test_normalise_is_the_per_pixel_formula_bit_for_bit():
+    from frames.transform import IMAGENET_MEAN, IMAGENET_STD, normalise
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, 20, 30, 3), dtype=np.uint8)
+    frames[0, :16, :16] = np.arange(256, dtype=np.uint8).reshape(16, 16, 1)  # every value, every channel
+    for batch in (frames, frames[:, 2:17, 5:25]):  # contiguous and a strided view
+        expected = ((batch.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD).transpose(0, 3, 1, 2)
+        result = normalise(batch)
+        assert result.dtype == np.float32 and result.flags.c_contiguous
+        assert np.array_equal(result.view(np.uint32), np.ascontiguousarray(expected).view(np.uint32))
+    with pytest.raises(ValueError):
+        normalise(frames.astype(np.float32))
 
 
 def test_geometry_refuses_a_crop_larger_than_the_resize():
@@ -272,6 +287,54 @@ def test_a_subset_of_positions_gives_the_same_frames(tmp_path):
         assert np.array_equal(part.frame_indices, full.frame_indices[positions])
         assert part.decoded_frames <= full.decoded_frames
     assert read_clip(path, 8, GEOMETRY, positions=[0]).decoded_frames < full.decoded_frames
+
+
+@pytest.mark.parametrize("gop", [4, 250])
+def test_a_clip_read_in_stages_is_the_full_clip_and_costs_one_decode(tmp_path, gop):
+    path = make_video(tmp_path / "v.mp4", frames=40, gop=gop)
+    full = read_clip(path, 8, GEOMETRY, threads=1)
+    with ClipReader(io.BytesIO(path.read_bytes()), 8, GEOMETRY) as reader:
+        stages = [reader.read(stage) for stage in ([0], [1], [2, 3], [4, 5, 6, 7])]
+    assert np.array_equal(np.concatenate([clip.frames for clip in stages]), full.frames)
+    assert np.concatenate([clip.frame_indices for clip in stages]).tolist() == full.frame_indices.tolist()
+    # The decoder goes on from where it stopped: no frame is decoded twice.
+    assert sum(clip.decoded_frames for clip in stages) == full.decoded_frames
+    assert stages[0].decoded_frames < full.decoded_frames
+
+
+def test_a_clip_reader_goes_back_for_a_sample_it_has_passed(tmp_path):
+    path = make_video(tmp_path / "v.mp4", frames=40, gop=8)
+    full = read_clip(path, 8, GEOMETRY)
+    with ClipReader(path, 8, GEOMETRY) as reader:
+        late, early = reader.read([6, 7]), reader.read([1, 0])
+    assert np.array_equal(late.frames, full.frames[[6, 7]]) and np.array_equal(early.frames, full.frames[[1, 0]])
+    assert [brightness_index(f) for f in early.frames] == full.frame_indices[[1, 0]].tolist()
+    assert early.seeks >= 1
+
+
+def test_a_truncated_clip_read_in_stages_is_the_truncated_full_clip(tmp_path):
+    path = make_video(tmp_path / "v.mkv", frames=48, gop=250, container="matroska")  # header first
+    data = path.read_bytes()
+    cut = io.BytesIO(data[: int(len(data) * 0.6)])
+    full = read_clip(io.BytesIO(cut.getvalue()), 8, GEOMETRY)
+    with ClipReader(cut, 8, GEOMETRY) as reader:
+        stages = [reader.read(stage) for stage in ([0], [1], [2, 3], [4, 5, 6, 7])]
+    assert np.array_equal(np.concatenate([clip.frames for clip in stages]), full.frames)
+
+
+def test_a_clip_reader_applies_the_limits_and_the_time_budget(tmp_path):
+    path = make_video(tmp_path / "v.mp4", frames=60, fps=10)
+    with pytest.raises(VideoLimitError):
+        ClipReader(path, 8, GEOMETRY, DecodeLimits(max_duration_s=2.0))
+    with pytest.raises(UnsupportedFormatError):
+        ClipReader(io.BytesIO(b"not a video at all"), 8, GEOMETRY)
+    from frames.errors import DecodeTimeoutError
+
+    with ClipReader(path, 8, GEOMETRY, DecodeLimits(max_wall_s=0.5)) as reader:
+        reader.read([0])
+        reader._spent_s += 1.0  # as if earlier calls had used the budget up
+        with pytest.raises(DecodeTimeoutError):
+            reader.read([1, 2, 3, 4, 5, 6, 7])
 
 
 def _jpeg_to_rgb(data: bytes) -> np.ndarray:

@@ -219,14 +219,14 @@ def test_a_crashing_or_hanging_decoder_does_not_take_the_server_down(videos, mon
     with TestClient(create_app(settings(decode_timeout_s=1.0))) as client:
         pool = client.app.state.decoder
         data = videos[0][0].read_bytes()
-        pool.decode_function = hostile_decoders.crash
+        pool.open_function = hostile_decoders.crash
         body = _problem(client.post("/classify", files={"video": ("x.mp4", data)}), 422)
         assert "crashed" in body["detail"]
-        pool.decode_function = hostile_decoders.hang
+        pool.open_function = hostile_decoders.hang
         started = time.perf_counter()
         _problem(client.post("/classify", files={"video": ("x.mp4", data)}), 504)
         assert time.perf_counter() - started < 10
-        pool.decode_function = decoding._decode
+        pool.open_function = decoding.open_reader
         assert client.post("/classify", files={"video": ("x.mp4", data)}).status_code == 200
 
 
@@ -261,18 +261,23 @@ def test_decode_schedule_doubles_after_the_first_two_steps():
         assert [p for stage in stages for p in stage] == list(range(length))
 
 
-class _RecordingPool:
-    """Stands in for the decoder pool: records what each call asked for, decodes with read_clip."""
+class _RecordingSession:
+    """Stands in for a decode session: records what each read asked for, reads with a ClipReader."""
 
-    def __init__(self) -> None:
+    def __init__(self, data, num_samples, geometry) -> None:
+        from frames.decode import ClipReader
+
+        self.reader = ClipReader(io.BytesIO(data), num_samples, geometry)
         self.calls: list[list[int]] = []
+        self.closed = False
 
-    async def decode(self, data, num_frames, geometry, positions=None, previews=False):
-        from frames.decode import read_clip
-        from frames.limits import DecodeLimits
-
+    async def read(self, positions, previews=False):
         self.calls.append(list(positions))
-        return read_clip(io.BytesIO(data), num_frames, geometry, DecodeLimits(), positions=positions)
+        return self.reader.read(positions, previews)
+
+    def close(self):
+        self.closed = True
+        self.reader.close()
 
 
 def test_lazy_clip_decodes_in_stages_and_gives_the_full_decodes_samples(videos):
@@ -288,10 +293,12 @@ def test_lazy_clip_decodes_in_stages_and_gives_the_full_decodes_samples(videos):
     full = read_clip(io.BytesIO(data), 8, geometry)
 
     async def first_steps(order, steps):
-        pool = _RecordingPool()
-        clip = LazyClip(pool, data, 8, geometry, order=order)
+        session = _RecordingSession(data, 8, geometry)
+        clip = LazyClip(session, 8, order=order)
         frames = [await clip.frame(position) for position in order[:steps]]
-        return pool.calls, clip, frames
+        clip.close()
+        assert session.closed
+        return session.calls, clip, frames
 
     calls, clip, frames = asyncio.run(first_steps(list(range(8)), 3))
     assert calls == [[0], [1], [2, 3]] and sorted(clip.frames) == [0, 1, 2, 3]
@@ -301,8 +308,63 @@ def test_lazy_clip_decodes_in_stages_and_gives_the_full_decodes_samples(videos):
     calls, clip, _ = asyncio.run(first_steps(list(range(8)), 2))
     assert clip.decoded_frames < full.decoded_frames  # an exit at step 1 decodes part of the clip
 
-    pool = _RecordingPool()
-    every = LazyClip(pool, data, 8, geometry)  # no exit possible: one call for every sample
+    session = _RecordingSession(data, 8, geometry)
+    every = LazyClip(session, 8)  # no exit possible: one call for every sample
     asyncio.run(every.frame(0))
-    assert pool.calls == [list(range(8))] and every.decoded_frames == full.decoded_frames
+    assert session.calls == [list(range(8))] and every.decoded_frames == full.decoded_frames
     assert exit_at_step_1 > clip.decoded_frames
+
+
+def test_decode_sessions_survive_a_crash_of_their_worker_and_a_cancelled_read(videos):
+    import asyncio
+
+    import hostile_decoders
+    import numpy as np
+
+    from frames.decode import read_clip
+    from frames.limits import DecodeLimits
+    from frames.transform import FrameGeometry
+    from service.decoding import DecoderPool, open_reader
+    from service.problems import Problem
+
+    geometry = FrameGeometry(128, 128)
+    first, second = (videos[i][0].read_bytes() for i in (0, 1))
+    full = {data: read_clip(io.BytesIO(data), 8, geometry).frames for data in (first, second)}
+
+    async def scenario():
+        pool = DecoderPool(2, DecodeLimits(max_wall_s=10.0))
+        try:
+            await asyncio.to_thread(pool.warm_up)
+            kept = pool.session(first, 8, geometry)
+            filler = pool.session(first, 8, geometry)  # takes the other worker
+            np.testing.assert_array_equal((await kept.read([0, 1])).frames, full[first][:2])
+            pool.open_function = hostile_decoders.crash
+            doomed = pool.session(second, 8, geometry)
+            assert doomed.worker is kept.worker
+            with pytest.raises(Problem) as crashed:
+                await doomed.read([0])
+            assert crashed.value.status == 422
+            pool.open_function = open_reader
+            # Its worker was replaced: the kept session opens again there and reads on.
+            np.testing.assert_array_equal((await kept.read([2, 3])).frames, full[first][2:4])
+
+            doomed.close()
+            pool.open_function = hostile_decoders.slow
+            slow = pool.session(first, 8, geometry)
+            pool.open_function = open_reader
+            filler_too = pool.session(first, 8, geometry)  # the other worker again
+            other = pool.session(second, 8, geometry)
+            assert slow.worker is kept.worker and other.worker is kept.worker
+            cancelled = asyncio.ensure_future(slow.read([0, 1]))
+            await asyncio.sleep(0.2)  # its message is in the worker now
+            cancelled.cancel()
+            # The cancelled read's reply must not become this one's.
+            np.testing.assert_array_equal((await other.read([0, 1, 2])).frames, full[second][:3])
+            for session in (kept, filler, filler_too, slow, other):
+                session.close()
+            await asyncio.sleep(0.05)  # the closes go out in the background
+            assert all(worker.sessions == 0 for worker in pool._workers)
+        finally:
+            pool.close()
+
+    asyncio.run(scenario())
