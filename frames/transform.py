@@ -78,7 +78,25 @@ class FrameGeometry:
         return patch
 
 
+def _normalised_values() -> np.ndarray:
+    """``(3, 256)``: every uint8 value of every channel, normalised. The same float32
+    operations as normalising pixel by pixel, so a lookup gives identical bits."""
+    values = np.arange(256, dtype=np.float32)[None, :] / np.float32(255.0)
+    return (values - IMAGENET_MEAN[:, None]) / IMAGENET_STD[:, None]
+
+
+NORMALISED_VALUES = _normalised_values()
+
+
 def normalise(frames: np.ndarray) -> np.ndarray:
-    """``(T, H, W, 3)`` uint8 RGB -> ``(T, 3, H, W)`` float32, ImageNet mean/std."""
-    scaled = frames.astype(np.float32) / 255.0
-    return ((scaled - IMAGENET_MEAN) / IMAGENET_STD).transpose(0, 3, 1, 2).copy()
+    """``(T, H, W, 3)`` uint8 RGB -> ``(T, 3, H, W)`` float32, ImageNet mean/std.
+
+    A table lookup per channel: arithmetic broadcast over a last axis of 3 runs numpy's
+    inner loops 3 elements at a time (about 10x slower, measured)."""
+    if frames.dtype != np.uint8:
+        raise ValueError(f"expected uint8 frames, got {frames.dtype}")
+    out = np.empty((frames.shape[0], 3, *frames.shape[1:3]), dtype=np.float32)
+    for t in range(frames.shape[0]):
+        for channel in range(3):  # a contiguous output plane per call: no buffering in take
+            np.take(NORMALISED_VALUES[channel], frames[t, ..., channel], out=out[t, channel])
+    return out
