@@ -51,7 +51,7 @@ VideoSource = str | os.PathLike | BinaryIO
 class Clip:
     """``T`` sampled frames of one video, ready for a model."""
 
-    frames: np.ndarray  # float32 (T, 3, crop, crop), normalised
+    frames: np.ndarray  # float32 (T, 3, crop, crop), normalised (uint8 (T, crop, crop, 3) if asked)
     frame_indices: np.ndarray  # int64 (T,), index of each sample among the video's frames
     timestamps: np.ndarray  # float64 (T,), seconds since the first frame
     original_size: tuple[int, int]  # (width, height) as displayed (rotation applied)
@@ -161,9 +161,11 @@ class ClipReader:
         budget = self.limits.max_wall_s
         return None if budget is None else now + budget - self._spent_s
 
-    def read(self, positions: Sequence[int], previews: bool = False) -> Clip:
+    def read(self, positions: Sequence[int], previews: bool = False, normalised: bool = True) -> Clip:
         """Samples ``positions`` (of the ``num_samples``), as ``read_clip(positions=...)`` gives
-        them; ``decoded_frames`` and ``seeks`` count this call's work only."""
+        them; ``decoded_frames`` and ``seeks`` count this call's work only. ``normalised=False``:
+        the uint8 crops (:func:`frames.transform.normalise` of them is the usual clip), a
+        quarter of the bytes to send to another process."""
         started = time.monotonic()
         indices = self.indices[np.asarray(positions, dtype=np.int64)]
         decoded, seeks = self._decoder.decoded, self._decoder.seeks
@@ -174,7 +176,7 @@ class ClipReader:
         finally:
             self._spent_s += time.monotonic() - started
         work = self._decoder.decoded - decoded, self._decoder.seeks - seeks
-        return _finish(raw, indices, self.index, self.geometry, None, *work, previews)
+        return _finish(raw, indices, self.index, self.geometry, None, *work, previews, normalised)
 
     def close(self) -> None:
         self._container.close()
@@ -503,6 +505,7 @@ def _finish(
     decoded: int,
     seeks: int,
     previews: bool = False,
+    normalised: bool = True,
 ) -> Clip:
     resized: dict[int, np.ndarray] = {}
     for target in (index.pts[i] for i in indices):
@@ -512,8 +515,9 @@ def _finish(
     first = index.pts[0]
     timestamps = np.array([(index.pts[i] - first) * index.time_base for i in indices], dtype=np.float64)
     display = _display_size(next(iter(raw.values())))
+    crops = crop_clip(samples, geometry, rng, display)
     return Clip(
-        frames=crop_and_normalise(samples, geometry, rng, display),
+        frames=normalise(crops) if normalised else crops,
         frame_indices=indices.astype(np.int64),
         timestamps=timestamps,
         original_size=display,
@@ -536,12 +540,19 @@ def resize_upright(frame: av.VideoFrame, geometry: FrameGeometry) -> np.ndarray:
     return _unrotate(rgb, rotation)
 
 
+def crop_clip(
+    resized: list[np.ndarray], geometry: FrameGeometry, rng: np.random.Generator | None, display: tuple[int, int]
+) -> np.ndarray:
+    """The clip's crop (centre, or one random draw for the whole clip) of every frame, uint8 ``(T, S, S, 3)``."""
+    box: CropBox = geometry.random_box(*display, rng) if rng is not None else geometry.centre_box(*display)
+    return np.stack([geometry.apply(frame, box) for frame in resized])
+
+
 def crop_and_normalise(
     resized: list[np.ndarray], geometry: FrameGeometry, rng: np.random.Generator | None, display: tuple[int, int]
 ) -> np.ndarray:
-    """The clip's crop (centre, or one random draw for the whole clip) of every frame, normalised."""
-    box: CropBox = geometry.random_box(*display, rng) if rng is not None else geometry.centre_box(*display)
-    return normalise(np.stack([geometry.apply(frame, box) for frame in resized]))
+    """:func:`crop_clip`, normalised: float32 ``(T, 3, S, S)``."""
+    return normalise(crop_clip(resized, geometry, rng, display))
 
 
 @dataclass

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from frames.errors import VideoError
@@ -15,6 +13,7 @@ from frames.limits import DecodeLimits
 
 from .decoding import DecoderPool
 from .metrics import Metrics
+from .middleware import RequestIdMiddleware
 from .problems import Problem, handle_problem, handle_validation_error, handle_video_error
 from .registry import ModelRegistry
 from .routes import router
@@ -58,16 +57,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
 
-    @app.middleware("http")
-    async def request_id_and_metrics(request: Request, call_next):
-        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        started = time.perf_counter()
-        response = await call_next(request)
-        response.headers["X-Request-ID"] = request.state.request_id
-        if request.url.path == "/classify":
-            metrics.request_seconds.labels(str(response.status_code)).observe(time.perf_counter() - started)
-        return response
-
+    app.add_middleware(
+        RequestIdMiddleware,
+        observe=lambda status, seconds: metrics.request_seconds.labels(str(status)).observe(seconds),
+        timed_paths=("/classify",),
+    )
     app.add_exception_handler(Problem, handle_problem)
     app.add_exception_handler(VideoError, handle_video_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)

@@ -25,7 +25,7 @@ import numpy as np
 
 from frames.decode import Clip, ClipReader
 from frames.limits import DecodeLimits
-from frames.transform import FrameGeometry
+from frames.transform import FrameGeometry, normalise
 
 from .problems import Problem
 
@@ -79,7 +79,8 @@ def _serve(connection: Connection) -> None:
             if opening is not None:
                 open_function, args = opening
                 sessions[session_id] = open_function(*args)
-            reply = ("ok", sessions[session_id].read(positions, previews))
+            # uint8 crops, normalised by the server: a quarter of the bytes through the pipe
+            reply = ("ok", sessions[session_id].read(positions, previews, normalised=False))
         except Exception as error:  # a bad file: the request gets the error, the session ends
             reader = sessions.pop(session_id, None)
             if reader is not None:
@@ -119,7 +120,10 @@ class _Worker:
         self.connection.send(message)
         if not self.connection.poll(timeout_s):
             raise TimeoutError
-        return self.connection.recv()
+        status, payload = self.connection.recv()
+        if status == "ok" and isinstance(payload, Clip):
+            payload.frames = normalise(payload.frames)  # here, off the event loop
+        return status, payload
 
     def stop(self) -> None:
         try:
@@ -136,9 +140,7 @@ class _Worker:
 class DecoderPool:
     """Decoder processes with crash and hang recovery; :meth:`session` opens a video."""
 
-    def __init__(
-        self, workers: int, limits: DecodeLimits, open_function: Callable[..., Any] = open_reader
-    ) -> None:
+    def __init__(self, workers: int, limits: DecodeLimits, open_function: Callable[..., Any] = open_reader) -> None:
         self.limits = limits
         # Module-level, so that the workers can unpickle it; tests swap in hostile stand-ins.
         self.open_function = open_function

@@ -23,6 +23,7 @@ from frames import (
 )
 from frames.decode import ClipReader, read_all_resized, read_clip
 from frames.preview import encode_jpeg
+from frames.transform import normalise
 
 GEOMETRY = FrameGeometry(resize=40, crop=32)
 
@@ -300,6 +301,10 @@ def test_a_clip_read_in_stages_is_the_full_clip_and_costs_one_decode(tmp_path, g
     # The decoder goes on from where it stopped: no frame is decoded twice.
     assert sum(clip.decoded_frames for clip in stages) == full.decoded_frames
     assert stages[0].decoded_frames < full.decoded_frames
+    with ClipReader(path, 8, GEOMETRY) as reader:
+        crops = reader.read([2, 5], normalised=False).frames  # what a decoder process sends
+    assert crops.dtype == np.uint8 and crops.shape == (2, 32, 32, 3)
+    assert np.array_equal(normalise(crops), full.frames[[2, 5]])
 
 
 def test_a_clip_reader_goes_back_for_a_sample_it_has_passed(tmp_path):
