@@ -151,11 +151,13 @@ def test_service_never_imports_torch():
 
 def test_metrics_count_requests_stages_exits_and_errors(client, videos):
     client.post("/classify", files={"video": videos[1][0].open("rb")})
-    client.post("/classify", content=b"hello", headers={"content-type": "text/plain"})
+    refused = client.post("/classify", content=b"hello", headers={"content-type": "text/plain", "x-request-id": "r-1"})
+    assert refused.headers["x-request-id"] == "r-1" and refused.json()["request_id"] == "r-1"  # the caller's id
     text = client.get("/metrics").text
     for stage in ("decode", "glance", "focus", "classify"):
         assert f'adafocus_stage_seconds_count{{stage="{stage}"}}' in text
     assert 'adafocus_request_seconds_count{status="200"}' in text
+    assert 'adafocus_request_seconds_count{status="415"}' in text
     assert 'adafocus_errors_total{kind="Unsupported media type"}' in text
     assert "adafocus_exit_step_count" in text and "adafocus_requests_in_flight 0.0" in text
 
