@@ -29,6 +29,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+import aiohttp
 import httpx
 import numpy as np
 
@@ -75,8 +76,14 @@ def _peak_kb(pid: int) -> int:
 
 
 def _descendants(pid: int) -> list[int]:
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    found = [int(c) for c in children.read_text().split()] if children.exists() else []
+    """Every process under ``pid``. Each thread has its own ``children`` file: a process started
+    from another thread than the main one (a forkserver, say) is listed only in that thread's."""
+    found = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(c) for c in children.read_text().split()]
+        except OSError:
+            continue  # the thread ended meanwhile
     return found + [d for c in found for d in _descendants(c)]
 
 
@@ -85,29 +92,62 @@ def peak_rss_mb(pid: int) -> float:
     return sum(_peak_kb(p) for p in [pid, *_descendants(pid)]) / 1024
 
 
-async def load(port: int, videos: list[tuple[bytes, str]], params: dict, concurrency: int, total: int) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of one process (its threads included, its children not)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0  # ended (a replaced decoder)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_role(server_pid: int) -> dict[str, float]:
+    """CPU seconds so far of the server process, its decoder processes, and this (the client)."""
+    client = os.times()
+    return {
+        "server": cpu_seconds(server_pid),
+        "decoders": sum(cpu_seconds(pid) for pid in _descendants(server_pid)),
+        "client": client.user + client.system,
+    }
+
+
+async def load(
+    port: int, videos: list[tuple[bytes, str]], params: dict, concurrency: int, total: int, server_pid: int
+) -> dict:
     latencies, decode, exit_steps, frames_decoded, correct = [], [], [], [], 0
     counter = iter(range(total))
 
-    async def loop(client: httpx.AsyncClient) -> None:
+    async def post(session: aiohttp.ClientSession, data: bytes) -> dict:
+        form = aiohttp.FormData()
+        form.add_field("video", data, filename="clip.mp4", content_type="video/mp4")
+        async with session.post("/classify", params=params, data=form) as response:
+            response.raise_for_status()
+            return await response.json()
+
+    async def loop(session: aiohttp.ClientSession) -> None:
         nonlocal correct
         for i in counter:
             data, label = videos[i % len(videos)]
             started = time.perf_counter()
-            response = await client.post("/classify", params=params, files={"video": ("clip.mp4", data)})
+            body = await post(session, data)
             latencies.append(time.perf_counter() - started)
-            body = response.json()
             decode.append(body["timings_s"]["decode"])
             exit_steps.append(body["exit"]["step"])
             frames_decoded.append(body["exit"]["frames_decoded"])
             correct += body["labels"][0]["label"] == label
 
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
-        await client.post("/classify", params=params, files={"video": ("clip.mp4", videos[0][0])})  # warm
-        started = time.perf_counter()
-        await asyncio.gather(*(loop(client) for _ in range(concurrency)))
+    # aiohttp rather than httpx for the load: the client shares the server's cores, and httpx
+    # spent 2.5-3.7 ms of CPU per request against aiohttp's 0.6-0.9 (measured on this bench).
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", connector=connector, timeout=timeout) as session:
+        await post(session, videos[0][0])  # warm
+        cpu_before, started = cpu_by_role(server_pid), time.perf_counter()
+        await asyncio.gather(*(loop(session) for _ in range(concurrency)))
         wall = time.perf_counter() - started
+        cpu_after = cpu_by_role(server_pid)
     q = np.quantile(latencies, [0.5, 0.95, 0.99])
+    cpu_ms = {role: 1000 * (cpu_after[role] - cpu_before[role]) / total for role in cpu_before}
     return {
         "concurrency": concurrency,
         "requests": total,
@@ -119,7 +159,20 @@ async def load(port: int, videos: list[tuple[bytes, str]], params: dict, concurr
         "decode_share": float(np.sum(decode) / np.sum(latencies)),
         "mean_exit_step": float(np.mean(exit_steps)),
         "frames_decoded_per_video": float(np.mean(frames_decoded)),
+        "cpu_ms_per_video": cpu_ms,
     }
+
+
+def median_row(runs: list[dict]) -> dict:
+    """One cell over repeated runs: the median of each figure, and every run's videos/s."""
+    row = dict(runs[0])
+    for key in ("videos_per_s", "p50_ms", "p95_ms", "p99_ms", "top1", "decode_share"):
+        row[key] = float(np.median([r[key] for r in runs]))
+    row["cpu_ms_per_video"] = {
+        role: float(np.median([r["cpu_ms_per_video"][role] for r in runs])) for role in runs[0]["cpu_ms_per_video"]
+    }
+    row["videos_per_s_runs"] = [round(r["videos_per_s"], 1) for r in runs]
+    return row
 
 
 def eager_vs_onnx(repo: Path, run: Path, clips: list[np.ndarray], repeats: int) -> dict:
@@ -173,18 +226,23 @@ def write(results: dict) -> None:
         "",
         f"`python bench/bench_service.py` on {results['machine']}; CPU provider, {results['requests']} requests per",
         "cell from N concurrent request loops against 127.0.0.1, synthetic test clips (128x128, 32 frames).",
-        "The exit step counts from 0; frames decoded include those decoded to reach the samples.",
+        f"Every cell ran {results['repeats']} times, the cells taking turns; each figure is the median of the runs",
+        "(videos/s of each run in the JSON). The exit step counts from 0; frames decoded include those decoded to",
+        "reach the samples. CPU ms per video: the server process (HTTP, ONNX Runtime, batching), its decoder",
+        "processes, and the load generator (this script, on the same cores).",
         "",
         "| scenario | concurrency | videos/s | p50 ms | p95 ms | p99 ms | top-1 | decode share "
-        "| mean exit step | frames decoded per video |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| mean exit step | frames decoded per video | CPU ms/video: server, decoders, client |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for scenario, rows in results["scenarios"].items():
         for r in rows:
+            cpu = r["cpu_ms_per_video"]
             lines.append(
                 f"| {scenario} | {r['concurrency']} | {r['videos_per_s']:.1f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} "
                 f"| {r['p99_ms']:.0f} | {r['top1']:.3f} | {r['decode_share']:.0%} "
-                f"| {r['mean_exit_step']:.2f} | {r['frames_decoded_per_video']:.1f} |"
+                f"| {r['mean_exit_step']:.2f} | {r['frames_decoded_per_video']:.1f} "
+                f"| {cpu['server']:.1f}, {cpu['decoders']:.1f}, {cpu['client']:.1f} |"
             )
     lines += ["", f"Peak resident memory of the server and its decoder processes: {results['peak_rss_mb']:.0f} MB.", ""]
     if "eager_vs_onnx" in results:
@@ -237,7 +295,8 @@ def main() -> int:
         default=Path("runs/compare/adafocus_v2"),
         help="the run the shipped model was exported from (for the eager comparison)",
     )
-    parser.add_argument("--requests", type=int, default=48)
+    parser.add_argument("--requests", type=int, default=96, help="requests per cell and run")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of every cell (the median is reported)")
     parser.add_argument("--videos", type=int, default=16)
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per session (0: default)")
     args = parser.parse_args()
@@ -254,18 +313,26 @@ def main() -> int:
     results: dict = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "requests": args.requests,
+        "repeats": args.repeats,
         "scenarios": {},
     }
+    runs: dict[tuple[str, int], list[dict]] = {}
     try:
-        for name, params in scenarios.items():
-            results["scenarios"][name] = [
-                asyncio.run(load(port, videos, params, c, args.requests)) for c in CONCURRENCY
-            ]
-            print(name, results["scenarios"][name], file=sys.stderr)
+        # Repeats go round every cell in turn, so that a slow spell of a shared machine does
+        # not fall on one scenario only; each cell reports its median.
+        for repeat in range(args.repeats):
+            for name, params in scenarios.items():
+                for c in CONCURRENCY:
+                    cell = asyncio.run(load(port, videos, params, c, args.requests, server.pid))
+                    runs.setdefault((name, c), []).append(cell)
+                    rate = cell["videos_per_s"]
+                    print(f"run {repeat + 1}/{args.repeats} {name} c={c}: {rate:.1f}/s", file=sys.stderr)
         results["peak_rss_mb"] = peak_rss_mb(server.pid)
     finally:
         server.terminate()
         server.wait(30)
+    for name in scenarios:
+        results["scenarios"][name] = [median_row(runs[(name, c)]) for c in CONCURRENCY]
     if (args.torch_run / "model.pt").is_file():
         import io
 

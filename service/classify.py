@@ -58,14 +58,14 @@ def _add_thumbnail(entry: dict[str, Any], clip: LazyClip, position: int) -> None
         entry["thumbnail"] = "data:image/jpeg;base64," + base64.b64encode(clip.previews[position]).decode()
 
 
-def _skipped_frame(clip: LazyClip, step: int, position: int, num_samples: int) -> dict[str, Any]:
+def _skipped_frame(clip: LazyClip, step: int, position: int, sampled: np.ndarray) -> dict[str, Any]:
     """A sampled frame after the exit: never processed, and never decoded if the exit came at step 0."""
     entry: dict[str, Any] = {"step": step, "decoded": position in clip.frames}
     if entry["decoded"]:
         entry.update(frame_index=clip.frame_indices[position], time_s=clip.timestamps[position])
         _add_thumbnail(entry, clip, position)
     else:  # where it would have been sampled (the same sampling as the decoder's)
-        entry["frame_index"] = int(segment_indices(clip.num_frames, num_samples)[position])
+        entry["frame_index"] = int(sampled[position])
     return entry
 
 
@@ -94,7 +94,8 @@ def describe(
         _add_thumbnail(entry, clip, index)
         processed.append(entry)
     steps = len(result.step_logits)
-    skipped = [_skipped_frame(clip, step, order[step], manifest.frames.num_frames) for step in range(steps, len(order))]
+    sampled = segment_indices(clip.num_frames, manifest.frames.num_frames)  # the decoder's sampling
+    skipped = [_skipped_frame(clip, step, order[step], sampled) for step in range(steps, len(order))]
     return {
         "labels": [{"label": manifest.labels[i], "score": float(scores[i])} for i in best],
         "exit": {
