@@ -16,6 +16,7 @@ import itertools
 import multiprocessing
 import pickle
 import signal
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -32,6 +33,9 @@ from .problems import Problem
 # The frames pipeline stops itself at its own deadline (DecodeTimeoutError, 504); this margin
 # is the backstop for a decoder stuck inside FFmpeg, where no Python code runs.
 HARD_DEADLINE_MARGIN_S = 5.0
+# A stage normally takes milliseconds; a worker busy with one exchange for this long holds a
+# slow (or hostile) file, and the videos waiting for it move to another worker.
+STALLED_AFTER_S = 0.5
 
 
 def open_reader(data: bytes, num_samples: int, geometry: FrameGeometry, limits: DecodeLimits) -> ClipReader:
@@ -54,7 +58,8 @@ def _serve(connection: Connection) -> None:
 
     Messages: ``("read", id, opening, positions, previews)`` -> ``("ok", Clip)`` or
     ``("error", exception)``, where ``opening`` is ``(open_function, args)`` when the session
-    is not open here yet; ``("close", id)`` (no reply); ``("ping",)`` -> ``("ok", None)``.
+    is not open here yet; ``("close", id)`` (no reply); ``("ping",)`` -> ``("ok", None)``;
+    ``("count",)`` -> ``("ok", open sessions)``.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the server, which stops us
     sessions: dict[int, Any] = {}
@@ -73,6 +78,9 @@ def _serve(connection: Connection) -> None:
             return
         if kind == "ping":
             connection.send(("ok", None))
+            continue
+        if kind == "count":
+            connection.send(("ok", len(sessions)))
             continue
         _, session_id, opening, positions, previews = message
         try:
@@ -98,6 +106,7 @@ class _Worker:
         self.lock = asyncio.Lock()
         self.generation = 0
         self.sessions = 0  # open sessions assigned here (to spread new ones)
+        self.busy_since: float | None = None  # when the exchange in flight started
         self._start()
 
     def _start(self) -> None:
@@ -105,6 +114,9 @@ class _Worker:
         self.process = self.context.Process(target=_serve, args=(child,), daemon=True, name="decoder")
         self.process.start()
         child.close()
+
+    def stalled(self, now: float) -> bool:
+        return self.busy_since is not None and now - self.busy_since > STALLED_AFTER_S
 
     def replace(self) -> None:
         """Kill the process (a hung decoder ignores everything else) and start a new one."""
@@ -156,19 +168,37 @@ class DecoderPool:
 
     def session(self, data: bytes, num_samples: int, geometry: FrameGeometry) -> DecodeSession:
         """A video to read in stages, in the worker with the fewest open sessions."""
-        worker = min(self._workers, key=lambda w: w.sessions)
+        worker = self._least_loaded()
         worker.sessions += 1
         opening = (self.open_function, (data, num_samples, geometry, self.limits))
         return DecodeSession(self, worker, next(self._ids), opening)
 
-    async def _call(self, worker: _Worker, build: Callable[[int], tuple]) -> tuple[Any, int]:
-        """One exchange with ``worker``: ``build(generation)`` makes the message under the
-        worker's lock. Returns the reply's payload and the generation it was served by."""
+    def _least_loaded(self) -> _Worker:
+        now = time.monotonic()
+        candidates = [w for w in self._workers if not w.stalled(now)] or self._workers
+        return min(candidates, key=lambda w: w.sessions)
 
-        async def locked() -> tuple[tuple[str, Any], int]:
+    def _unstall(self, session: DecodeSession) -> None:
+        """Move ``session`` off a stalled worker: it opens again elsewhere (the server holds its
+        bytes), rather than waiting behind another request's slow file."""
+        if not session.worker.stalled(time.monotonic()):
+            return
+        target = self._least_loaded()
+        if target is not session.worker:
+            session.worker.sessions -= 1
+            target.sessions += 1
+            session.worker = target
+
+    async def _call(self, worker: _Worker, build: Callable[[int], tuple], on_reply: Callable[[int], None]) -> Any:
+        """One exchange with ``worker``: ``build(generation)`` makes the message under the
+        worker's lock; ``on_reply(generation)`` runs once the worker has answered (even if
+        the caller was cancelled meanwhile). Returns the reply's payload."""
+
+        async def locked() -> tuple[str, Any]:
             async with worker.lock:
                 generation = worker.generation
                 loop = asyncio.get_running_loop()
+                worker.busy_since = time.monotonic()
                 try:
                     reply = await loop.run_in_executor(
                         self._io, worker.exchange, build(generation), self.hard_deadline_s
@@ -181,33 +211,37 @@ class DecoderPool:
                 except (EOFError, OSError):
                     worker.replace()
                     raise Problem(422, "Undecodable video", "the decoder crashed on this file") from None
-                return reply, generation
+                finally:
+                    worker.busy_since = None
+                on_reply(generation)
+                return reply
 
         # A request cancelled mid-exchange must not leave a reply in the pipe for the next one.
         task = asyncio.ensure_future(locked())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved if abandoned
-        (status, payload), generation = await asyncio.shield(task)
+        status, payload = await asyncio.shield(task)
         if status == "error":
             raise payload
-        return payload, generation
+        return payload
 
-    def _close(self, session: DecodeSession) -> None:
-        """Forget ``session`` in its worker, in the background (no reply to wait for)."""
-        session.worker.sessions -= 1
-        if session.opened_in is None:
-            return
+    def _forget(self, worker: _Worker, session_id: int) -> None:
+        """Close ``session_id`` in ``worker``, in the background (no reply to wait for; a
+        worker that does not have it ignores it)."""
 
         async def send_close() -> None:
-            async with session.worker.lock:
-                if session.worker.generation == session.opened_in:
-                    try:
-                        session.worker.connection.send(("close", session.id))
-                    except OSError:
-                        pass  # died: the next exchange finds out and replaces it
+            async with worker.lock:
+                try:
+                    worker.connection.send(("close", session_id))
+                except OSError:
+                    pass  # died: the next exchange finds out and replaces it
 
         task = asyncio.get_running_loop().create_task(send_close())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def open_sessions(self) -> list[int]:
+        """How many videos each worker holds open (a check that closed ones are gone)."""
+        return [await self._call(worker, lambda _: ("count",), lambda _: None) for worker in self._workers]
 
     def warm_up(self) -> None:
         """Wait until every worker has started (and imported PyAV)."""
@@ -226,29 +260,37 @@ class DecodeSession:
     def __init__(self, pool: DecoderPool, worker: _Worker, session_id: int, opening: tuple) -> None:
         self.pool, self.worker, self.id = pool, worker, session_id
         self._opening = opening
-        self.opened_in: int | None = None  # the worker generation that has it open
+        self.opened_in: tuple[_Worker, int] | None = None  # the worker (and its generation) that has it open
+        self._sent_to: set[_Worker] = set()  # workers that may hold it (closed at the end)
         self.closed = False
 
     async def read(self, positions: Sequence[int], previews: bool = False) -> Clip:
         """Samples ``positions``; raises ``VideoError`` or a ``Problem``."""
         if self.closed:
             raise RuntimeError("read from a closed decode session")
+        self.pool._unstall(self)
+        worker = self.worker
 
         def message(generation: int) -> tuple:
-            opening = None if self.opened_in == generation else self._opening
+            opening = None if self.opened_in == (worker, generation) else self._opening
             return ("read", self.id, opening, list(positions), previews)
 
+        def opened(generation: int) -> None:
+            self.opened_in = (worker, generation)
+
+        self._sent_to.add(worker)
         try:
-            clip, self.opened_in = await self.pool._call(self.worker, message)
-        except BaseException:
+            return await self.pool._call(worker, message, opened)
+        except Exception:  # not a cancellation: then the exchange goes on and opened() tells
             self.opened_in = None  # the worker closed it (error) or was replaced
             raise
-        return clip
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.pool._close(self)
+            self.worker.sessions -= 1
+            for worker in self._sent_to:
+                self.pool._forget(worker, self.id)
 
 
 class ClipSession(Protocol):

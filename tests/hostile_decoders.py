@@ -20,3 +20,11 @@ def slow(*args):
 
     time.sleep(0.5)
     return open_reader(*args)
+
+
+def stall(*args):
+    """Opens the video normally, after a long pause (a slow file holding its worker)."""
+    from service.decoding import open_reader
+
+    time.sleep(3.0)
+    return open_reader(*args)

@@ -366,6 +366,47 @@ def test_decode_sessions_survive_a_crash_of_their_worker_and_a_cancelled_read(vi
                 session.close()
             await asyncio.sleep(0.05)  # the closes go out in the background
             assert all(worker.sessions == 0 for worker in pool._workers)
+            # The cancelled read still opened its video; closing the session closed it there too.
+            assert await pool.open_sessions() == [0, 0]
+        finally:
+            pool.close()
+
+    asyncio.run(scenario())
+
+
+def test_videos_waiting_for_a_stalled_decoder_move_to_another(videos):
+    import asyncio
+
+    import hostile_decoders
+    import numpy as np
+
+    from frames.decode import read_clip
+    from frames.limits import DecodeLimits
+    from frames.transform import FrameGeometry
+    from service.decoding import STALLED_AFTER_S, DecoderPool, open_reader
+
+    geometry = FrameGeometry(128, 128)
+    data = videos[0][0].read_bytes()
+    full = read_clip(io.BytesIO(data), 8, geometry).frames
+
+    async def scenario():
+        pool = DecoderPool(2, DecodeLimits(max_wall_s=10.0))
+        try:
+            await asyncio.to_thread(pool.warm_up)
+            waiting = pool.session(data, 8, geometry)
+            pool.session(data, 8, geometry)  # takes the other worker
+            np.testing.assert_array_equal((await waiting.read([0])).frames, full[:1])
+            pool.open_function = hostile_decoders.stall
+            slow = pool.session(data, 8, geometry)
+            pool.open_function = open_reader
+            assert slow.worker is waiting.worker
+            stalled = asyncio.ensure_future(slow.read([0]))
+            await asyncio.sleep(STALLED_AFTER_S + 0.3)
+            started = time.perf_counter()
+            np.testing.assert_array_equal((await waiting.read([1, 2])).frames, full[1:3])
+            assert time.perf_counter() - started < 1.5  # not behind the 3 s stall
+            assert waiting.worker is not slow.worker
+            np.testing.assert_array_equal((await stalled).frames, full[:1])
         finally:
             pool.close()
 
