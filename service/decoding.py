@@ -6,7 +6,8 @@ decodes on from where it stopped. Uploads stay in memory (bounded by the upload 
 temporary file) and go to the worker once. A worker that crashes is replaced and the request
 it was decoding gets a 422; one that outlives the hard deadline is killed and replaced and
 the request gets a 504. Other sessions of a replaced worker are opened again in its
-successor at their next read, transparently. The event loop only awaits.
+successor at their next read, transparently, and a session whose worker is stalled on
+another request's file moves to another worker. The event loop only awaits.
 """
 
 from __future__ import annotations
