@@ -2,6 +2,8 @@
 
     python bench/verify_export.py runs/compare/adafocus_v2 --repo model_repo --name adafocus_v2
     # writes docs/benchmarks/export_parity_<name>.{json,md}
+    python bench/verify_export.py runs/compare/adafocus_v2 --provider TensorrtExecutionProvider
+    # on an NVIDIA GPU: writes export_parity_<name>_tensorrt.{json,md} (also CUDAExecutionProvider)
 
 Every test video is decoded once by the shared frame pipeline; the PyTorch model (all steps
 at once) and the exported graphs (step by step, ``OnnxPipeline``) then run on the same
@@ -28,15 +30,37 @@ from early_exit import confidence, simulate_exit
 from frames.decode import read_clip
 from frames.transform import FrameGeometry
 from model_repository import load_pipeline
-from model_repository.onnx_pipeline import OnnxPipeline
+from model_repository.onnx_pipeline import OnnxPipeline, create_sessions
 from training.adafocus.serialization import load_model
 
 OUT_DIR = Path("docs/benchmarks")
 
 
-def verify(run: Path, repo: Path, name: str, data: Path, limit: int | None) -> dict:
+def _check_same_run(run: Path, source) -> None:
+    """Stop if ``run`` is not (any more) the run the pipeline was exported from (``source``:
+    the manifest's): runs are not committed, and one retrained in the same folder (or on
+    another processor) is another model, whose differences would read as export errors."""
+    summary = run / "summary.json"
+    if source.test_top1 is None or not summary.is_file():
+        return
+    test = json.loads(summary.read_text()).get("test") or {"per_step": [{}]}
+    top1 = test["per_step"][-1].get("top1")
+    if top1 != source.test_top1:
+        raise SystemExit(
+            f"{run} is not the run this pipeline was exported from: its test top-1 is {top1}, the manifest "
+            f"records {source.test_top1} (exported from {source.run_dir}). Export this run first."
+        )
+
+
+def verify(run: Path, repo: Path, name: str, data: Path, limit: int | None, provider: str) -> dict:
     model, _ = load_model(run / "model.pt")
-    runner = OnnxPipeline(load_pipeline(repo, name))
+    pipeline = load_pipeline(repo, name)
+    _check_same_run(run, pipeline.manifest.source)
+    sessions = create_sessions(pipeline, providers=[provider, "CPUExecutionProvider"])
+    used = {graph: session.get_providers()[0] for graph, session in sessions.items()}
+    if any(first != provider for first in used.values()):  # ONNX Runtime falls back silently
+        raise SystemExit(f"{provider} is not available here (sessions run on {used})")
+    runner = OnnxPipeline(pipeline, sessions)
     manifest = runner.manifest
     geometry = FrameGeometry(manifest.frames.resize, manifest.frames.crop)
     rows = [line.split(",") for line in (data / "test.csv").read_text().splitlines()][:limit]
@@ -59,6 +83,7 @@ def verify(run: Path, repo: Path, name: str, data: Path, limit: int | None) -> d
     return {
         "run": str(run),
         "pipeline": f"{name} v{manifest.version}",
+        "provider": provider,
         "videos": len(rows),
         "max_abs_logit_diff": worst,
         "same_top1_every_step": same_top1,
@@ -68,11 +93,15 @@ def verify(run: Path, repo: Path, name: str, data: Path, limit: int | None) -> d
 
 def write(result: dict, name: str) -> None:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
+    provider, pipeline = result["provider"], result["pipeline"].split()[0]
+    if provider != "CPUExecutionProvider":
+        name = f"{name}_{provider.removesuffix('ExecutionProvider').lower()}"
     (OUT_DIR / f"export_parity_{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     exits = ", ".join(f"{p} {n}/{result['videos']}" for p, n in result["same_exit_step_and_label"].items())
     (OUT_DIR / f"export_parity_{name}.md").write_text(
         f"# Export parity: {result['pipeline']}\n\n"
-        f"`python bench/verify_export.py {result['run']} --name {name}` (CPU, float32), {result['videos']} test videos "
+        f"`python bench/verify_export.py {result['run']} --name {pipeline} --provider {provider}`, "
+        f"{result['videos']} test videos "
         "of the synthetic benchmark, the same decoded frames for both:\n\n"
         f"- largest logit difference, ONNX Runtime vs PyTorch, over every step: {result['max_abs_logit_diff']:.2e}\n"
         f"- same top-1 after every step: {result['same_top1_every_step']}/{result['videos']}\n"
@@ -87,9 +116,12 @@ def main() -> int:
     parser.add_argument("--name", default="adafocus_v2")
     parser.add_argument("--data", type=Path, default=Path("data/synthetic"))
     parser.add_argument("--limit", type=int, default=None, help="only the first N test videos")
+    parser.add_argument(
+        "--provider", default="CPUExecutionProvider", help="ONNX Runtime execution provider to check (it must load)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    result = verify(args.run, args.repo, args.name, args.data, args.limit)
+    result = verify(args.run, args.repo, args.name, args.data, args.limit, args.provider)
     write(result, args.name)
     print(json.dumps(result, indent=2))
     return 0
