@@ -13,12 +13,13 @@ another request's file moves to another worker. The event loop only awaits.
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import multiprocessing
 import pickle
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
@@ -41,8 +42,6 @@ STALLED_AFTER_S = 0.5
 
 def open_reader(data: bytes, num_samples: int, geometry: FrameGeometry, limits: DecodeLimits) -> ClipReader:
     """What a worker runs to open a session (module-level, so a worker can unpickle it)."""
-    import io
-
     return ClipReader(io.BytesIO(data), num_samples, geometry, limits, threads=1)
 
 
@@ -64,6 +63,12 @@ def _serve(connection: Connection) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the server, which stops us
     sessions: dict[int, Any] = {}
+
+    def end(session_id: int) -> None:
+        reader = sessions.pop(session_id, None)
+        if reader is not None:
+            reader.close()
+
     while True:
         try:
             message = connection.recv()
@@ -71,9 +76,7 @@ def _serve(connection: Connection) -> None:
             return  # the server has gone
         kind = message[0]
         if kind == "close":
-            reader = sessions.pop(message[1], None)
-            if reader is not None:
-                reader.close()
+            end(message[1])
             continue
         if kind == "exit":
             return
@@ -91,22 +94,20 @@ def _serve(connection: Connection) -> None:
             # uint8 crops, normalised by the server: a quarter of the bytes through the pipe
             reply = ("ok", sessions[session_id].read(positions, previews, normalised=False))
         except Exception as error:  # a bad file: the request gets the error, the session ends
-            reader = sessions.pop(session_id, None)
-            if reader is not None:
-                reader.close()
+            end(session_id)
             reply = ("error", _picklable(error))
         connection.send(reply)
 
 
 class _Worker:
     """The server's handle on one decoder process: its pipe, and a lock that keeps one
-    message in flight at a time. ``generation`` counts replacements."""
+    message in flight at a time. ``open_ids`` mirrors the sessions the process holds open."""
 
     def __init__(self, context) -> None:
         self.context = context
         self.lock = asyncio.Lock()
-        self.generation = 0
-        self.sessions = 0  # open sessions assigned here (to spread new ones)
+        self.open_ids: set[int] = set()
+        self.sessions = 0  # sessions assigned here (to spread new ones)
         self.busy_since: float | None = None  # when the exchange in flight started
         self._start()
 
@@ -124,7 +125,7 @@ class _Worker:
         self.process.kill()
         self.process.join()
         self.connection.close()
-        self.generation += 1
+        self.open_ids.clear()  # its successor holds nothing: sessions open again at their next read
         self._start()
 
     def exchange(self, message: tuple, timeout_s: float) -> tuple[str, Any]:
@@ -190,40 +191,54 @@ class DecoderPool:
             target.sessions += 1
             session.worker = target
 
-    async def _call(self, worker: _Worker, build: Callable[[int], tuple], on_reply: Callable[[int], None]) -> Any:
-        """One exchange with ``worker``: ``build(generation)`` makes the message under the
-        worker's lock; ``on_reply(generation)`` runs once the worker has answered (even if
-        the caller was cancelled meanwhile). Returns the reply's payload."""
+    async def _exchange(self, worker: _Worker, message: tuple) -> tuple[str, Any]:
+        """Send ``message`` and wait for the reply; call with ``worker.lock`` held. A crashed or
+        hung worker is replaced, and the caller gets a 422 or a 504."""
+        worker.busy_since = time.monotonic()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._io, worker.exchange, message, self.hard_deadline_s
+            )
+        except TimeoutError:
+            worker.replace()
+            raise Problem(
+                504, "Decoding timed out", f"the decoder did not finish within {self.hard_deadline_s:.0f} s"
+            ) from None
+        except (EOFError, OSError):
+            worker.replace()
+            raise Problem(422, "Undecodable video", "the decoder crashed on this file") from None
+        finally:
+            worker.busy_since = None
 
-        async def locked() -> tuple[str, Any]:
-            async with worker.lock:
-                generation = worker.generation
-                loop = asyncio.get_running_loop()
-                worker.busy_since = time.monotonic()
-                try:
-                    reply = await loop.run_in_executor(
-                        self._io, worker.exchange, build(generation), self.hard_deadline_s
-                    )
-                except TimeoutError:
-                    worker.replace()
-                    raise Problem(
-                        504, "Decoding timed out", f"the decoder did not finish within {self.hard_deadline_s:.0f} s"
-                    ) from None
-                except (EOFError, OSError):
-                    worker.replace()
-                    raise Problem(422, "Undecodable video", "the decoder crashed on this file") from None
-                finally:
-                    worker.busy_since = None
-                on_reply(generation)
-                return reply
-
-        # A request cancelled mid-exchange must not leave a reply in the pipe for the next one.
-        task = asyncio.ensure_future(locked())
+    @staticmethod
+    async def _shielded(exchange: Awaitable[tuple[str, Any]]) -> Any:
+        """Run a locked exchange to its end even if the caller is cancelled: a reply left in
+        the pipe would be read as the next request's. Returns the payload or raises the error."""
+        task = asyncio.ensure_future(exchange)
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved if abandoned
         status, payload = await asyncio.shield(task)
         if status == "error":
             raise payload
         return payload
+
+    async def _read(
+        self, worker: _Worker, session_id: int, opening: tuple, positions: list[int], previews: bool
+    ) -> Clip:
+        """Samples of a session from ``worker``, opening it there first if it is not open."""
+
+        async def exchange() -> tuple[str, Any]:
+            async with worker.lock:
+                known = session_id in worker.open_ids
+                reply = await self._exchange(
+                    worker, ("read", session_id, None if known else opening, positions, previews)
+                )
+                if reply[0] == "ok":
+                    worker.open_ids.add(session_id)
+                else:
+                    worker.open_ids.discard(session_id)  # the process ended it
+                return reply
+
+        return await self._shielded(exchange())
 
     def _forget(self, worker: _Worker, session_id: int) -> None:
         """Close ``session_id`` in ``worker``, in the background (no reply to wait for; a
@@ -231,6 +246,7 @@ class DecoderPool:
 
         async def send_close() -> None:
             async with worker.lock:
+                worker.open_ids.discard(session_id)
                 try:
                     worker.connection.send(("close", session_id))
                 except OSError:
@@ -242,7 +258,12 @@ class DecoderPool:
 
     async def open_sessions(self) -> list[int]:
         """How many videos each worker holds open (a check that closed ones are gone)."""
-        return [await self._call(worker, lambda _: ("count",), lambda _: None) for worker in self._workers]
+
+        async def count(worker: _Worker) -> tuple[str, Any]:
+            async with worker.lock:
+                return await self._exchange(worker, ("count",))
+
+        return [await self._shielded(count(worker)) for worker in self._workers]
 
     def warm_up(self) -> None:
         """Wait until every worker has started (and imported PyAV)."""
@@ -261,7 +282,6 @@ class DecodeSession:
     def __init__(self, pool: DecoderPool, worker: _Worker, session_id: int, opening: tuple) -> None:
         self.pool, self.worker, self.id = pool, worker, session_id
         self._opening = opening
-        self.opened_in: tuple[_Worker, int] | None = None  # the worker (and its generation) that has it open
         self._sent_to: set[_Worker] = set()  # workers that may hold it (closed at the end)
         self.closed = False
 
@@ -270,21 +290,8 @@ class DecodeSession:
         if self.closed:
             raise RuntimeError("read from a closed decode session")
         self.pool._unstall(self)
-        worker = self.worker
-
-        def message(generation: int) -> tuple:
-            opening = None if self.opened_in == (worker, generation) else self._opening
-            return ("read", self.id, opening, list(positions), previews)
-
-        def opened(generation: int) -> None:
-            self.opened_in = (worker, generation)
-
-        self._sent_to.add(worker)
-        try:
-            return await self.pool._call(worker, message, opened)
-        except Exception:  # not a cancellation: then the exchange goes on and opened() tells
-            self.opened_in = None  # the worker closed it (error) or was replaced
-            raise
+        self._sent_to.add(self.worker)
+        return await self.pool._read(self.worker, self.id, self._opening, list(positions), previews)
 
     def close(self) -> None:
         if not self.closed:

@@ -362,6 +362,7 @@ def test_decode_sessions_survive_a_crash_of_their_worker_and_a_cancelled_read(vi
             cancelled.cancel()
             # The cancelled read's reply must not become this one's.
             np.testing.assert_array_equal((await other.read([0, 1, 2])).frames, full[second][:3])
+            assert slow.id in slow.worker.open_ids  # the cancelled exchange still ran to its end
             for session in (kept, filler, filler_too, slow, other):
                 session.close()
             await asyncio.sleep(0.05)  # the closes go out in the background
