@@ -9,7 +9,7 @@
    planner either decodes forward from where the decoder is, or seeks to the keyframe before
    the sample, whichever decodes fewer frames: sparse samples on clips with frequent
    keyframes seek, dense samples decode sequentially, and both give identical frames.
-4. Convert and resize in the decoder's ``reformat`` call, undo any rotation, crop, normalise.
+4. Convert and resize in one swscale call (``transform.scale``), undo any rotation, crop, normalise.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from .errors import (
 from .limits import DecodeLimits
 from .preview import encode_jpeg
 from .sampling import segment_indices
-from .transform import INTERPOLATION, CropBox, FrameGeometry, normalise
+from .transform import CropBox, FrameGeometry, normalise, scale
 
 Strategy = Literal["auto", "seek", "sequential"]
 DEFAULT_LIMITS = DecodeLimits()
@@ -531,12 +531,12 @@ def _finish(
 def resize_upright(frame: av.VideoFrame, geometry: FrameGeometry) -> np.ndarray:
     """The frame as displayed (rotation undone), shorter side at ``geometry.resize``, uint8 RGB.
 
-    Conversion and scaling happen in one ``reformat`` call, in the coded orientation.
+    Conversion and scaling happen in one swscale call (:func:`frames.transform.scale`), in the coded orientation.
     """
     rotation = _rotation(frame)
     resized_w, resized_h = geometry.resized_size(*_display_size(frame))
     coded = (resized_h, resized_w) if rotation % 180 else (resized_w, resized_h)
-    rgb = frame.reformat(*coded, format="rgb24", interpolation=INTERPOLATION).to_ndarray()
+    rgb = scale(frame, *coded, format="rgb24").to_ndarray()
     return _unrotate(rgb, rotation)
 
 

@@ -9,16 +9,39 @@ horizontal flip with probability 1/2; one draw per clip, applied to every frame.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 MULTI_SCALES: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
 # swscale interpolation used for every resize, in the decoder and after a training crop.
 INTERPOLATION = "BILINEAR"
+# Scaling contexts kept per thread, one per (input size, format, output size, format).
+_SCALERS = threading.local()
+_MAX_SCALERS = 8
+
+
+def scale(frame: av.VideoFrame, width: int, height: int, format: str | None = None) -> av.VideoFrame:
+    """``frame.reformat(width, height, format, interpolation=INTERPOLATION)``, cheaper; the same pixels.
+
+    ``VideoFrame.reformat`` builds a new swscale context for every frame and scales with a
+    pool of threads started for it; on a small frame that set-up costs 5-15x the scaling
+    (measured: 0.16-0.5 ms against 0.03 ms at 128x128). Here each thread keeps one
+    single-threaded context per geometry and reuses it (swscale's own context cache).
+    """
+    scalers: dict = _SCALERS.__dict__.setdefault("by_geometry", {})
+    key = (frame.width, frame.height, frame.format.name, width, height, format)
+    scaler = scalers.get(key)
+    if scaler is None:
+        if len(scalers) >= _MAX_SCALERS:  # a worker sees a few geometries; bound it anyway
+            scalers.clear()
+        scaler = scalers[key] = VideoReformatter()
+    return scaler.reformat(frame, width, height, format, interpolation=INTERPOLATION, threads=1)
 
 
 @dataclass(frozen=True)
@@ -72,7 +95,7 @@ class FrameGeometry:
         patch = resized_rgb[box.top : box.top + box.size, box.left : box.left + box.size]
         if box.size != self.crop:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(patch), format="rgb24")
-            patch = frame.reformat(self.crop, self.crop, interpolation=INTERPOLATION).to_ndarray()
+            patch = scale(frame, self.crop, self.crop).to_ndarray()
         if box.flip:
             patch = patch[:, ::-1]
         return patch

@@ -71,6 +71,24 @@ def test_normalise_is_the_per_pixel_formula_bit_for_bit():
         normalise(frames.astype(np.float32))
 
 
+def test_scale_gives_the_pixels_of_a_plain_reformat():
+    """The reused single-threaded scaling contexts change the cost, not the pixels."""
+    import av
+
+    from frames.transform import INTERPOLATION, scale
+
+    rng = np.random.default_rng(1)
+    for width, height in ((128, 128), (320, 240), (97, 61)):
+        rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        source = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        for frame in (source, source.reformat(format="yuv420p")):  # what a decoder gives, and a training crop
+            for size, fmt in (((128, 96), "rgb24"), ((64, 64), "rgb24"), ((171, 128), "rgb24"), ((64, 64), None)):
+                for _ in range(2):  # the second call reuses the context
+                    ours = scale(frame, *size, format=fmt).to_ndarray()
+                    plain = frame.reformat(*size, format=fmt, interpolation=INTERPOLATION).to_ndarray()
+                    assert np.array_equal(ours, plain), (width, height, frame.format.name, size, fmt)
+
+
 def test_geometry_refuses_a_crop_larger_than_the_resize():
     with pytest.raises(ValueError):
         FrameGeometry(100, 128)
