@@ -9,9 +9,10 @@ service batches the same calls across requests.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -107,52 +108,84 @@ def create_sessions(
     }
 
 
-GraphCall = tuple[str, dict]  # (graph name, one row of inputs), or (FRAME, {"position": p})
-FRAME = "frame"  # not a graph: the loop asks its driver for sample ``position`` (decoded lazily or not)
-STAGE_OF_GRAPH = {FRAME: "decode", "glance": "glance", "focus": "focus", "classifier": "classify"}
+Call = tuple[str, dict]  # (STEP, one row of step inputs), or (FRAME, {"position": p})
+FRAME = "frame"  # the loop asks its driver for sample ``position`` (decoded lazily or not)
+STEP = "step"  # the loop asks its driver to run one step (:func:`run_step`) on a row
+STAGES = ("glance", "focus", "classify")  # where a step's time goes (the response's stage timings)
 
 
-def clip_steps(
-    manifest: Manifest, thresholds: Sequence[float] | None = None
-) -> Generator[GraphCall, list[np.ndarray], ClipResult]:
+def run_step(
+    sessions: Mapping[str, Any], manifest: Manifest, feeds: Mapping[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """One step of the pipeline on a batch of rows: glance (+ policy), focus on the patch, classify.
+
+    ``feeds``: ``frames`` ``(B, 3, S, S)`` float32 (normalised), ``policy_state`` and
+    ``classifier_state`` (the running states, ``(B, n)``), ``step`` ``(B,)`` int64. Rows are
+    independent (different videos at different steps can share a batch). Returns the
+    outputs, ``logits``, ``classifier_state``, ``policy_state`` and, where the pipeline
+    picks a patch, ``location`` ``(B, 2)`` in (0, 1); and the seconds spent in each stage.
+    The service runs it on rows of many requests at once; :class:`OnnxPipeline`, one row.
+    """
+    frames = feeds["frames"]
+    outputs: dict[str, np.ndarray] = {"policy_state": feeds["policy_state"]}
+    features: dict[str, np.ndarray] = {}
+    seconds = dict.fromkeys(STAGES, 0.0)
+    started = time.perf_counter()
+    if "glance" in sessions:
+        if manifest.focus == "policy":
+            glance_feeds = {"frames": frames, "policy_state": feeds["policy_state"]}
+            features["global_features"], outputs["location"], outputs["policy_state"] = sessions["glance"].run(
+                None, glance_feeds
+            )
+        else:
+            (features["global_features"],) = sessions["glance"].run(None, {"frames": frames})
+    if manifest.focus == "centre":
+        outputs["location"] = np.full((len(frames), 2), 0.5, dtype=np.float32)
+    glanced = time.perf_counter()
+    if "focus" in sessions:
+        focus_feeds = {"frames": frames}
+        if manifest.focus != "full_frame":
+            focus_feeds["location"] = outputs["location"]
+        (features["local_features"],) = sessions["focus"].run(None, focus_feeds)
+    focused = time.perf_counter()
+    classifier_feeds = {**features, "classifier_state": feeds["classifier_state"], "step": feeds["step"]}
+    outputs["logits"], outputs["classifier_state"] = sessions["classifier"].run(None, classifier_feeds)
+    seconds.update(glance=glanced - started, focus=focused - glanced, classify=time.perf_counter() - focused)
+    return outputs, seconds
+
+
+def clip_steps(manifest: Manifest, thresholds: Sequence[float] | None = None) -> Generator[Call, Any, ClipResult]:
     """The step loop of one clip, without running anything: it yields each call it needs.
 
-    Before each step it asks for that step's frame (``FRAME``, by sample position), then for
-    the graph calls. A driver sends back the outputs (one row each) and finally receives the
-    :class:`ClipResult` from ``StopIteration``. The same loop serves the plain sequential
-    driver (:meth:`OnnxPipeline.run_clip`) and the service's driver, which decodes frames only
-    when asked (nothing after the exit) and batches graph calls of many clips together.
+    Before each step it asks for that step's frame (``FRAME``, by sample position; the
+    driver sends back the ``(1, 3, S, S)`` float32 normalised frame), then for the step
+    (``STEP`` with one row of :func:`run_step`'s inputs; the driver sends back that row's
+    outputs), and finally returns the :class:`ClipResult` (``StopIteration.value``). The
+    same loop serves the plain sequential driver (:meth:`OnnxPipeline.run_clip`) and the
+    service's, which decodes frames only when asked (nothing after the exit) and runs the
+    steps of many clips as one batch.
 
-    Frames are ``(1, 3, S, S)`` float32, normalised; ``thresholds``: one per step (an
-    operating point's), or ``None`` to process every frame.
+    ``thresholds``: one per step (an operating point's), or ``None`` to process every frame.
     """
-    order = manifest.frames.order
     policy_state = np.zeros((1, manifest.state_sizes["policy"]), dtype=np.float32)
     classifier_state = np.zeros((1, manifest.state_sizes["classifier"]), dtype=np.float32)
-    has_glance, has_focus = "glance" in manifest.graphs, "focus" in manifest.graphs
     result = ClipResult()
-    for step, index in enumerate(order):
-        (frame,) = yield FRAME, {"position": index}
-        frame = np.ascontiguousarray(frame, dtype=np.float32)
-        features, location = {}, None
-        if has_glance:
-            if manifest.focus == "policy":
-                glance, location, policy_state = yield "glance", {"frames": frame, "policy_state": policy_state}
-            else:
-                (glance,) = yield "glance", {"frames": frame}
-            features["global_features"] = glance
-        if manifest.focus == "centre":
-            location = np.full((1, 2), 0.5, dtype=np.float32)
-        if has_focus:
-            feeds = {"frames": frame} if manifest.focus == "full_frame" else {"frames": frame, "location": location}
-            (features["local_features"],) = yield "focus", feeds
-        feeds = {**features, "classifier_state": classifier_state, "step": np.array([step], dtype=np.int64)}
-        logits, classifier_state = yield "classifier", feeds
-        result.step_logits.append(logits[0])
-        result.locations.append(None if location is None else location[0])
+    for step, index in enumerate(manifest.frames.order):
+        frame = yield FRAME, {"position": index}
+        feeds = {
+            "frames": np.ascontiguousarray(frame, dtype=np.float32),
+            "policy_state": policy_state,
+            "classifier_state": classifier_state,
+            "step": np.array([step], dtype=np.int64),
+        }
+        outputs = yield STEP, feeds
+        policy_state, classifier_state = outputs["policy_state"], outputs["classifier_state"]
+        logits = outputs["logits"][0]
+        result.step_logits.append(logits)
+        result.locations.append(outputs["location"][0] if "location" in outputs else None)
         result.exit_step = step
         if thresholds is not None:
-            score = float(confidence(logits[0], manifest.confidence, manifest.multi_label))
+            score = float(confidence(logits, manifest.confidence, manifest.multi_label))
             if score >= thresholds[step]:
                 break
     return result
@@ -171,18 +204,18 @@ class OnnxPipeline:
         if frames.shape[0] != self.manifest.frames.num_frames:
             raise ValueError(f"expected {self.manifest.frames.num_frames} frames, got {frames.shape[0]}")
         steps = clip_steps(self.manifest, thresholds)
-        seconds = {stage: 0.0 for stage in STAGE_OF_GRAPH.values() if stage != "decode"}
+        seconds = dict.fromkeys(STAGES, 0.0)
         try:
-            graph, feeds = next(steps)
+            call, feeds = next(steps)
             while True:
-                if graph == FRAME:
+                if call == FRAME:
                     position = feeds["position"]
-                    graph, feeds = steps.send([frames[position : position + 1]])
-                    continue
-                started = time.perf_counter()
-                outputs = self.sessions[graph].run(None, feeds)
-                seconds[STAGE_OF_GRAPH[graph]] += time.perf_counter() - started
-                graph, feeds = steps.send(outputs)
+                    reply: Any = frames[position : position + 1]
+                else:
+                    reply, took = run_step(self.sessions, self.manifest, feeds)
+                    for stage, spent in took.items():
+                        seconds[stage] += spent
+                call, feeds = steps.send(reply)
         except StopIteration as finished:
             result: ClipResult = finished.value
         result.seconds = seconds

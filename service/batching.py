@@ -1,10 +1,13 @@
-"""Dynamic batching: graph calls of many concurrent clips gathered into one ``session.run`` each.
+"""Dynamic batching: the steps of many concurrent clips run as one batch.
 
 Every request drives its own step loop (:func:`model_repository.onnx_pipeline.clip_steps`);
-each graph call goes to that graph's :class:`GraphBatcher`, which waits at most ``max_wait_s``
-for more rows (up to ``max_batch``), runs them as one batch in a worker thread, and hands
-every caller its own row back. Rows at different steps of different videos mix freely: the
-running states are inputs.
+each step goes to the model's :class:`StepBatcher`, which waits at most ``max_wait_s`` for
+more rows (up to ``max_batch``), runs them as one batch in a worker thread (each graph of
+the step once, :func:`model_repository.onnx_pipeline.run_step`), and hands every caller its
+own row back. Rows at different steps of different videos mix freely: the running states
+are inputs. One batch per step rather than one per graph: a third of the thread hops,
+futures and frame copies per step (the frame goes to the glance and the focus graph as the
+same array).
 
 A batcher waits only for rows that can come: once every clip running through the model
 (:class:`ActiveClips`) has a row in the batch, it runs at once. A lone request therefore
@@ -21,13 +24,15 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 
 from model_repository.manifest import Manifest
-from model_repository.onnx_pipeline import FRAME, STAGE_OF_GRAPH, ClipResult, clip_steps
+from model_repository.onnx_pipeline import FRAME, STAGES, ClipResult, clip_steps
 
 Row = dict[str, np.ndarray]
+# Runs a batch of rows: (outputs, seconds per stage); see ``onnx_pipeline.run_step``.
+BatchFunction = Callable[[Row], tuple[Row, dict[str, float]]]
 
 
 class ActiveClips:
-    """How many clips are running through one model's batchers right now."""
+    """How many clips are running through one model's batcher right now."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -41,22 +46,22 @@ class ActiveClips:
             self.count -= 1
 
 
-class GraphBatcher:
-    """Batches calls of one ONNX Runtime session.
+class StepBatcher:
+    """Batches the rows sent to :meth:`run` into calls of ``run_batch`` (in a worker thread).
 
-    ``active``: the clips that can send rows to this batcher; without it the batcher always
-    waits ``max_wait_s`` for more rows (up to ``max_batch``).
+    ``active``: the clips that can send rows; without it the batcher always waits
+    ``max_wait_s`` for more rows (up to ``max_batch``).
     """
 
     def __init__(
         self,
-        session,
+        run_batch: BatchFunction,
         max_batch: int,
         max_wait_s: float,
         on_batch: Callable[[int], None] | None = None,
         active: ActiveClips | None = None,
     ) -> None:
-        self.session = session
+        self.run_batch = run_batch
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.on_batch = on_batch
@@ -64,36 +69,41 @@ class GraphBatcher:
         self.queue: asyncio.Queue[tuple[Row, asyncio.Future]] = asyncio.Queue()
         self.task = asyncio.create_task(self._serve())
 
-    async def run(self, row: Row) -> list[np.ndarray]:
+    async def run(self, row: Row) -> tuple[Row, dict[str, float]]:
+        """This row's outputs, and the seconds per stage of the batch it ran in."""
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put((row, future))
+        self.queue.put_nowait((row, future))
         return await future
 
     def _rows_that_can_come(self) -> int:
         if self.active is None:
             return self.max_batch
-        # Each clip has at most one call in flight, so no batch can hold more rows than clips.
+        # Each clip has at most one step in flight, so no batch can hold more rows than clips.
         return min(self.max_batch, max(1, self.active.count))
 
     async def _gather(self) -> list[tuple[Row, asyncio.Future]]:
         batch = [await self.queue.get()]
-        deadline = asyncio.get_running_loop().time() + self.max_wait_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait_s
         while len(batch) < self._rows_that_can_come():
-            remaining = deadline - asyncio.get_running_loop().time()
+            if not self.queue.empty():  # under load the rows are already there: no timer
+                batch.append(self.queue.get_nowait())
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
             try:
-                batch.append(
-                    self.queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(self.queue.get(), remaining)
-                )
-            except (asyncio.QueueEmpty, TimeoutError):
+                batch.append(await asyncio.wait_for(self.queue.get(), remaining))
+            except TimeoutError:
                 break
         return batch
 
     async def _serve(self) -> None:
         while True:
             batch = await self._gather()
-            feeds = {name: np.concatenate([row[name] for row, _ in batch]) for name in batch[0][0]}
+            rows = [row for row, _ in batch]
             try:
-                outputs = await asyncio.to_thread(self.session.run, None, feeds)
+                outputs, seconds = await asyncio.to_thread(self._run, rows)
             except Exception as error:  # noqa: BLE001 - every waiting request gets the error
                 for _, future in batch:
                     if not future.done():
@@ -103,7 +113,12 @@ class GraphBatcher:
                 self.on_batch(len(batch))
             for i, (_, future) in enumerate(batch):
                 if not future.done():  # a cancelled request (client gone) is skipped
-                    future.set_result([output[i : i + 1] for output in outputs])
+                    future.set_result(({name: value[i : i + 1] for name, value in outputs.items()}, seconds))
+
+    def _run(self, rows: list[Row]) -> tuple[Row, dict[str, float]]:
+        """In the worker thread: stack the rows (a copy the event loop need not make) and run them."""
+        feeds = rows[0] if len(rows) == 1 else {name: np.concatenate([row[name] for row in rows]) for name in rows[0]}
+        return self.run_batch(feeds)
 
     def close(self) -> None:
         self.task.cancel()
@@ -111,33 +126,42 @@ class GraphBatcher:
 
 async def run_clip_batched(
     manifest: Manifest,
-    batchers: dict[str, GraphBatcher],
+    batcher: StepBatcher,
     frame: Callable[[int], Awaitable[np.ndarray]],
     thresholds: Sequence[float] | None,
     active: ActiveClips | None = None,
 ) -> ClipResult:
-    """:func:`clip_steps` driven through the batchers, frames from ``frame(position)``.
+    """:func:`clip_steps` driven through ``batcher``, frames from ``frame(position)``.
 
-    ``active``: the counter the batchers were given; the clip counts in it while it runs.
-    Stage times include the wait for a batch; ``decode`` is the time spent waiting for frames.
+    ``active``: the counter the batcher was given; the clip counts in it while it runs.
+    Stage times include the wait for a batch (shared among the stages as the batch's run
+    time was); ``decode`` is the time spent waiting for frames.
     """
     with active.running() if active is not None else nullcontext():
-        return await _drive(clip_steps(manifest, thresholds), batchers, frame)
+        return await _drive(clip_steps(manifest, thresholds), batcher, frame)
 
 
-async def _drive(steps, batchers: dict[str, GraphBatcher], frame: Callable[[int], Awaitable[np.ndarray]]) -> ClipResult:
-    seconds = {stage: 0.0 for stage in STAGE_OF_GRAPH.values()}
+async def _drive(steps, batcher: StepBatcher, frame: Callable[[int], Awaitable[np.ndarray]]) -> ClipResult:
+    seconds = dict.fromkeys(("decode", *STAGES), 0.0)
     try:
-        graph, feeds = next(steps)
+        call, feeds = next(steps)
         while True:
             started = time.perf_counter()
-            if graph == FRAME:
-                outputs = [await frame(feeds["position"])]
+            if call == FRAME:
+                reply = await frame(feeds["position"])
+                seconds["decode"] += time.perf_counter() - started
             else:
-                outputs = await batchers[graph].run(feeds)
-            seconds[STAGE_OF_GRAPH[graph]] += time.perf_counter() - started
-            graph, feeds = steps.send(outputs)
+                reply, batch_seconds = await batcher.run(feeds)
+                _share(seconds, time.perf_counter() - started, batch_seconds)
+            call, feeds = steps.send(reply)
     except StopIteration as finished:
         result: ClipResult = finished.value
     result.seconds = seconds
     return result
+
+
+def _share(seconds: dict[str, float], waited: float, batch_seconds: dict[str, float]) -> None:
+    """Add a step's wall time (queue wait included) to its stages, in the batch's proportions."""
+    total = sum(batch_seconds.values())
+    for stage, spent in batch_seconds.items():
+        seconds[stage] += waited * spent / total if total > 0 else waited / len(batch_seconds)

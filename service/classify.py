@@ -47,9 +47,11 @@ def _softmax(logits: np.ndarray, multi_label: bool) -> np.ndarray:
 
 
 async def classify_clip(model: ServedModel, clip: LazyClip, point: OperatingPoint | None, top_k: int) -> dict[str, Any]:
-    """Run the pipeline on a clip decoded as needed (graph calls batched with other requests)."""
+    """Run the pipeline on a clip decoded as needed (its steps batched with other requests')."""
     thresholds = point.thresholds if point is not None else None
-    result = await run_clip_batched(model.pipeline.manifest, model.batchers, clip.frame, thresholds, model.active_clips)
+    if model.batcher is None:
+        raise RuntimeError("start_batching() was not called")
+    result = await run_clip_batched(model.pipeline.manifest, model.batcher, clip.frame, thresholds, model.active_clips)
     return describe(model, clip, point, result, top_k)
 
 

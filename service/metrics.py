@@ -31,7 +31,10 @@ class Metrics:
             registry=self.registry,
         )
         self.batch_size = Histogram(
-            "adafocus_batch_size", "frames per graph call", buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry
+            "adafocus_batch_size",
+            "frames per batched step (each graph of the step runs once on them)",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
         )
         self.queue_depth = Gauge(
             "adafocus_requests_in_flight", "classify requests being served", registry=self.registry

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
 from early_exit import OperatingPoint
 from model_repository import LoadedPipeline, ModelRepositoryError, find_pipelines, load_pipeline
-from model_repository.onnx_pipeline import OnnxPipeline, create_sessions
+from model_repository.onnx_pipeline import OnnxPipeline, create_sessions, run_step
 
-from .batching import ActiveClips, GraphBatcher
+from .batching import ActiveClips, StepBatcher
 from .settings import Settings
 
 log = logging.getLogger("service")
@@ -23,8 +24,8 @@ class ServedModel:
     runner: OnnxPipeline
     operating_points: list[OperatingPoint]
     providers: list[str]
-    batchers: dict[str, GraphBatcher] = field(default_factory=dict)  # started by start_batching()
-    active_clips: ActiveClips = field(default_factory=ActiveClips)  # clips using the batchers
+    batcher: StepBatcher | None = None  # started by start_batching()
+    active_clips: ActiveClips = field(default_factory=ActiveClips)  # clips using the batcher
 
     @property
     def name(self) -> str:
@@ -83,19 +84,20 @@ class ModelRegistry:
         model.runner.run_clip(np.zeros((frames.num_frames, 3, frames.crop, frames.crop), dtype=np.float32))
 
     def start_batching(self, on_batch=None) -> None:
-        """One batcher per graph of every model (call from the running event loop)."""
+        """One step batcher per model (call from the running event loop)."""
         for model in self.models.values():
-            model.batchers = {
-                graph: GraphBatcher(
-                    session, self.settings.max_batch, self.settings.max_wait_ms / 1000, on_batch, model.active_clips
-                )
-                for graph, session in model.runner.sessions.items()
-            }
+            model.batcher = StepBatcher(
+                partial(run_step, model.runner.sessions, model.pipeline.manifest),
+                self.settings.max_batch,
+                self.settings.max_wait_ms / 1000,
+                on_batch,
+                model.active_clips,
+            )
 
     def stop_batching(self) -> None:
         for model in self.models.values():
-            for batcher in model.batchers.values():
-                batcher.close()
+            if model.batcher is not None:
+                model.batcher.close()
 
     def get(self, name: str | None, version: int | None = None) -> ServedModel:
         name = name or self.settings.default_model

@@ -33,8 +33,8 @@ class Settings(BaseSettings):
     max_pixels: int = Field(3840 * 2160, gt=0, description="largest accepted frame (422 above)")
     decode_timeout_s: float = Field(30.0, gt=0, description="decoding wall-time limit (504 above)")
     default_exit: str = Field("balanced", description="operating point used when a request names none")
-    max_batch: int = Field(32, ge=1, description="most frames in one call of a graph (dynamic batching)")
-    max_wait_ms: float = Field(2.0, ge=0, description="longest wait for more frames before a graph call")
+    max_batch: int = Field(32, ge=1, description="most frames in one batched step (dynamic batching)")
+    max_wait_ms: float = Field(2.0, ge=0, description="longest wait for more frames before a batched step runs")
     max_in_flight: int = Field(32, ge=1, description="classify requests served at once; more get 503 + Retry-After")
     api_key: SecretStr | None = Field(
         None, description="if set, /classify and /v1/models need 'Authorization: Bearer KEY'"

@@ -1,4 +1,4 @@
-"""The dynamic batcher: one session call for concurrent rows, and no wait for rows that cannot come."""
+"""The dynamic batcher: one batched step for concurrent rows, and no wait for rows that cannot come."""
 
 from __future__ import annotations
 
@@ -7,19 +7,19 @@ import time
 
 import numpy as np
 
-from service.batching import ActiveClips, GraphBatcher
+from service.batching import ActiveClips, StepBatcher
 
 
-class RecordingSession:
-    """Doubles its input; records the batch size of every call."""
+class RecordingStep:
+    """A step that doubles its input; records the batch size of every call."""
 
     def __init__(self) -> None:
         self.batch_sizes: list[int] = []
 
-    def run(self, _outputs, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def __call__(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         rows = feeds["x"]
         self.batch_sizes.append(len(rows))
-        return [rows * 2]
+        return {"y": rows * 2}, {"glance": 0.001}
 
 
 def _row(value: float) -> dict[str, np.ndarray]:
@@ -27,27 +27,27 @@ def _row(value: float) -> dict[str, np.ndarray]:
 
 
 def test_a_lone_clip_does_not_wait_for_a_batch():
-    async def scenario() -> tuple[RecordingSession, float]:
-        session, active = RecordingSession(), ActiveClips()
-        batcher = GraphBatcher(session, max_batch=8, max_wait_s=30.0, active=active)
+    async def scenario() -> tuple[RecordingStep, float]:
+        step, active = RecordingStep(), ActiveClips()
+        batcher = StepBatcher(step, max_batch=8, max_wait_s=30.0, active=active)
         with active.running():
             started = time.perf_counter()
             # Would time out if the batcher waited its 30 s for rows no other clip can send.
-            (output,) = await asyncio.wait_for(batcher.run(_row(1.0)), timeout=5)
+            output, _ = await asyncio.wait_for(batcher.run(_row(1.0)), timeout=5)
             elapsed = time.perf_counter() - started
         batcher.close()
-        np.testing.assert_array_equal(output, np.full((1, 3), 2.0))
-        return session, elapsed
+        np.testing.assert_array_equal(output["y"], np.full((1, 3), 2.0))
+        return step, elapsed
 
-    session, elapsed = asyncio.run(scenario())
-    assert session.batch_sizes == [1]
+    step, elapsed = asyncio.run(scenario())
+    assert step.batch_sizes == [1]
     assert elapsed < 5
 
 
 def test_concurrent_clips_share_one_call_and_each_gets_its_row():
-    async def scenario() -> tuple[RecordingSession, list]:
-        session, active = RecordingSession(), ActiveClips()
-        batcher = GraphBatcher(session, max_batch=8, max_wait_s=30.0, active=active)
+    async def scenario() -> tuple[RecordingStep, list]:
+        step, active = RecordingStep(), ActiveClips()
+        batcher = StepBatcher(step, max_batch=8, max_wait_s=30.0, active=active)
 
         async def clip(value: float):
             with active.running():
@@ -56,26 +56,26 @@ def test_concurrent_clips_share_one_call_and_each_gets_its_row():
 
         outputs = await asyncio.wait_for(asyncio.gather(clip(1.0), clip(2.0), clip(3.0)), timeout=5)
         batcher.close()
-        return session, outputs
+        return step, outputs
 
-    session, outputs = asyncio.run(scenario())
-    assert session.batch_sizes == [3]
-    assert [float(out[0][0, 0]) for out in outputs] == [2.0, 4.0, 6.0]
+    step, outputs = asyncio.run(scenario())
+    assert step.batch_sizes == [3]
+    assert [float(out["y"][0, 0]) for out, _ in outputs] == [2.0, 4.0, 6.0]
 
 
 def test_a_batch_waits_at_most_max_wait_for_a_running_clip_that_sends_nothing():
-    async def scenario() -> tuple[RecordingSession, float]:
-        session, active = RecordingSession(), ActiveClips()
-        batcher = GraphBatcher(session, max_batch=8, max_wait_s=0.2, active=active)
+    async def scenario() -> tuple[RecordingStep, float]:
+        step, active = RecordingStep(), ActiveClips()
+        batcher = StepBatcher(step, max_batch=8, max_wait_s=0.2, active=active)
         with active.running(), active.running():  # a second clip is busy elsewhere (decoding)
             started = time.perf_counter()
             await asyncio.wait_for(batcher.run(_row(1.0)), timeout=5)
             elapsed = time.perf_counter() - started
         batcher.close()
-        return session, elapsed
+        return step, elapsed
 
-    session, elapsed = asyncio.run(scenario())
-    assert session.batch_sizes == [1]
+    step, elapsed = asyncio.run(scenario())
+    assert step.batch_sizes == [1]
     assert elapsed >= 0.15  # it did wait for the other clip's row
 
 

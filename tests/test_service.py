@@ -178,7 +178,7 @@ def test_api_key_and_overload(videos):
 
 
 def test_concurrent_requests_are_batched(videos):
-    """Many requests at once: every answer right, and graph calls carried frames of several videos."""
+    """Many requests at once: every answer right, and batched steps carried frames of several videos."""
     import asyncio
 
     import httpx
@@ -208,8 +208,8 @@ def test_concurrent_requests_are_batched(videos):
         if line.startswith("adafocus_batch_size_bucket")
     }
     calls = sizes["+Inf"]
-    assert calls < 12 * 8 * 3  # fewer graph calls than one per frame and graph
-    assert sizes["1.0"] < calls  # some calls carried more than one frame
+    assert calls < 12 * 8  # fewer batched steps than frames
+    assert sizes["1.0"] < calls  # some batches carried more than one frame
 
 
 def test_a_crashing_or_hanging_decoder_does_not_take_the_server_down(videos, monkeypatch):
