@@ -34,7 +34,10 @@ class Settings(BaseSettings):
     decode_timeout_s: float = Field(30.0, gt=0, description="decoding wall-time limit (504 above)")
     default_exit: str = Field("balanced", description="operating point used when a request names none")
     max_batch: int = Field(32, ge=1, description="most frames in one batched step (dynamic batching)")
-    max_wait_ms: float = Field(2.0, ge=0, description="longest wait for more frames before a batched step runs")
+    # 10 rather than 2 on CPU: bigger batches cost less CPU per frame, and the wait only runs
+    # while clips that can still send a row are missing (A/B on 2 cores, c16: balanced exit
+    # 87.9 -> 97.1 videos/s, full-frame 36.4 -> 40.8; c4: 68.1 -> 70.7 and 30.1 -> 31.8).
+    max_wait_ms: float = Field(10.0, ge=0, description="longest wait for more frames before a batched step runs")
     max_in_flight: int = Field(32, ge=1, description="classify requests served at once; more get 503 + Retry-After")
     api_key: SecretStr | None = Field(
         None, description="if set, /classify and /v1/models need 'Authorization: Bearer KEY'"
