@@ -253,8 +253,55 @@ def write(results: dict) -> None:
             f"({e['speedup']:.2f}x).",
             "",
         ]
+    split = results.get("cpu_split")
+    if split is not None:
+        lines += [
+            "## Where the CPU goes (highest concurrency)",
+            "",
+            "A straight line through the two AdaFocusV2 rows (CPU per video against steps processed):",
+            f"{split['fixed_ms']:.1f} ms per request whatever the model does (HTTP, upload, opening the video,",
+            f"response, load generator) and {split['adafocus_ms_per_step']:.1f} ms per AdaFocusV2 step (decoding",
+            "and inference). Past that fixed cost, a video costs "
+            f"{split['exit_work_ms']:.1f} ms with the balanced exit and {split['full_frame_work_ms']:.1f} ms",
+            f"full-frame: without the fixed cost the ratio would be {split['ceiling_ratio']:.1f}x; 3x needs the fixed",
+            f"cost at or under {split['fixed_ms_for_3x']:.1f} ms.",
+            "",
+        ]
     lines += ["## Aims", "", *results["aims"], ""]
     (OUT_DIR / "service.md").write_text("\n".join(lines))
+
+
+def cpu_split(results: dict) -> dict | None:
+    """Fixed per-request CPU and CPU per step, at the highest concurrency: a straight line through
+    the two AdaFocusV2 rows (balanced exit, every frame), steps = exit step + 1. The full-frame
+    row minus that fixed cost is its per-video work. With both, the throughput ratio when CPU-bound
+    is (fixed + full work) / (fixed + early-exit work): its ceiling (no fixed cost) and the fixed
+    cost at which it reaches 3x follow."""
+    s = results["scenarios"]
+    if "full_frame" not in s or "adafocus_v2 (every frame)" not in s:
+        return None
+
+    def at_top(name: str) -> tuple[float, float]:
+        row = max(s[name], key=lambda r: r["concurrency"])
+        return sum(row["cpu_ms_per_video"].values()), row["mean_exit_step"] + 1
+
+    (exit_cpu, exit_steps), (every_cpu, every_steps) = (
+        at_top("adafocus_v2 (balanced exit)"),
+        at_top("adafocus_v2 (every frame)"),
+    )
+    if every_steps <= exit_steps:
+        return None
+    per_step = (every_cpu - exit_cpu) / (every_steps - exit_steps)
+    fixed = exit_cpu - per_step * exit_steps
+    exit_work, full_work = exit_cpu - fixed, at_top("full_frame")[0] - fixed
+    return {
+        "fixed_ms": fixed,
+        "adafocus_ms_per_step": per_step,
+        "exit_work_ms": exit_work,
+        "full_frame_work_ms": full_work,
+        "ceiling_ratio": full_work / exit_work,
+        "fixed_ms_for_3x": (full_work - 3 * exit_work) / 2,
+    }
 
 
 def aims(results: dict) -> list[str]:
@@ -341,6 +388,7 @@ def main() -> int:
 
         clips = [read_clip(io.BytesIO(data), 8, FrameGeometry(128, 128)).frames for data, _ in videos[:8]]
         results["eager_vs_onnx"] = eager_vs_onnx(args.repo, args.torch_run, clips, repeats=3)
+    results["cpu_split"] = cpu_split(results)
     results["aims"] = aims(results)
     write(results)
     print("\n".join(results["aims"]), file=sys.stderr)
