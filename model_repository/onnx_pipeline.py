@@ -3,7 +3,7 @@
 This is the reference loop: for each step t (frame ``order[t]``), glance (+ policy), focus on
 the patch, classify with the running state, and stop at the first step whose confidence
 reaches the operating point's threshold; nothing after the exit step is computed. The
-service batches the same calls across requests.
+service runs the steps of many requests as one batch (:func:`run_step`).
 """
 
 from __future__ import annotations
@@ -129,7 +129,6 @@ def run_step(
     frames = feeds["frames"]
     outputs: dict[str, np.ndarray] = {"policy_state": feeds["policy_state"]}
     features: dict[str, np.ndarray] = {}
-    seconds = dict.fromkeys(STAGES, 0.0)
     started = time.perf_counter()
     if "glance" in sessions:
         if manifest.focus == "policy":
@@ -150,7 +149,7 @@ def run_step(
     focused = time.perf_counter()
     classifier_feeds = {**features, "classifier_state": feeds["classifier_state"], "step": feeds["step"]}
     outputs["logits"], outputs["classifier_state"] = sessions["classifier"].run(None, classifier_feeds)
-    seconds.update(glance=glanced - started, focus=focused - glanced, classify=time.perf_counter() - focused)
+    seconds = {"glance": glanced - started, "focus": focused - glanced, "classify": time.perf_counter() - focused}
     return outputs, seconds
 
 

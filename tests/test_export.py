@@ -16,7 +16,7 @@ from frames.decode import read_clip
 from frames.transform import FrameGeometry
 from model_repository import Manifest, ModelRepositoryError, find_pipelines, load_pipeline
 from model_repository.manifest import manifest_schema
-from model_repository.onnx_pipeline import OnnxPipeline, create_sessions, provider_options
+from model_repository.onnx_pipeline import OnnxPipeline, create_sessions, provider_options, run_step
 from training.adafocus.config import TrainConfig
 from training.adafocus.serialization import load_model
 from training.export import export_run, main
@@ -87,6 +87,32 @@ def test_onnx_pipeline_matches_pytorch_end_to_end(exported, name: str):
         got = np.stack(ours.step_logits)
         assert np.abs(got - reference).max() < 1e-4
         assert (got.argmax(-1) == reference.argmax(-1)).all()
+
+
+@pytest.mark.parametrize("name", ["adafocus_v2", "full_frame"])
+def test_a_batched_step_gives_every_row_what_it_gets_alone(name: str):
+    """The service runs rows of different videos, at different steps, as one step batch. The
+    shipped model (trained, so every input moves its outputs), on random frames and states."""
+    pipeline = OnnxPipeline(load_pipeline(Path(__file__).resolve().parents[1] / "model_repo", name))
+    manifest = pipeline.manifest
+    size, rng = manifest.frames.crop, np.random.default_rng(0)
+    rows = [
+        {
+            "frames": rng.normal(size=(1, 3, size, size)).astype(np.float32),
+            "policy_state": rng.normal(size=(1, manifest.state_sizes["policy"])).astype(np.float32),
+            "classifier_state": rng.normal(size=(1, manifest.state_sizes["classifier"])).astype(np.float32),
+            "step": np.array([step], dtype=np.int64),
+        }
+        for step in (0, 3, 5)
+    ]
+    batched, seconds = run_step(pipeline.sessions, manifest, {k: np.concatenate([r[k] for r in rows]) for k in rows[0]})
+    assert set(seconds) == {"glance", "focus", "classify"}
+    assert not np.allclose(batched["logits"][0], batched["logits"][2], atol=1e-3)  # the rows differ
+    for i, row in enumerate(rows):
+        alone, _ = run_step(pipeline.sessions, manifest, row)
+        assert set(alone) == set(batched)
+        for key, value in alone.items():
+            np.testing.assert_allclose(batched[key][i : i + 1], value, atol=1e-5, err_msg=key)
 
 
 def test_early_exit_stops_computing(exported):
