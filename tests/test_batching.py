@@ -88,3 +88,43 @@ def test_active_clips_counts_down_when_a_clip_fails():
     except RuntimeError:
         pass
     assert active.count == 0
+
+
+def test_a_failing_batch_fails_each_of_its_rows_and_the_next_batch_runs():
+    calls: list[int] = []
+
+    def flaky(feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        calls.append(len(feeds["x"]))
+        if len(calls) == 1:
+            raise RuntimeError("session failed")
+        return {"y": feeds["x"] + 1}, {"focus": 0.001}
+
+    async def scenario() -> tuple[list, dict[str, np.ndarray]]:
+        active = ActiveClips()
+        batcher = StepBatcher(flaky, max_batch=8, max_wait_s=30.0, active=active)
+
+        async def clip(value: float):
+            with active.running():
+                await asyncio.sleep(0)
+                return await batcher.run(_row(value))
+
+        failed = await asyncio.wait_for(asyncio.gather(clip(1.0), clip(2.0), return_exceptions=True), timeout=5)
+        with active.running():
+            after, _ = await asyncio.wait_for(batcher.run(_row(5.0)), timeout=5)
+        batcher.close()
+        return failed, after
+
+    failed, after = asyncio.run(scenario())
+    assert [type(error) for error in failed] == [RuntimeError, RuntimeError]
+    assert calls == [2, 1]
+    np.testing.assert_array_equal(after["y"], np.full((1, 3), 6.0))
+
+
+def test_a_step_time_is_shared_among_its_stages_as_the_batch_spent_it():
+    from service.batching import _share
+
+    seconds = {"decode": 0.5, "glance": 0.0, "focus": 0.0, "classify": 0.0}
+    _share(seconds, 0.010, {"glance": 0.001, "focus": 0.003, "classify": 0.0})
+    assert seconds["decode"] == 0.5
+    assert np.isclose(seconds["glance"], 0.0025) and np.isclose(seconds["focus"], 0.0075)
+    assert seconds["classify"] == 0.0
