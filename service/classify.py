@@ -96,8 +96,10 @@ def describe(
         _add_thumbnail(entry, clip, index)
         processed.append(entry)
     steps = len(result.step_logits)
-    sampled = segment_indices(clip.num_frames, manifest.frames.num_frames)  # the decoder's sampling
-    skipped = [_skipped_frame(clip, step, order[step], sampled) for step in range(steps, len(order))]
+    skipped = []
+    if steps < len(order):  # where the skipped samples are: the decoder's sampling, derived once
+        sampled = segment_indices(clip.num_frames, manifest.frames.num_frames)
+        skipped = [_skipped_frame(clip, step, order[step], sampled) for step in range(steps, len(order))]
     return {
         "labels": [{"label": manifest.labels[i], "score": float(scores[i])} for i in best],
         "exit": {
