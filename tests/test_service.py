@@ -52,6 +52,23 @@ def test_health_readiness_and_models(client):
     assert model["providers"] == ["CPUExecutionProvider"]
 
 
+def test_server_runs_on_uvloop_and_the_c_http_parser():
+    """``python -m service`` serves on uvloop and httptools (installed by the requirements)."""
+    from fastapi import FastAPI
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from service.__main__ import server_config
+
+    config = server_config(FastAPI(), "127.0.0.1", 0)
+    config.load()
+    assert config.http_protocol_class is HttpToolsProtocol
+    loop = config.get_loop_factory()()
+    try:
+        assert type(loop).__module__.startswith("uvloop")
+    finally:
+        loop.close()
+
+
 def test_classify_multipart_every_frame(client, videos):
     path, label = videos[0]
     response = client.post("/classify", params={"exit": "off", "top_k": 3}, files={"video": path.open("rb")})
