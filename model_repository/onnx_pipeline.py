@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from early_exit import confidence
+from frames.transform import normalise
 
 from .loader import LoadedPipeline
 from .manifest import GraphSpec, Manifest
@@ -119,17 +120,18 @@ def run_step(
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """One step of the pipeline on a batch of rows: glance (+ policy), focus on the patch, classify.
 
-    ``feeds``: ``frames`` ``(B, 3, S, S)`` float32 (normalised), ``policy_state`` and
+    ``feeds``: ``frames`` ``(B, 3, S, S)`` float32 (normalised) or ``(B, S, S, 3)`` uint8 crops
+    (normalised here, :func:`frames.transform.normalise`), ``policy_state`` and
     ``classifier_state`` (the running states, ``(B, n)``), ``step`` ``(B,)`` int64. Rows are
     independent (different videos at different steps can share a batch). Returns the
     outputs, ``logits``, ``classifier_state``, ``policy_state`` and, where the pipeline
     picks a patch, ``location`` ``(B, 2)`` in (0, 1); and the seconds spent in each stage.
     The service runs it on rows of many requests at once; :class:`OnnxPipeline`, one row.
     """
-    frames = feeds["frames"]
+    started = time.perf_counter()  # normalising the crops counts as glance time: its input
+    frames = normalise(feeds["frames"]) if feeds["frames"].dtype == np.uint8 else feeds["frames"]
     outputs: dict[str, np.ndarray] = {"policy_state": feeds["policy_state"]}
     features: dict[str, np.ndarray] = {}
-    started = time.perf_counter()
     if "glance" in sessions:
         if manifest.focus == "policy":
             glance_feeds = {"frames": frames, "policy_state": feeds["policy_state"]}
@@ -157,7 +159,8 @@ def clip_steps(manifest: Manifest, thresholds: Sequence[float] | None = None) ->
     """The step loop of one clip, without running anything: it yields each call it needs.
 
     Before each step it asks for that step's frame (``FRAME``, by sample position; the
-    driver sends back the ``(1, 3, S, S)`` float32 normalised frame), then for the step
+    driver sends back the ``(1, 3, S, S)`` normalised frame, or the ``(1, S, S, 3)`` uint8
+    crop that :func:`run_step` normalises), then for the step
     (``STEP`` with one row of :func:`run_step`'s inputs; the driver sends back that row's
     outputs), and finally returns the :class:`ClipResult` (``StopIteration.value``). The
     same loop serves the plain sequential driver (:meth:`OnnxPipeline.run_clip`) and the
@@ -172,7 +175,7 @@ def clip_steps(manifest: Manifest, thresholds: Sequence[float] | None = None) ->
     for step, index in enumerate(manifest.frames.order):
         frame = yield FRAME, {"position": index}
         feeds = {
-            "frames": np.ascontiguousarray(frame, dtype=np.float32),
+            "frames": np.ascontiguousarray(frame, dtype=np.uint8 if frame.dtype == np.uint8 else np.float32),
             "policy_state": policy_state,
             "classifier_state": classifier_state,
             "step": np.array([step], dtype=np.int64),

@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.decoder = DecoderPool(settings.decode_workers, decode_limits(settings))
         # Loading verifies checksums and warms every graph up: off the event loop.
         await asyncio.to_thread(app.state.registry.load)
-        await asyncio.to_thread(app.state.decoder.warm_up)
+        await app.state.decoder.warm_up()
         app.state.registry.start_batching(metrics.batch_size.observe)
         try:
             yield

@@ -13,7 +13,7 @@ import torch
 from conftest import TINY_TRAINING
 
 from frames.decode import read_clip
-from frames.transform import FrameGeometry
+from frames.transform import FrameGeometry, normalise
 from model_repository import Manifest, ModelRepositoryError, find_pipelines, load_pipeline
 from model_repository.manifest import manifest_schema
 from model_repository.onnx_pipeline import OnnxPipeline, create_sessions, provider_options, run_step
@@ -113,6 +113,24 @@ def test_a_batched_step_gives_every_row_what_it_gets_alone(name: str):
         assert set(alone) == set(batched)
         for key, value in alone.items():
             np.testing.assert_allclose(batched[key][i : i + 1], value, atol=1e-5, err_msg=key)
+
+
+def test_a_step_on_uint8_crops_normalises_them_as_the_frame_pipeline_does():
+    """The service hands ``run_step`` the decoder's uint8 crops; the result is the same, bit for
+    bit, as on the crops that ``frames.transform.normalise`` gives (what training sees)."""
+    pipeline = OnnxPipeline(load_pipeline(Path(__file__).resolve().parents[1] / "model_repo", "adafocus_v2"))
+    manifest = pipeline.manifest
+    size, rng = manifest.frames.crop, np.random.default_rng(1)
+    crops = rng.integers(0, 256, size=(2, size, size, 3), dtype=np.uint8)
+    feeds = {
+        "policy_state": np.zeros((2, manifest.state_sizes["policy"]), dtype=np.float32),
+        "classifier_state": np.zeros((2, manifest.state_sizes["classifier"]), dtype=np.float32),
+        "step": np.zeros(2, dtype=np.int64),
+    }
+    from_crops, _ = run_step(pipeline.sessions, manifest, {**feeds, "frames": crops})
+    from_floats, _ = run_step(pipeline.sessions, manifest, {**feeds, "frames": normalise(crops)})
+    for key, value in from_floats.items():
+        np.testing.assert_array_equal(from_crops[key], value, err_msg=key)
 
 
 def test_early_exit_stops_computing(exported):

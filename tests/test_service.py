@@ -292,7 +292,7 @@ class _RecordingSession:
 
     async def read(self, positions, previews=False):
         self.calls.append(list(positions))
-        return self.reader.read(positions, previews)
+        return self.reader.read(positions, previews, normalised=False)  # as the decoder pool sends them
 
     def close(self):
         self.closed = True
@@ -305,7 +305,7 @@ def test_lazy_clip_decodes_in_stages_and_gives_the_full_decodes_samples(videos):
     import numpy as np
 
     from frames.decode import read_clip
-    from frames.transform import FrameGeometry
+    from frames.transform import FrameGeometry, normalise
     from service.decoding import LazyClip
 
     data, geometry = videos[1][0].read_bytes(), FrameGeometry(128, 128)
@@ -322,7 +322,7 @@ def test_lazy_clip_decodes_in_stages_and_gives_the_full_decodes_samples(videos):
     calls, clip, frames = asyncio.run(first_steps(list(range(8)), 3))
     assert calls == [[0], [1], [2, 3]] and sorted(clip.frames) == [0, 1, 2, 3]
     for position, frame in enumerate(frames):
-        np.testing.assert_array_equal(frame[0], full.frames[position])
+        np.testing.assert_array_equal(normalise(frame)[0], full.frames[position])
     exit_at_step_1 = clip.decoded_frames
     calls, clip, _ = asyncio.run(first_steps(list(range(8)), 2))
     assert clip.decoded_frames < full.decoded_frames  # an exit at step 1 decodes part of the clip
@@ -342,7 +342,7 @@ def test_decode_sessions_survive_a_crash_of_their_worker_and_a_cancelled_read(vi
 
     from frames.decode import read_clip
     from frames.limits import DecodeLimits
-    from frames.transform import FrameGeometry
+    from frames.transform import FrameGeometry, normalise
     from service.decoding import DecoderPool, open_reader
     from service.problems import Problem
 
@@ -353,10 +353,10 @@ def test_decode_sessions_survive_a_crash_of_their_worker_and_a_cancelled_read(vi
     async def scenario():
         pool = DecoderPool(2, DecodeLimits(max_wall_s=10.0))
         try:
-            await asyncio.to_thread(pool.warm_up)
+            await pool.warm_up()
             kept = pool.session(first, 8, geometry)
             filler = pool.session(first, 8, geometry)  # takes the other worker
-            np.testing.assert_array_equal((await kept.read([0, 1])).frames, full[first][:2])
+            np.testing.assert_array_equal(normalise((await kept.read([0, 1])).frames), full[first][:2])
             pool.open_function = hostile_decoders.crash
             doomed = pool.session(second, 8, geometry)
             assert doomed.worker is kept.worker
@@ -365,7 +365,7 @@ def test_decode_sessions_survive_a_crash_of_their_worker_and_a_cancelled_read(vi
             assert crashed.value.status == 422
             pool.open_function = open_reader
             # Its worker was replaced: the kept session opens again there and reads on.
-            np.testing.assert_array_equal((await kept.read([2, 3])).frames, full[first][2:4])
+            np.testing.assert_array_equal(normalise((await kept.read([2, 3])).frames), full[first][2:4])
 
             doomed.close()
             pool.open_function = hostile_decoders.slow
@@ -378,7 +378,7 @@ def test_decode_sessions_survive_a_crash_of_their_worker_and_a_cancelled_read(vi
             await asyncio.sleep(0.2)  # its message is in the worker now
             cancelled.cancel()
             # The cancelled read's reply must not become this one's.
-            np.testing.assert_array_equal((await other.read([0, 1, 2])).frames, full[second][:3])
+            np.testing.assert_array_equal(normalise((await other.read([0, 1, 2])).frames), full[second][:3])
             assert slow.id in slow.worker.open_ids  # the cancelled exchange still ran to its end
             for session in (kept, filler, filler_too, slow, other):
                 session.close()
@@ -392,6 +392,47 @@ def test_decode_sessions_survive_a_crash_of_their_worker_and_a_cancelled_read(vi
     asyncio.run(scenario())
 
 
+def test_the_servers_socket_framing_is_multiprocessings():
+    """The server side speaks ``multiprocessing.connection``'s framing over asyncio streams; the
+    worker side keeps ``Connection``: messages must cross both ways, small and large."""
+    import asyncio
+    import multiprocessing
+    import os
+    import socket
+
+    import numpy as np
+
+    from service.decoding import _frame, _read_framed
+
+    small, large = ("ping",), ("ok", np.arange(300_000, dtype=np.uint8), b"x" * 70_000)
+
+    async def scenario():
+        ours, theirs = multiprocessing.Pipe()
+        sock = socket.socket(fileno=os.dup(ours.fileno()))
+        ours.close()
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
+        try:
+            for message in (small, large):
+                receiving = asyncio.ensure_future(asyncio.to_thread(theirs.recv))
+                writer.writelines(_frame(message))
+                await writer.drain()
+                got = await asyncio.wait_for(receiving, 10)  # a wrong frame would leave it waiting
+                assert got[0] == message[0] and len(got) == len(message)
+                sending = asyncio.ensure_future(asyncio.to_thread(theirs.send, message))
+                back = await asyncio.wait_for(_read_framed(reader), 10)
+                await sending
+                assert back[0] == message[0] and len(back) == len(message)
+            np.testing.assert_array_equal(back[1], large[1])
+            theirs.close()
+            with pytest.raises(EOFError):  # the worker gone: asyncio.IncompleteReadError
+                await _read_framed(reader)
+        finally:
+            writer.close()  # ends a recv still waiting in its thread
+            theirs.close()
+
+    asyncio.run(scenario())
+
+
 def test_videos_waiting_for_a_stalled_decoder_move_to_another(videos):
     import asyncio
 
@@ -400,7 +441,7 @@ def test_videos_waiting_for_a_stalled_decoder_move_to_another(videos):
 
     from frames.decode import read_clip
     from frames.limits import DecodeLimits
-    from frames.transform import FrameGeometry
+    from frames.transform import FrameGeometry, normalise
     from service.decoding import STALLED_AFTER_S, DecoderPool, open_reader
 
     geometry = FrameGeometry(128, 128)
@@ -410,10 +451,10 @@ def test_videos_waiting_for_a_stalled_decoder_move_to_another(videos):
     async def scenario():
         pool = DecoderPool(2, DecodeLimits(max_wall_s=10.0))
         try:
-            await asyncio.to_thread(pool.warm_up)
+            await pool.warm_up()
             waiting = pool.session(data, 8, geometry)
             pool.session(data, 8, geometry)  # takes the other worker
-            np.testing.assert_array_equal((await waiting.read([0])).frames, full[:1])
+            np.testing.assert_array_equal(normalise((await waiting.read([0])).frames), full[:1])
             pool.open_function = hostile_decoders.stall
             slow = pool.session(data, 8, geometry)
             pool.open_function = open_reader
@@ -421,10 +462,10 @@ def test_videos_waiting_for_a_stalled_decoder_move_to_another(videos):
             stalled = asyncio.ensure_future(slow.read([0]))
             await asyncio.sleep(STALLED_AFTER_S + 0.3)
             started = time.perf_counter()
-            np.testing.assert_array_equal((await waiting.read([1, 2])).frames, full[1:3])
+            np.testing.assert_array_equal(normalise((await waiting.read([1, 2])).frames), full[1:3])
             assert time.perf_counter() - started < 1.5  # not behind the 3 s stall
             assert waiting.worker is not slow.worker
-            np.testing.assert_array_equal((await stalled).frames, full[:1])
+            np.testing.assert_array_equal(normalise((await stalled).frames), full[:1])
         finally:
             pool.close()
 
