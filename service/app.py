@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             app.state.registry.stop_batching()
-            app.state.decoder.close()
+            await app.state.decoder.close()
 
     metrics = Metrics()
     app = FastAPI(

@@ -18,6 +18,7 @@ normalised ones); the batch that runs them normalises them (``onnx_pipeline.run_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import itertools
 import multiprocessing
@@ -183,10 +184,16 @@ class _Worker:
         if not writer.is_closing():
             writer.writelines(_frame(message))
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         """Close the socket (the worker's loop ends at the end of its input), then wait for it."""
-        self._close_socket()
-        self.process.join(timeout=2.0)
+        if self._streams is not None:
+            writer = self._streams[1]
+            writer.close()
+            with contextlib.suppress(OSError):  # closed for real: the worker sees the end now
+                await writer.wait_closed()
+        else:
+            self._socket.close()
+        await asyncio.to_thread(self.process.join, 2.0)
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
@@ -306,9 +313,8 @@ class DecoderPool:
             async with worker.lock:
                 await self._exchange(worker, ("ping",))
 
-    def close(self) -> None:
-        for worker in self._workers:
-            worker.stop()
+    async def close(self) -> None:
+        await asyncio.gather(*(worker.stop() for worker in self._workers))
 
 
 class DecodeSession:

@@ -387,9 +387,31 @@ def test_decode_sessions_survive_a_crash_of_their_worker_and_a_cancelled_read(vi
             # The cancelled read still opened its video; closing the session closed it there too.
             assert await pool.open_sessions() == [0, 0]
         finally:
-            pool.close()
+            await pool.close()
 
     asyncio.run(scenario())
+
+
+def test_closing_the_decoder_pool_ends_its_workers_at_once(videos):
+    """Closing the sockets ends the workers' loops: no 2-second wait and kill at shutdown."""
+    import asyncio
+
+    from frames.limits import DecodeLimits
+    from frames.transform import FrameGeometry
+    from service.decoding import DecoderPool
+
+    async def scenario():
+        pool = DecoderPool(2, DecodeLimits(max_wall_s=10.0))
+        await pool.warm_up()
+        session = pool.session(videos[0][0].read_bytes(), 8, FrameGeometry(128, 128))
+        await session.read([0])
+        session.close()
+        started = time.perf_counter()
+        await pool.close()
+        return time.perf_counter() - started, [worker.process.exitcode for worker in pool._workers]
+
+    took, exit_codes = asyncio.run(scenario())
+    assert exit_codes == [0, 0] and took < 1.5  # ended on their own (a kill reads -9)
 
 
 def test_the_servers_socket_framing_is_multiprocessings():
@@ -467,6 +489,6 @@ def test_videos_waiting_for_a_stalled_decoder_move_to_another(videos):
             assert waiting.worker is not slow.worker
             np.testing.assert_array_equal(normalise((await stalled).frames), full[:1])
         finally:
-            pool.close()
+            await pool.close()
 
     asyncio.run(scenario())
