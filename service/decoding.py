@@ -11,8 +11,10 @@ another request's file moves to another worker.
 
 The event loop only awaits: it talks to each worker over the worker's socket with asyncio
 streams, in the framing of ``multiprocessing.connection`` (which the worker side keeps), so
-an exchange costs no thread hop. Frames come back as uint8 crops (a quarter of the bytes of
-normalised ones); the batch that runs them normalises them (``onnx_pipeline.run_step``).
+an exchange costs no thread hop. An upload goes to its worker as raw bytes after the message
+that opens it (no pickled copy of it on the event loop). Frames come back as uint8 crops (a
+quarter of the bytes of normalised ones); the batch that runs them normalises them
+(``onnx_pipeline.run_step``).
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ def _serve(connection: Connection) -> None:
 
     Messages: ``("read", id, opening, positions, previews)`` -> ``("ok", Clip)`` (uint8
     crops) or ``("error", exception)``, where ``opening`` is ``(open_function, args)`` when the
-    session is not open here yet; ``("close", id)`` (no reply); ``("ping",)`` -> ``("ok", None)``;
+    session is not open here yet, followed by the video's bytes as a message of their own
+    (``open_function(data, *args)``); ``("close", id)`` (no reply); ``("ping",)`` -> ``("ok", None)``;
     ``("count",)`` -> ``("ok", open sessions)``. The loop ends when the server closes its end.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the server, which stops us
@@ -98,7 +101,8 @@ def _serve(connection: Connection) -> None:
         try:
             if opening is not None:
                 open_function, args = opening
-                sessions[session_id] = open_function(*args)
+                data = connection.recv_bytes()  # always read it: the next message comes after it
+                sessions[session_id] = open_function(data, *args)
             # uint8 crops, normalised by the server: a quarter of the bytes through the pipe
             reply = ("ok", sessions[session_id].read(positions, previews, normalised=False))
         except Exception as error:  # a bad file: the request gets the error, the session ends
@@ -107,13 +111,17 @@ def _serve(connection: Connection) -> None:
         connection.send(reply)
 
 
-def _frame(message: tuple) -> list[bytes]:
-    """``message`` as ``multiprocessing.connection.Connection.recv`` reads it: a big-endian
-    4-byte length (or -1 and an 8-byte length past 2 GiB), then the pickle."""
-    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    size = len(payload)
+def _raw_frame(data: bytes) -> list[bytes]:
+    """``data`` as ``multiprocessing.connection.Connection.recv_bytes`` reads it: a big-endian
+    4-byte length (or -1 and an 8-byte length past 2 GiB), then the bytes themselves."""
+    size = len(data)
     header = struct.pack("!i", size) if size <= 0x7FFFFFFF else struct.pack("!iQ", -1, size)
-    return [header, payload]
+    return [header, data]
+
+
+def _frame(message: tuple) -> list[bytes]:
+    """``message`` as ``Connection.recv`` reads it: the raw frame of its pickle."""
+    return _raw_frame(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 async def _read_framed(reader: asyncio.StreamReader) -> Any:
@@ -169,12 +177,12 @@ class _Worker:
         self.open_ids.clear()  # its successor holds nothing: sessions open again at their next read
         self._start()
 
-    async def exchange(self, message: tuple, timeout_s: float) -> tuple[str, Any]:
-        """Send ``message`` and wait for the reply. Raises ``TimeoutError``, or
-        ``EOFError``/``OSError`` when the process died."""
+    async def exchange(self, message: tuple, timeout_s: float, data: bytes | None = None) -> tuple[str, Any]:
+        """Send ``message`` (and ``data`` after it, raw) and wait for the reply. Raises
+        ``TimeoutError``, or ``EOFError``/``OSError`` when the process died."""
         reader, writer = await self._open_streams()
         async with asyncio.timeout(timeout_s):
-            writer.writelines(_frame(message))
+            writer.writelines(_frame(message) + (_raw_frame(data) if data is not None else []))
             await writer.drain()
             return await _read_framed(reader)
 
@@ -219,8 +227,8 @@ class DecoderPool:
         """A video to read in stages, in the worker with the fewest open sessions."""
         worker = self._least_loaded()
         worker.sessions += 1
-        opening = (self.open_function, (data, num_samples, geometry, self.limits))
-        return DecodeSession(self, worker, next(self._ids), opening)
+        opening = (self.open_function, (num_samples, geometry, self.limits))
+        return DecodeSession(self, worker, next(self._ids), opening, data)
 
     def _least_loaded(self) -> _Worker:
         now = time.monotonic()
@@ -238,12 +246,12 @@ class DecoderPool:
             target.sessions += 1
             session.worker = target
 
-    async def _exchange(self, worker: _Worker, message: tuple) -> tuple[str, Any]:
+    async def _exchange(self, worker: _Worker, message: tuple, data: bytes | None = None) -> tuple[str, Any]:
         """Send ``message`` and wait for the reply; call with ``worker.lock`` held. A crashed or
         hung worker is replaced, and the caller gets a 422 or a 504."""
         worker.busy_since = time.monotonic()
         try:
-            return await worker.exchange(message, self.hard_deadline_s)
+            return await worker.exchange(message, self.hard_deadline_s, data)
         except TimeoutError:
             worker.replace()
             raise Problem(
@@ -267,16 +275,19 @@ class DecoderPool:
         return payload
 
     async def _read(
-        self, worker: _Worker, session_id: int, opening: tuple, positions: list[int], previews: bool
+        self, worker: _Worker, session: DecodeSession, positions: list[int], previews: bool
     ) -> Clip:
-        """Samples of a session from ``worker``, opening it there first if it is not open."""
+        """Samples of ``session`` from ``worker``, opening it there first (its upload sent
+        along) if it is not open."""
+        session_id = session.id
 
         async def exchange() -> tuple[str, Any]:
             async with worker.lock:
-                known = session_id in worker.open_ids
-                reply = await self._exchange(
-                    worker, ("read", session_id, None if known else opening, positions, previews)
-                )
+                if session_id in worker.open_ids:
+                    message, data = ("read", session_id, None, positions, previews), None
+                else:
+                    message, data = ("read", session_id, session.opening, positions, previews), session.data
+                reply = await self._exchange(worker, message, data)
                 if reply[0] == "ok":
                     worker.open_ids.add(session_id)
                 else:
@@ -320,9 +331,9 @@ class DecoderPool:
 class DecodeSession:
     """One request's video, open in one decoder worker; see :meth:`DecoderPool.session`."""
 
-    def __init__(self, pool: DecoderPool, worker: _Worker, session_id: int, opening: tuple) -> None:
+    def __init__(self, pool: DecoderPool, worker: _Worker, session_id: int, opening: tuple, data: bytes) -> None:
         self.pool, self.worker, self.id = pool, worker, session_id
-        self._opening = opening
+        self.opening, self.data = opening, data  # kept: a replaced worker's successor opens it again
         self._sent_to: set[_Worker] = set()  # workers that may hold it (closed at the end)
         self.closed = False
 
@@ -332,7 +343,7 @@ class DecodeSession:
             raise RuntimeError("read from a closed decode session")
         self.pool._unstall(self)
         self._sent_to.add(self.worker)
-        return await self.pool._read(self.worker, self.id, self._opening, list(positions), previews)
+        return await self.pool._read(self.worker, self, list(positions), previews)
 
     def close(self) -> None:
         if not self.closed:

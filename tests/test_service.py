@@ -424,7 +424,7 @@ def test_the_servers_socket_framing_is_multiprocessings():
 
     import numpy as np
 
-    from service.decoding import _frame, _read_framed
+    from service.decoding import _frame, _raw_frame, _read_framed
 
     small, large = ("ping",), ("ok", np.arange(300_000, dtype=np.uint8), b"x" * 70_000)
 
@@ -445,6 +445,11 @@ def test_the_servers_socket_framing_is_multiprocessings():
                 await sending
                 assert back[0] == message[0] and len(back) == len(message)
             np.testing.assert_array_equal(back[1], large[1])
+            upload = bytes(range(256)) * 4000  # an upload goes raw, after the message that opens it
+            receiving = asyncio.ensure_future(asyncio.to_thread(theirs.recv_bytes))
+            writer.writelines(_raw_frame(upload))
+            await writer.drain()
+            assert await asyncio.wait_for(receiving, 10) == upload
             theirs.close()
             with pytest.raises(EOFError):  # the worker gone: asyncio.IncompleteReadError
                 await _read_framed(reader)
