@@ -194,13 +194,10 @@ class _Worker:
 
     async def stop(self) -> None:
         """Close the socket (the worker's loop ends at the end of its input), then wait for it."""
+        self._close_socket()
         if self._streams is not None:
-            writer = self._streams[1]
-            writer.close()
             with contextlib.suppress(OSError):  # closed for real: the worker sees the end now
-                await writer.wait_closed()
-        else:
-            self._socket.close()
+                await self._streams[1].wait_closed()
         await asyncio.to_thread(self.process.join, 2.0)
         if self.process.is_alive():
             self.process.kill()
