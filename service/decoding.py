@@ -124,6 +124,14 @@ def _frame(message: tuple) -> list[bytes]:
     return _raw_frame(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
 
+def socket_of(connection: Connection) -> socket.socket:
+    """``connection``'s socket as a ``socket.socket`` for asyncio streams (it takes a duplicate
+    of the descriptor and closes ``connection``)."""
+    sock = socket.socket(fileno=os.dup(connection.fileno()))
+    connection.close()
+    return sock
+
+
 async def _read_framed(reader: asyncio.StreamReader) -> Any:
     """One message in ``Connection.send``'s framing (raises ``asyncio.IncompleteReadError``,
     an ``EOFError``, when the other side is gone)."""
@@ -151,8 +159,7 @@ class _Worker:
         self.process = self.context.Process(target=_serve, args=(theirs,), daemon=True, name="decoder")
         self.process.start()
         theirs.close()
-        self._socket = socket.socket(fileno=os.dup(ours.fileno()))
-        ours.close()
+        self._socket = socket_of(ours)
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def _open_streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -271,9 +278,7 @@ class DecoderPool:
             raise payload
         return payload
 
-    async def _read(
-        self, worker: _Worker, session: DecodeSession, positions: list[int], previews: bool
-    ) -> Clip:
+    async def _read(self, worker: _Worker, session: DecodeSession, positions: list[int], previews: bool) -> Clip:
         """Samples of ``session`` from ``worker``, opening it there first (its upload sent
         along) if it is not open."""
         session_id = session.id

@@ -417,20 +417,16 @@ def test_the_servers_socket_framing_is_multiprocessings():
     worker side keeps ``Connection``: messages must cross both ways, small and large."""
     import asyncio
     import multiprocessing
-    import os
-    import socket
 
     import numpy as np
 
-    from service.decoding import _frame, _raw_frame, _read_framed
+    from service.decoding import _frame, _raw_frame, _read_framed, socket_of
 
     small, large = ("ping",), ("ok", np.arange(300_000, dtype=np.uint8), b"x" * 70_000)
 
     async def scenario():
         ours, theirs = multiprocessing.Pipe()
-        sock = socket.socket(fileno=os.dup(ours.fileno()))
-        ours.close()
-        reader, writer = await asyncio.open_unix_connection(sock=sock)
+        reader, writer = await asyncio.open_unix_connection(sock=socket_of(ours))
         try:
             for message in (small, large):
                 receiving = asyncio.ensure_future(asyncio.to_thread(theirs.recv))
