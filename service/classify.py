@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,13 +30,29 @@ def parse_exit(value: str) -> str | float | None:
         return value
 
 
-def choose_point(model: ServedModel, choice: str | float | None) -> OperatingPoint | None:
+@dataclass(frozen=True)
+class ExitChoice:
+    """The operating point a request exits with, and the name its answer gives it."""
+
+    point: OperatingPoint
+    label: str
+
+
+def choose_point(model: ServedModel, choice: str | float | None) -> ExitChoice | None:
+    """The exit for ``choice`` (see :func:`parse_exit`); ``None`` runs every frame.
+
+    One calibrated point can carry several names (on an easy dataset ``fast``, ``balanced`` and
+    ``accurate`` may be the same thresholds): the answer names the point as it was asked for.
+    """
     if choice is None:
         return None
     try:
-        return choose_operating_point(model.operating_points, choice)
+        point = choose_operating_point(model.operating_points, choice)
     except KeyError as error:
         raise Problem(422, "Unknown operating point", str(error.args[0])) from None
+    if isinstance(choice, str):
+        return ExitChoice(point, choice)
+    return ExitChoice(point, point.names[0] if point.names else f"p={point.p:.3g}")
 
 
 def _softmax(logits: np.ndarray, multi_label: bool) -> np.ndarray:
@@ -46,13 +63,13 @@ def _softmax(logits: np.ndarray, multi_label: bool) -> np.ndarray:
     return shifted / shifted.sum()
 
 
-async def classify_clip(model: ServedModel, clip: LazyClip, point: OperatingPoint | None, top_k: int) -> dict[str, Any]:
+async def classify_clip(model: ServedModel, clip: LazyClip, exit: ExitChoice | None, top_k: int) -> dict[str, Any]:
     """Run the pipeline on a clip decoded as needed (its steps batched with other requests')."""
-    thresholds = point.thresholds if point is not None else None
+    thresholds = exit.point.thresholds if exit is not None else None
     if model.batcher is None:
         raise RuntimeError("start_batching() was not called")
     result = await run_clip_batched(model.pipeline.manifest, model.batcher, clip.frame, thresholds, model.active_clips)
-    return describe(model, clip, point, result, top_k)
+    return describe(model, clip, exit, result, top_k)
 
 
 def _add_thumbnail(entry: dict[str, Any], clip: LazyClip, position: int) -> None:
@@ -72,7 +89,7 @@ def _skipped_frame(clip: LazyClip, step: int, position: int, sampled: np.ndarray
 
 
 def describe(
-    model: ServedModel, clip: LazyClip, point: OperatingPoint | None, result: ClipResult, top_k: int
+    model: ServedModel, clip: LazyClip, exit: ExitChoice | None, result: ClipResult, top_k: int
 ) -> dict[str, Any]:
     """Scores, exit, compute spent and the focus boxes of a processed clip."""
     manifest = model.pipeline.manifest
@@ -103,7 +120,7 @@ def describe(
     return {
         "labels": [{"label": manifest.labels[i], "score": float(scores[i])} for i in best],
         "exit": {
-            "operating_point": None if point is None else (point.names[0] if point.names else f"p={point.p:.3g}"),
+            "operating_point": None if exit is None else exit.label,
             "step": result.exit_step,
             "frame_index": processed[-1]["frame_index"],
             "time_s": processed[-1]["time_s"],

@@ -155,16 +155,16 @@ async def _classify(
         served = registry.get(model, version)
     except KeyError as error:
         raise Problem(404, "Unknown model", str(error.args[0])) from None
-    point = choose_point(served, parse_exit(exit or settings.default_exit))
+    chosen_exit = choose_point(served, parse_exit(exit or settings.default_exit))
     data = await read_video(request, int(settings.max_upload_mb * 1e6))
     if not data:
         raise Problem(422, "Empty upload", "the uploaded video is empty")
     frames = served.pipeline.manifest.frames
-    order = frames.order if point is not None else None  # without an exit, every sample is needed
+    order = frames.order if chosen_exit is not None else None  # without an exit, every sample is needed
     session = decoder.session(data, frames.num_frames, FrameGeometry(frames.resize, frames.crop))
     clip = LazyClip(session, frames.num_frames, thumbnails, order)
     try:
-        result = await classify_clip(served, clip, point, min(top_k, len(served.pipeline.manifest.labels)))
+        result = await classify_clip(served, clip, chosen_exit, min(top_k, len(served.pipeline.manifest.labels)))
     finally:
         clip.close()
     stages = result.pop("stage_seconds")
