@@ -43,7 +43,7 @@ def videos(tmp_path_factory) -> list[tuple[Path, str]]:
 def test_health_readiness_and_models(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["models"] == ["adafocus_v2 v1", "full_frame v1"]
+    assert ready.status_code == 200 and ready.json()["models"] == ["adafocus_v2 v2", "full_frame v1"]
     served = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
     assert served["full_frame"]["focus"] == "full_frame" and served["full_frame"]["frames"]["patch_size"] is None
     model = served["adafocus_v2"]
@@ -79,9 +79,11 @@ def test_classify_multipart_every_frame(client, videos):
     assert body["gmacs"]["spent"] == pytest.approx(body["gmacs"]["full_model"])
     assert len(body["frames"]) == 8 and response.headers["x-request-id"] == body["request_id"]
     assert set(body["timings_s"]) == {"decode", "glance", "focus", "classify"}
+    served = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    patch = served["adafocus_v2"]["frames"]["patch_size"]  # the videos are 128 x 128, as the frames
     for frame in body["frames"]:
         box = frame["box"]
-        assert 0 <= box["x"] and box["x"] + box["width"] <= 128 and box["width"] == pytest.approx(64)
+        assert 0 <= box["x"] and box["x"] + box["width"] <= 128 and box["width"] == pytest.approx(patch)
 
 
 def test_classify_raw_body_with_early_exit(client, videos):
