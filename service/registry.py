@@ -23,7 +23,7 @@ class ServedModel:
     pipeline: LoadedPipeline
     runner: OnnxPipeline
     operating_points: list[OperatingPoint]
-    providers: list[str]
+    providers: list[str]  # what its sessions run on, in order of preference (providers_in_use)
     batcher: StepBatcher | None = None  # started by start_batching()
     active_clips: ActiveClips = field(default_factory=ActiveClips)  # clips using the batcher
 
@@ -43,6 +43,14 @@ def available_providers(preferred: list[str]) -> list[str]:
     present = set(ort.get_available_providers())
     chosen = [p for p in preferred if p in present]
     return chosen if "CPUExecutionProvider" in chosen else [*chosen, "CPUExecutionProvider"]
+
+
+def providers_in_use(sessions: dict, preferred: list[str]) -> list[str]:
+    """The preferred providers that every graph's session really took. ONNX Runtime drops a
+    provider that fails to start (CUDA libraries missing, say) without an error, so what was
+    asked for is not always what runs."""
+    taken = [set(session.get_providers()) for session in sessions.values()]
+    return [p for p in preferred if all(p in t for t in taken)]
 
 
 class ModelRegistry:
@@ -72,10 +80,11 @@ class ModelRegistry:
                     cache_dir=self.settings.trt_cache_dir,
                 )
                 points = [OperatingPoint.from_dict(p.model_dump()) for p in pipeline.manifest.operating_points]
-                model = ServedModel(pipeline, OnnxPipeline(pipeline, sessions), points, providers)
+                running = providers_in_use(sessions, providers)
+                model = ServedModel(pipeline, OnnxPipeline(pipeline, sessions), points, running)
                 self._warm_up(model)
                 self.models[(name, pipeline.manifest.version)] = model
-                log.info("loaded %s v%d on %s", name, pipeline.manifest.version, ", ".join(providers))
+                log.info("loaded %s v%d on %s", name, pipeline.manifest.version, ", ".join(running))
         self.ready = True
 
     @staticmethod

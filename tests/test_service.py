@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.decoding import decode_schedule
+from service.registry import providers_in_use
 from service.settings import Settings
 from training.data.synthetic import SyntheticConfig, generate
 
@@ -50,6 +51,24 @@ def test_health_readiness_and_models(client):
     assert model["name"] == "adafocus_v2" and len(model["labels"]) == 10 and "files" not in model
     assert {"full", "balanced", "fast"} <= {n for p in model["operating_points"] for n in p["names"]}
     assert model["providers"] == ["CPUExecutionProvider"]
+
+
+def test_the_served_providers_are_those_every_session_took():
+    """ONNX Runtime drops a provider that fails to start without an error: /v1/models (and the
+    GPU benchmark's check) report what the sessions run on, not what was asked for."""
+
+    class Session:
+        def __init__(self, providers: list[str]) -> None:
+            self.providers = providers
+
+        def get_providers(self) -> list[str]:
+            return self.providers
+
+    preferred = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    on_gpu = Session(["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert providers_in_use({"glance": on_gpu, "focus": on_gpu}, preferred) == preferred[1:]
+    fell_back = {"glance": on_gpu, "focus": Session(["CPUExecutionProvider"])}
+    assert providers_in_use(fell_back, preferred) == ["CPUExecutionProvider"]
 
 
 def test_server_runs_on_uvloop_and_the_c_http_parser():
