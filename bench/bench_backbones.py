@@ -27,6 +27,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from training.machine import cpu_name
 from training.macs import count_macs, count_params
 from training.models import create_model
 from training.onnx_export import export_onnx
@@ -43,16 +44,6 @@ MODELS = [
     "condensenetv2_c",
 ]
 OUT_DIR = Path("docs/benchmarks")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def time_calls(fn, repeats: int, warmup: int) -> list[float]:

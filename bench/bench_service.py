@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -36,23 +35,14 @@ import aiohttp
 import httpx
 import numpy as np
 
+from training.machine import cpu_name
+
 OUT_DIR = Path("docs/benchmarks")
 CONCURRENCY = (1, 4, 16)
 CPU = "CPUExecutionProvider"
 BALANCED = "adafocus_v2 (balanced exit)"
 # The aim's scenario: AdaFocusV2 at its cheapest exit as accurate as the full-frame baseline.
 MATCHED = "adafocus_v2 (exit as accurate as full_frame)"
-
-
-def cpu_model() -> str:
-    """The processor's model name (figures move between processors), or the architecture."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def free_port() -> int:
@@ -500,7 +490,7 @@ def main() -> int:
         server.wait(30)
     gpu = gpu_name() if args.provider != CPU else None
     results: dict = {
-        "machine": f"{cpu_model()}, {os.cpu_count()} cores" + (f", {gpu}" if gpu else ""),
+        "machine": f"{cpu_name()}, {os.cpu_count()} cores" + (f", {gpu}" if gpu else ""),
         "provider": args.provider,
         "requests": args.requests,
         "videos": args.videos,

@@ -41,16 +41,16 @@ METHODS = tuple(TRAINERS)
 
 def machine_description(device) -> dict[str, Any]:
     """Where the run trained: results can differ between processors (float summation order)."""
-    import platform
-
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line]
-        cpu = names[0] if names else cpu
-    described = {"cpu": cpu, "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device)}
+    from training.machine import cpu_name
+
+    described = {
+        "cpu": cpu_name(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+    }
     if device.type == "cuda":
         described["gpu"] = torch.cuda.get_device_name(device)
     return described
