@@ -220,6 +220,7 @@ def eager_vs_onnx(repo: Path, run: Path, clips: list[np.ndarray], repeats: int) 
     """Inference only, batch 1, frame by frame, every frame: PyTorch eager vs ONNX Runtime."""
     import torch
 
+    from bench.verify_export import step_by_step
     from model_repository import load_pipeline
     from model_repository.onnx_pipeline import OnnxPipeline, create_sessions
     from training.adafocus.serialization import load_model
@@ -231,10 +232,7 @@ def eager_vs_onnx(repo: Path, run: Path, clips: list[np.ndarray], repeats: int) 
 
     def torch_clip(frames: np.ndarray) -> None:
         with torch.inference_mode():
-            state = model.initial_state(1)
-            tensor = torch.from_numpy(frames)
-            for step, index in enumerate(model.order.tolist()):
-                _, _, state = model.step(tensor[index : index + 1], state, step)
+            step_by_step(model, frames)
 
     timings = {}
     for name, function in (("pytorch_eager", torch_clip), ("onnxruntime", runner.run_clip)):
@@ -259,35 +257,29 @@ def test_videos(count: int) -> list[tuple[bytes, str]]:
     return [((root / path).read_bytes(), f"pattern_{label}") for path, label in rows]
 
 
-def operating_points(repo: Path, model: str) -> list:
-    """The served model's calibrated exit points (their accuracy is on the run's calibration
-    split: hundreds of videos, more than the bench sends)."""
-    from model_repository import load_pipeline
+def served_manifests(repo: Path) -> dict:
+    """The newest manifest of every pipeline in the repository (what the service defaults to),
+    read and verified once. Their operating points' accuracy is on the run's calibration split:
+    hundreds of videos, more than the bench sends."""
+    from model_repository import find_pipelines, load_pipeline
 
-    return load_pipeline(repo, model).manifest.operating_points
+    return {name: load_pipeline(repo, name).manifest for name in find_pipelines(repo)}
 
 
-def calibration_accuracy(repo: Path, model: str, point: str) -> float:
+def calibration_accuracy(manifest, point: str) -> float:
     """The accuracy the manifest records for the operating point named ``point``."""
-    return next(p.accuracy for p in operating_points(repo, model) if point in p.names)
+    return next(p.accuracy for p in manifest.operating_points if point in p.names)
 
 
-def matching_point(repo: Path, model: str, accuracy: float):
+def matching_point(manifest, accuracy: float):
     """The cheapest operating point at least ``accuracy`` on the calibration split (the most
     accurate point where none is). Asked for by its GMACs budget, the service picks this point:
     the most accurate one within the budget."""
-    points = operating_points(repo, model)
+    points = manifest.operating_points
     eligible = [p for p in points if p.accuracy >= accuracy]
     if not eligible:
         return max(points, key=lambda p: (p.accuracy, -p.expected_gmacs))
     return min(eligible, key=lambda p: p.expected_gmacs)
-
-
-def source_run(repo: Path, model: str) -> Path:
-    """The training run a served model was exported from (its manifest says)."""
-    from model_repository import load_pipeline
-
-    return Path(load_pipeline(repo, model).manifest.source.run_dir)
 
 
 def write(results: dict) -> None:
@@ -421,22 +413,23 @@ def aims(results: dict) -> list[str]:
     return lines
 
 
-def scenarios_for(repo: Path, models: list[dict]) -> tuple[dict[str, dict], dict[str, float], Any]:
+def scenarios_for(manifests: dict, models: list[dict]) -> tuple[dict[str, dict], dict[str, float], Any]:
     """The request parameters of each scenario, each one's calibration accuracy, and the exit
     point of the aim's scenario (``None`` without the full-frame baseline)."""
+    ours = manifests["adafocus_v2"]
     scenarios = {
         BALANCED: {"model": "adafocus_v2", "exit": "balanced"},
         "adafocus_v2 (every frame)": {"model": "adafocus_v2", "exit": "off"},
     }
     accuracy = {
-        BALANCED: calibration_accuracy(repo, "adafocus_v2", "balanced"),
-        "adafocus_v2 (every frame)": calibration_accuracy(repo, "adafocus_v2", "full"),
+        BALANCED: calibration_accuracy(ours, "balanced"),
+        "adafocus_v2 (every frame)": calibration_accuracy(ours, "full"),
     }
     if not any(m["name"] == "full_frame" for m in models):
         return scenarios, accuracy, None
     scenarios["full_frame"] = {"model": "full_frame", "exit": "off"}
-    accuracy["full_frame"] = calibration_accuracy(repo, "full_frame", "full")
-    matched = matching_point(repo, "adafocus_v2", accuracy["full_frame"])
+    accuracy["full_frame"] = calibration_accuracy(manifests["full_frame"], "full")
+    matched = matching_point(ours, accuracy["full_frame"])
     # Asked for by its GMACs budget (repr round-trips the float exactly).
     scenarios = {MATCHED: {"model": "adafocus_v2", "exit": repr(matched.expected_gmacs)}, **scenarios}
     accuracy[MATCHED] = matched.accuracy
@@ -477,12 +470,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per session (0: default)")
     args = parser.parse_args()
     videos = test_videos(args.videos)
+    manifests = served_manifests(args.repo)
     port = free_port()
     server = start_server(args.repo, port, args.threads, args.provider)
     try:
         models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["models"]
         check_providers(models, args.provider)
-        scenarios, accuracy, matched = scenarios_for(args.repo, models)
+        scenarios, accuracy, matched = scenarios_for(manifests, models)
         runs = run_cells(port, server.pid, videos, scenarios, args.requests, args.repeats)
         peak_mb = peak_rss_mb(server.pid)
     finally:
@@ -503,7 +497,7 @@ def main() -> int:
     }
     if matched is not None:
         results["matched_point"] = {"p": matched.p, "names": matched.names, "expected_gmacs": matched.expected_gmacs}
-    torch_run = args.torch_run or source_run(args.repo, "adafocus_v2")
+    torch_run = args.torch_run or Path(manifests["adafocus_v2"].source.run_dir)
     if args.provider == CPU and (torch_run / "model.pt").is_file():
         import io
 

@@ -13,9 +13,8 @@ from bench.bench_service import (
     calibration_accuracy,
     check_providers,
     matching_point,
-    operating_points,
     output_stem,
-    source_run,
+    served_manifests,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,21 +59,21 @@ def test_the_throughput_aim_needs_equal_accuracy_on_clips_and_calibration_split(
 
 
 def test_accuracy_and_source_run_come_from_the_shipped_manifests():
-    repo = REPO / "model_repo"
-    assert calibration_accuracy(repo, "full_frame", "full") == 1.0
-    assert 0.0 < calibration_accuracy(repo, "adafocus_v2", "balanced") <= 1.0
-    assert source_run(repo, "adafocus_v2").parts[:2] == ("runs", "compare")
+    manifests = served_manifests(REPO / "model_repo")
+    assert calibration_accuracy(manifests["full_frame"], "full") == 1.0
+    assert 0.0 < calibration_accuracy(manifests["adafocus_v2"], "balanced") <= 1.0
+    assert Path(manifests["adafocus_v2"].source.run_dir).parts[:2] == ("runs", "compare")
 
 
 def test_the_matching_point_is_the_cheapest_one_as_accurate_as_asked():
-    repo = REPO / "model_repo"
-    points = operating_points(repo, "adafocus_v2")
+    manifest = served_manifests(REPO / "model_repo")["adafocus_v2"]
+    points = manifest.operating_points
     for target in sorted({p.accuracy for p in points}):
-        chosen = matching_point(repo, "adafocus_v2", target)
+        chosen = matching_point(manifest, target)
         assert chosen.accuracy >= target
         assert all(p.expected_gmacs >= chosen.expected_gmacs for p in points if p.accuracy >= target)
     best = max(p.accuracy for p in points)
-    assert matching_point(repo, "adafocus_v2", best + 0.01).accuracy == best  # none reaches it: the most accurate
+    assert matching_point(manifest, best + 0.01).accuracy == best  # none reaches it: the most accurate
 
 
 def test_a_gpu_run_stops_where_the_provider_did_not_load_and_writes_its_own_table():
