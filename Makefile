@@ -1,11 +1,20 @@
-# The two commands of the README: `make serve` (arrives with the service) and `make test`.
+# The two commands of the README: `make serve` and `make test`. Both set up what they need.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The marker is rebuilt whenever a requirements file changes.
+# The development environment: the project installed in editable mode with every extra
+# (training with CPU torch 2.13.0, tests, lint, benchmarks). Rebuilt when pyproject.toml changes.
 STAMP := $(VENV)/.installed-dev
-# One pytest worker per core; each worker runs torch on one thread (tests/conftest.py).
+# One pytest worker per core; each worker runs torch on one thread (tests/training/conftest.py).
 PYTEST_ARGS ?= -n auto
+
+# The service's own environment: the project with the `service` extra only, no torch.
+SERVICE_VENV ?= .venv-service
+SERVICE_BIN := $(SERVICE_VENV)/bin
+SERVICE_STAMP := $(SERVICE_VENV)/.installed
+SERVICE_TEST_STAMP := $(SERVICE_VENV)/.installed-test
+# The tests that must pass without torch: the shared pipeline and the service.
+TORCH_FREE_TESTS := tests/pipeline tests/service
 
 .PHONY: serve test lint bench-backbones bench-decode train-image train compare export synthetic clean-venv
 
@@ -13,68 +22,75 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python requirements/service-common.txt requirements/service.txt requirements/train.txt requirements/dev.txt
-	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-SERVICE_VENV ?= .venv-service
-SERVICE_STAMP := $(SERVICE_VENV)/.installed
-
-# The service's own environment: requirements/service.txt only, no torch.
-$(SERVICE_STAMP): requirements/service-common.txt requirements/service.txt
+$(SERVICE_BIN)/python:
 	$(PYTHON) -m venv $(SERVICE_VENV)
-	$(SERVICE_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(SERVICE_VENV)/bin/python -m pip install --quiet -r requirements/service.txt
+	$(SERVICE_BIN)/python -m pip install --quiet --upgrade pip
+
+$(SERVICE_STAMP): $(SERVICE_BIN)/python pyproject.toml
+	$(SERVICE_BIN)/python -m pip install --quiet -e '.[service]'
+	touch $@
+
+# The same environment plus the test tools (still no torch).
+$(SERVICE_TEST_STAMP): $(SERVICE_STAMP)
+	$(SERVICE_BIN)/python -m pip install --quiet -e '.[service,test]'
 	touch $@
 
 ## make serve: the service on CPU with the shipped model at http://127.0.0.1:8000 (docs at /docs)
 serve: $(SERVICE_STAMP)
-	ADAFOCUS_PROVIDERS='["CPUExecutionProvider"]' $(SERVICE_VENV)/bin/python -m service
+	ADAFOCUS_PROVIDERS='["CPUExecutionProvider"]' $(SERVICE_BIN)/adafocus-serve
 
-# The browser tests (tests/test_web.py) drive Debian's Chromium; installed once (needs root).
+# The browser tests (tests/service/test_web.py) drive Debian's Chromium; installed once (needs root).
 CHROMIUM ?= /usr/bin/chromium
 $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
 	else \
-		echo "tests/test_web.py needs Chromium at $(CHROMIUM): run 'sudo apt-get install chromium' (skipped until then)"; \
+		echo "tests/service/test_web.py needs Chromium at $(CHROMIUM): run 'sudo apt-get install chromium' (skipped until then)"; \
 	fi
 
-## make test: create .venv if missing, install what the tests need (Chromium included), lint, run the test suite
-test: $(STAMP) $(CHROMIUM)
+## make test: set up both environments, lint (ruff, import rules), run the torch-free tests in the
+## service's environment (no torch installed) and the rest in the development environment
+test: $(STAMP) $(SERVICE_TEST_STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/lint-imports
+	$(SERVICE_BIN)/python -m pytest $(PYTEST_ARGS) $(TORCH_FREE_TESTS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS) $(addprefix --ignore=,$(TORCH_FREE_TESTS))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 ## CPU latency / throughput of the backbones; writes docs/benchmarks/backbones.{md,json}
 bench-backbones: $(STAMP)
-	$(BIN)/python bench/bench_backbones.py
+	$(BIN)/python -m bench.bench_backbones
 
 ## decode + sample + resize timings; writes docs/benchmarks/decode.{md,json}
 bench-decode: $(STAMP)
-	$(BIN)/python bench/bench_decode.py
+	$(BIN)/python -m bench.bench_decode
 
 ## the synthetic video benchmark under data/synthetic
 synthetic: $(STAMP)
-	$(BIN)/python -m training.data.synthetic --out data/synthetic --seed 0
+	$(BIN)/adafocus-synthetic --out data/synthetic --seed 0
 
 ## train the default CondenseNetV2 on the generated image dataset
 train-image: $(STAMP)
-	$(BIN)/python training/train_image.py
+	$(BIN)/adafocus-train-image
 
 ## train the default AdaFocusV2 on the synthetic benchmark (runs/adafocus)
 train: $(STAMP)
-	$(BIN)/python training/train.py
+	$(BIN)/adafocus-train
 
 ## AdaFocusV2, baselines and ablations (runs/compare) -> docs/results/synthetic.{md,png}
 compare: $(STAMP)
-	$(BIN)/python training/compare.py
+	$(BIN)/adafocus-compare
 
 ## export the default run into model_repo/ (next free version)
 export: $(STAMP)
-	$(BIN)/python training/export.py runs/adafocus --out model_repo
+	$(BIN)/adafocus-export runs/adafocus --out model_repo
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(SERVICE_VENV)

@@ -20,18 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 import numpy as np
 import onnxruntime as ort
 import torch
 
-from training.machine import cpu_name
-from training.macs import count_macs, count_params
+from training.engine.machine import cpu_name
+from training.exporter.onnx_export import export_onnx
 from training.models import create_model
-from training.onnx_export import export_onnx
-from training.profile import inference_form
+from training.models.macs import count_macs, count_params
+from training.models.profile import inference_form
 
 MODELS = [
     "mobilenetv2_035",

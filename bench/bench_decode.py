@@ -22,15 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 import av
 import numpy as np
 
-from frames.decode import read_clip
-from frames.sampling import segment_indices
-from frames.transform import FrameGeometry
+from pipeline.frames.decode import read_clip
+from pipeline.frames.sampling import segment_indices
+from pipeline.frames.transform import FrameGeometry
 
 OUT_DIR = Path("docs/benchmarks")
 SAMPLES = 16

@@ -28,14 +28,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 import aiohttp
 import httpx
 import numpy as np
 
-from training.machine import cpu_name
+from training.engine.machine import cpu_name
 
 OUT_DIR = Path("docs/benchmarks")
 CONCURRENCY = (1, 4, 16)
@@ -221,9 +218,9 @@ def eager_vs_onnx(repo: Path, run: Path, clips: list[np.ndarray], repeats: int) 
     import torch
 
     from bench.verify_export import step_by_step
-    from model_repository import load_pipeline
-    from model_repository.onnx_pipeline import OnnxPipeline, create_sessions
-    from training.adafocus.serialization import load_model
+    from pipeline.onnx_steps import OnnxPipeline, create_sessions
+    from pipeline.repository import load_pipeline
+    from training.adafocus.record import load_model
 
     torch.set_num_threads(os.cpu_count() or 1)
     model, _ = load_model(run / "model.pt")
@@ -261,7 +258,7 @@ def served_manifests(repo: Path) -> dict:
     """The newest manifest of every pipeline in the repository (what the service defaults to),
     read and verified once. Their operating points' accuracy is on the run's calibration split:
     hundreds of videos, more than the bench sends."""
-    from model_repository import find_pipelines, load_pipeline
+    from pipeline.repository import find_pipelines, load_pipeline
 
     return {name: load_pipeline(repo, name).manifest for name in find_pipelines(repo)}
 
@@ -501,8 +498,8 @@ def main() -> int:
     if args.provider == CPU and (torch_run / "model.pt").is_file():
         import io
 
-        from frames.decode import read_clip
-        from frames.transform import FrameGeometry
+        from pipeline.frames.decode import read_clip
+        from pipeline.frames.transform import FrameGeometry
 
         clips = [read_clip(io.BytesIO(data), 8, FrameGeometry(128, 128)).frames for data, _ in videos[:8]]
         results["eager_vs_onnx"] = eager_vs_onnx(args.repo, torch_run, clips, repeats=3)

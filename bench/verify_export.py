@@ -18,22 +18,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from early_exit import confidence, simulate_exit
-from frames.decode import read_clip
-from frames.transform import FrameGeometry
-from model_repository import load_pipeline
-from model_repository.onnx_pipeline import OnnxPipeline, create_sessions
-from training.adafocus.serialization import load_model
+from pipeline.early_exit import confidence, simulate_exit
+from pipeline.frames.decode import read_clip
+from pipeline.frames.transform import FrameGeometry
+from pipeline.onnx_steps import OnnxPipeline, create_sessions
+from pipeline.repository import load_pipeline
+from training.adafocus.record import load_model
 
 OUT_DIR = Path("docs/benchmarks")
 

@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
-from frames.errors import VideoError
-from frames.limits import DecodeLimits
+from pipeline.frames.errors import VideoError
+from pipeline.frames.limits import DecodeLimits
 
 from .decoding import DecoderPool
 from .metrics import Metrics

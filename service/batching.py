@@ -23,8 +23,8 @@ from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
-from model_repository.manifest import Manifest
-from model_repository.onnx_pipeline import FRAME, STAGES, ClipResult, clip_steps
+from pipeline.manifest import Manifest
+from pipeline.onnx_steps import FRAME, STAGES, ClipResult, clip_steps
 
 Row = dict[str, np.ndarray]
 # Runs a batch of rows: (outputs, seconds per stage); see ``onnx_pipeline.run_step``.

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from early_exit import OperatingPoint, choose_operating_point
-from frames.patch import box_in_original, patch_origin
-from frames.sampling import segment_indices
-from frames.transform import FrameGeometry
-from model_repository.onnx_pipeline import ClipResult
+from pipeline.early_exit import OperatingPoint, choose_operating_point
+from pipeline.frames.patch import box_in_original, patch_origin
+from pipeline.frames.sampling import segment_indices
+from pipeline.frames.transform import FrameGeometry
+from pipeline.onnx_steps import ClipResult
 
 from .batching import run_clip_batched
 from .decoding import LazyClip

@@ -36,9 +36,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from frames.decode import Clip, ClipReader
-from frames.limits import DecodeLimits
-from frames.transform import FrameGeometry
+from pipeline.frames.decode import Clip, ClipReader
+from pipeline.frames.limits import DecodeLimits
+from pipeline.frames.transform import FrameGeometry
 
 from .problems import Problem
 

@@ -1,4 +1,4 @@
-"""``python -m service.healthcheck``: exit 0 if the service on this machine is ready, else 1.
+"""``python -m service.healthcheck`` (``adafocus-healthcheck``): exit 0 if the service on this machine is ready, else 1.
 
 The container health check (docker/Dockerfile*, docker-compose.yml): the images carry no curl,
 and ``/readyz`` answers 200 only once the models are loaded, verified and warmed up.
@@ -6,8 +6,8 @@ and ``/readyz`` answers 200 only once the models are loaded, verified and warmed
 
 from __future__ import annotations
 
+import argparse
 import os
-import sys
 import urllib.error
 import urllib.request
 
@@ -21,8 +21,12 @@ def ready(url: str, timeout_s: float = 2.0) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    url = args[0] if args else f"http://127.0.0.1:{os.environ.get('ADAFOCUS_PORT', '8000')}/readyz"
+    parser = argparse.ArgumentParser(prog="adafocus-healthcheck", description="exit 0 if the service is ready, else 1")
+    parser.add_argument(
+        "url", nargs="?", help="readiness URL (default: http://127.0.0.1:$ADAFOCUS_PORT/readyz, port 8000 if unset)"
+    )
+    args = parser.parse_args(argv)
+    url = args.url or f"http://127.0.0.1:{os.environ.get('ADAFOCUS_PORT', '8000')}/readyz"
     return 0 if ready(url) else 1
 
 

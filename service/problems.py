@@ -6,7 +6,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from frames.errors import VideoError
+from pipeline.frames.errors import VideoError
 
 PROBLEM_JSON = "application/problem+json"
 

@@ -8,9 +8,9 @@ from functools import partial
 
 import numpy as np
 
-from early_exit import OperatingPoint
-from model_repository import LoadedPipeline, ModelRepositoryError, find_pipelines, load_pipeline
-from model_repository.onnx_pipeline import OnnxPipeline, create_sessions, run_step
+from pipeline.early_exit import OperatingPoint
+from pipeline.onnx_steps import OnnxPipeline, create_sessions, run_step
+from pipeline.repository import LoadedPipeline, ModelRepositoryError, find_pipelines, load_pipeline
 
 from .batching import ActiveClips, StepBatcher
 from .settings import Settings

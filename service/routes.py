@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from frames.transform import FrameGeometry
+from pipeline.frames.transform import FrameGeometry
 
 from .classify import choose_point, classify_clip, parse_exit
 from .decoding import DecoderPool, LazyClip

@@ -45,7 +45,7 @@ def set_mp4_rotation(path: Path, clockwise_degrees: int) -> None:
 
 def brightness_index(frame_chw: np.ndarray) -> int:
     """Inverse of :func:`frame_image` on a normalised ``(3, H, W)`` frame (indices below 32)."""
-    from frames.transform import IMAGENET_MEAN, IMAGENET_STD
+    from pipeline.frames.transform import IMAGENET_MEAN, IMAGENET_STD
 
     rgb = frame_chw.transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN
     return int(round(float(rgb.mean()) * 255 / 8))

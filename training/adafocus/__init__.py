@@ -4,7 +4,7 @@ from .classifiers import PoolingClassifier, RecurrentClassifier
 from .costs import StepCosts, step_costs
 from .crop import PatchCrop
 from .model import VARIANTS, AdaFocusConfig, AdaFocusV2, ClipOutput, StepState, coarse_to_fine_order
-from .policy import PatchPolicy
+from .v2.policy import PatchPolicy
 
 __all__ = [
     "VARIANTS",

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from training.macs import count_macs
+from training.models.macs import count_macs
 
 from .model import AdaFocusV2
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from early_exit import confidence, simulate_exit
+from pipeline.early_exit import confidence, simulate_exit
 from training.data.videos import VideoDataset
 
 from .model import AdaFocusV2, StepState

@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from early_exit import OperatingPoint, calibrate, confidence, name_operating_points, simulate_exit
-from training.runtime import log
+from pipeline.early_exit import OperatingPoint, calibrate, confidence, name_operating_points, simulate_exit
+from training.engine.runtime import log
 
 from .costs import StepCosts, step_costs
 from .evaluation import StepPredictions, collect, compare_exit, mean_average_precision, step_metrics, top1_correct
-from .serialization import save_model
-from .trainer import AdaFocusTrainer
+from .record import save_model
+from .v2.trainer import AdaFocusTrainer
 
 
 def video_step_gmacs(predictions: StepPredictions, costs: StepCosts) -> np.ndarray:

@@ -31,8 +31,8 @@ from training.models import create_model
 
 from .classifiers import build_classifier
 from .crop import PatchCrop, random_locations
-from .policy import PatchPolicy
-from .v1_policy import build_v1_policy
+from .v1.policy import build_v1_policy
+from .v2.policy import PatchPolicy
 
 Variant = Literal["adafocus_v2", "adafocus_v1", "random_patch", "centre_patch", "glance_only", "full_frame"]
 Focus = Literal["policy", "random", "centre"]

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from frames.decode import ResizedVideo, read_all_resized
-from frames.limits import DecodeLimits
-from frames.transform import FrameGeometry
+from pipeline.frames.decode import ResizedVideo, read_all_resized
+from pipeline.frames.limits import DecodeLimits
+from pipeline.frames.transform import FrameGeometry
 
 
 class FrameCache:

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from frames.transform import IMAGENET_MEAN, IMAGENET_STD
+from pipeline.frames.transform import IMAGENET_MEAN, IMAGENET_STD
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 

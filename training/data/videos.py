@@ -22,10 +22,10 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from frames.decode import clip_from_resized, read_clip
-from frames.errors import VideoError
-from frames.limits import DecodeLimits
-from frames.transform import FrameGeometry
+from pipeline.frames.decode import clip_from_resized, read_clip
+from pipeline.frames.errors import VideoError
+from pipeline.frames.limits import DecodeLimits
+from pipeline.frames.transform import FrameGeometry
 
 from .frame_cache import FrameCache
 

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import atomic_save
+from training.engine.checkpoint import atomic_save
+
 from .registry import create_model
 
 FORMAT = "backbone/1"

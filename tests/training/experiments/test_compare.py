@@ -1,0 +1,143 @@
+"""The comparison command: experiments run (and are reused), the report and plot, the aims' verdicts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tests.training.tiny import TINY_TRAINING
+from training.experiments.compare import BY_NAME, Result, check_aims, compare_with_baselines, main
+
+
+def _result(name: str, top1: float, gmacs_per_video: float, points: list[tuple[str, float, float]] = ()) -> Result:
+    return Result(
+        experiment=BY_NAME[name],
+        patch_size=16,
+        gmacs_per_frame=gmacs_per_video / 8,
+        gmacs_per_video=gmacs_per_video,
+        top1=top1,
+        exit_points=[
+            {"name": n, "names": [n], "p": None, "top1": acc, "gmacs_per_video": gmacs} for n, acc, gmacs in points
+        ],
+        train_seconds=1.0,
+    )
+
+
+def test_aims_are_judged_from_the_figures():
+    results = {
+        "full_frame": _result("full_frame", 0.90, 3.0),
+        "adafocus_v2": _result("adafocus_v2", 0.92, 0.9, [("full", 0.92, 0.9), ("fast", 0.915, 0.5), ("x", 0.7, 0.1)]),
+        "no_stop_gradient": _result("no_stop_gradient", 0.80, 0.9),
+        "no_auxiliary_losses": _result("no_auxiliary_losses", 0.915, 0.9),
+    }
+    lines = check_aims(results, test_videos=500)
+    assert len(lines) == 4
+    assert lines[0].startswith("- **Met**") and "30%" in lines[0]  # 0.9 / 3.0
+    assert lines[1].startswith("- **Met**") and "(fast)" in lines[1] and "44% fewer" in lines[1]
+    assert lines[2].startswith("- **Not met**") and "auxiliary" in lines[2]  # half a point: within the noise
+    assert lines[3].startswith("- **Met**") and "stop-gradient" in lines[3]
+    # More than a third of the full-frame compute fails the first aim even when more accurate.
+    results["adafocus_v2"] = _result("adafocus_v2", 0.95, 1.2, [("full", 0.95, 1.2)])
+    lines = check_aims(results, test_videos=500)
+    assert lines[0].startswith("- **Not met**") and lines[1].startswith("- **Not met**")
+
+
+def test_the_policy_is_compared_with_fixed_patches():
+    results = {
+        "adafocus_v2": _result("adafocus_v2", 0.92, 0.23),
+        "centre_patch": _result("centre_patch", 1.00, 0.22),
+        "random_patch": _result("random_patch", 0.925, 0.22),
+    }
+    centre, random = compare_with_baselines(results, test_videos=500)
+    assert "worse than a centre patch" in centre and "top-1 0.920 vs 1.000" in centre
+    assert "no different from a random patch" in random
+    results["centre_patch"] = _result("centre_patch", 0.80, 0.22)
+    assert "better than a centre patch" in compare_with_baselines(results, test_videos=500)[0]
+
+
+def test_compare_runs_reuses_and_reports(tiny_dataset: Path, tmp_path: Path):
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({**TINY_TRAINING, "epochs": 1, "data": str(tiny_dataset)}))
+    runs, report = tmp_path / "runs", tmp_path / "results" / "tiny.md"
+    argv = ["--config", str(base), "--runs", str(runs), "--report", str(report)]
+    argv += ["--only", "adafocus_v2", "full_frame", "no_stop_gradient"]
+    assert main(argv) == 0
+    summaries = {name: (runs / name / "summary.json").stat().st_mtime_ns for name in argv[-3:]}
+    text = report.read_text()
+    for label in ("AdaFocusV2, patch 16", "local network on full frames", "ablation: no stop-gradient"):
+        assert f"| {label} |" in text
+    assert "Not run (yet): no_random_patch_branch, no_auxiliary_losses, centre_patch" in text
+    assert text.count("- **") == 3  # compute aim, exit aim, one ablation
+    assert report.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The same command again trains nothing; a different base option would be a new run.
+    assert main(argv) == 0
+    assert {name: (runs / name / "summary.json").stat().st_mtime_ns for name in argv[-3:]} == summaries
+    assert main([*argv[:6], "--report-only"]) == 0
+    # The report keeps a record of each run, so it can be rewritten once the run folders are gone.
+    records = tmp_path / "results" / "tiny"
+    assert sorted(p.name for p in records.iterdir()) == ["adafocus_v2", "full_frame", "no_stop_gradient"]
+    shutil.rmtree(runs)
+    report.unlink()
+    assert main(["--runs", str(runs), "--report", str(report), "--report-only"]) == 0
+    assert "| ablation: no stop-gradient |" in report.read_text()
+    assert main(["--set", "no_such_option=1", "--runs", str(runs), "--report-only"]) == 2
+
+
+def test_v1_against_v2_report(tiny_dataset: Path, tmp_path: Path):
+    from training.experiments.compare_v1 import main as compare_v1
+
+    base = tmp_path / "base.json"
+    base.write_text(
+        json.dumps({**TINY_TRAINING, "epochs": 1, "v1_stage_epochs": [1, 1, 1, 1], "data": str(tiny_dataset)})
+    )
+    runs, report = tmp_path / "runs", tmp_path / "results" / "v1-vs-v2.md"
+    assert compare_v1(["--config", str(base), "--runs", str(runs), "--report", str(report)]) == 0
+    text = report.read_text()
+    for label in ("AdaFocusV2 (one stage)", "AdaFocus V1 (four stages", "AdaFocus V1 with frame skipping"):
+        assert f"| {label}" in text
+    assert "- Training time: V1's four stages took" in text
+    assert "- Frame skipping (cost 0.05): focus on" in text and "- Frame skipping (cost 0.2): focus on" in text
+    assert "different machines" not in text  # all three ran here
+    v1 = json.loads((runs / "adafocus_v1" / "summary.json").read_text())
+    minutes = " / ".join(f"{s / 60:.1f}" for s in v1["stage_seconds"])
+    assert f"| {minutes} |" in text
+
+
+def _v1_summary(top1: float, seconds: list[float] | float, machine: str | None, focus_rate: float | None = None):
+    summary = {
+        "test": {"per_step": [{"top1": top1}]},
+        "gmacs_per_frame": 0.03,
+        "gmacs_per_video_full": 0.24,
+    }
+    if isinstance(seconds, list):
+        summary["stage_seconds"] = summary["stage_cpu_seconds"] = seconds
+    else:
+        summary["train_seconds_this_session"] = summary["train_cpu_seconds_this_session"] = seconds
+    if machine is not None:
+        summary["machine"] = {"cpu": machine}
+    if focus_rate is not None:
+        summary["test"].update(focus_rate=focus_rate, gmacs_per_video_all_frames=0.18)
+    return summary
+
+
+def test_v1_report_findings_are_computed_and_flag_machines():
+    from training.experiments.compare_v1 import findings
+
+    summaries = {
+        "adafocus_v2": _v1_summary(0.95, 600.0, "A"),
+        "adafocus_v1": _v1_summary(0.90, [300.0, 600.0, 300.0, 300.0], "A"),
+        "adafocus_v1_skip": _v1_summary(0.88, [1.0] * 4, "A", focus_rate=0.5),
+        "adafocus_v1_skip_0.2": _v1_summary(0.80, [1.0] * 4, "A", focus_rate=0.25),
+    }
+    lines = findings(summaries)
+    assert "took 2.50x V2's wall-clock time (2.50x its CPU time)" in lines[0]
+    assert "V2 5.0 points above V1" in lines[1]
+    assert "focus on 50% of the frames, 25% fewer GMACs" in lines[2] and "+2.0 points" in lines[2]
+    assert "(cost 0.2): focus on 25% of the frames" in lines[3] and "+10.0 points" in lines[3]
+    assert len(lines) == 4  # one machine, all recorded
+    summaries["adafocus_v1"]["machine"] = {"cpu": "B"}
+    del summaries["adafocus_v2"]["machine"]
+    lines = findings(summaries)
+    assert any("different machines" in line for line in lines)
+    assert any("machine of adafocus_v2 was not recorded" in line for line in lines)

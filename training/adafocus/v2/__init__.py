@@ -1,0 +1,1 @@
+"""AdaFocusV2: the differentiable location regressor and the one-stage training."""

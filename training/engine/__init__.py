@@ -1,0 +1,2 @@
+"""The training engine every trainer shares: one resumable loop, checkpoints, stop signals,
+distributed data parallelism, weight EMA, optimiser and schedule, command-line options."""

@@ -1,0 +1,425 @@
+"""Train AdaFocusV2, its baselines and its ablations on one dataset; write the accuracy-vs-GMACs report.
+
+    python training/compare.py                                # synthetic benchmark: runs/compare -> docs/results/
+    python training/compare.py --report-only                  # rewrite the report from the finished runs
+    python training/compare.py --only adafocus_v2 full_frame  # a subset
+    python training/compare.py --config base.toml --set epochs=4 --runs runs/mine --report docs/results/mine.md
+
+Every experiment is one ``python training/train.py`` run in ``RUNS/<name>`` that shares the base
+configuration (``--config`` file and ``--set key=value`` entries, on top of the defaults) and
+changes only what the experiment is about (:data:`EXPERIMENTS`). A finished run with the same
+configuration is reused and an interrupted one resumes, so rerunning the command after a kill
+loses at most one checkpoint interval. The report (Markdown table + PNG plot, test split) is
+computed from the runs' ``summary.json`` files, nothing typed in; it states each aim of the
+method as met or not met with the figures.
+
+Run folders are large and not versioned, so the report keeps a record of what it was built from:
+each finished run's ``summary.json`` and ``config.json`` are copied next to the report
+(``docs/results/synthetic/<name>/``) and the report is written from those records. A record is
+replaced whenever its run folder holds a newer finished run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.adafocus.config import TrainConfig
+from training.engine.options import from_mapping, load_config_file
+from training.engine.runtime import StopRequest, config_differences, log, run_command
+from training.adafocus.run import train
+
+
+def training_seconds(summary: dict[str, Any], cpu: bool = False) -> float:
+    """Wall-clock (or CPU) training time of a run over all its sessions. Runs summarised before
+    that was recorded give their stages' sum (V1) or their last session's time (the whole run
+    unless it was resumed); NaN where nothing was recorded."""
+    key = "train_cpu_seconds" if cpu else "train_seconds"
+    if key in summary:
+        return float(summary[key])
+    stages = summary.get("stage_cpu_seconds" if cpu else "stage_seconds")
+    if stages:
+        return float(sum(stages))
+    return float(summary.get(f"{key}_this_session", "nan"))
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One training run of the comparison: a name (its folder), a label and its option changes."""
+
+    name: str
+    label: str
+    group: str  # "adafocus_v2", "baseline" or "ablation"
+    changes: dict[str, Any]
+
+
+# In the order they run: what the aims need first, so a partial comparison is already useful.
+EXPERIMENTS: tuple[Experiment, ...] = (
+    Experiment("adafocus_v2", "AdaFocusV2", "adafocus_v2", {}),  # the base configuration's patch size
+    Experiment("full_frame", "local network on full frames", "baseline", {"variant": "full_frame"}),
+    Experiment(
+        "no_random_patch_branch", "ablation: no random-patch branch", "ablation", {"random_patch_branch": False}
+    ),
+    Experiment("no_auxiliary_losses", "ablation: no auxiliary losses", "ablation", {"auxiliary_losses": False}),
+    Experiment("no_stop_gradient", "ablation: no stop-gradient", "ablation", {"stop_gradient": False}),
+    Experiment("centre_patch", "centre patch", "baseline", {"variant": "centre_patch"}),
+    Experiment("random_patch", "random patch", "baseline", {"variant": "random_patch"}),
+    Experiment("glance_only", "glance only", "baseline", {"variant": "glance_only"}),
+    Experiment("adafocus_v2_p48", "AdaFocusV2", "adafocus_v2", {"patch_size": 48}),
+    Experiment("adafocus_v2_p80", "AdaFocusV2", "adafocus_v2", {"patch_size": 80}),
+)
+BY_NAME = {experiment.name: experiment for experiment in EXPERIMENTS}
+
+# The aims of the method on this benchmark (issue 4), checked from the results.
+COMPUTE_SHARE = 1 / 3  # AdaFocusV2 at most a third of the full-frame network's GMACs ...
+EXIT_SAVING = 0.40  # ... and conditional exit saves at least 40% more ...
+EXIT_MAX_DROP = 0.01  # ... for at most one point of accuracy.
+
+
+# -- running ---------------------------------------------------------------------------------
+def experiment_config(base: dict[str, Any], experiment: Experiment, runs: Path) -> TrainConfig:
+    return from_mapping(TrainConfig, {**base, **experiment.changes, "out": str(runs / experiment.name)})
+
+
+def is_finished(config: TrainConfig) -> bool:
+    """A run folder whose summary was written by a run of exactly this configuration."""
+    run = Path(config.out)
+    if not (run / "summary.json").is_file() or not (run / "config.json").is_file():
+        return False
+    saved = json.loads((run / "config.json").read_text())
+    defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
+    return not config_differences(saved, json.loads(json.dumps(dataclasses.asdict(config))), defaults=defaults)
+
+
+def run_experiments(base: dict[str, Any], experiments: list[Experiment], runs: Path, stop: StopRequest) -> None:
+    for number, experiment in enumerate(experiments, 1):
+        config = experiment_config(base, experiment, runs)
+        if is_finished(config):
+            log(f"[{number}/{len(experiments)}] {experiment.name}: finished earlier, reused")
+            continue
+        log(f"[{number}/{len(experiments)}] {experiment.name}: training ({experiment.label})")
+        train(config, stop)
+
+
+# -- the report ------------------------------------------------------------------------------
+@dataclass
+class Result:
+    """What the report needs from one finished run (test split)."""
+
+    experiment: Experiment
+    patch_size: int
+    gmacs_per_frame: float
+    gmacs_per_video: float  # every frame processed
+    top1: float  # after the last frame
+    exit_points: list[dict[str, Any]]  # test accuracy and GMACs of each calibrated operating point
+    train_seconds: float
+    train_cpu_seconds: float = float("nan")  # not recorded by older runs
+
+    @classmethod
+    def load(cls, experiment: Experiment, run: Path) -> Result:
+        summary = json.loads((run / "summary.json").read_text())
+        config = json.loads((run / "config.json").read_text())
+        names = {(p["name"], p["p"]): p["names"] for p in summary["operating_points"]}
+        points = [{**p, "names": names.get((p["name"], p["p"]), [])} for p in summary["test"]["operating_points"]]
+        return cls(
+            experiment=experiment,
+            patch_size=config["patch_size"],
+            gmacs_per_frame=summary["gmacs_per_frame"],
+            gmacs_per_video=summary["gmacs_per_video_full"],
+            top1=summary["test"]["per_step"][-1]["top1"],
+            exit_points=points,
+            train_seconds=training_seconds(summary),
+            train_cpu_seconds=training_seconds(summary, cpu=True),
+        )
+
+    @property
+    def label(self) -> str:
+        if self.experiment.group == "adafocus_v2":
+            return f"{self.experiment.label}, patch {self.patch_size}"
+        return self.experiment.label
+
+    def named_point(self, name: str) -> dict[str, Any] | None:
+        return next((p for p in self.exit_points if name in p["names"]), None)
+
+
+RECORD_FILES = ("summary.json", "config.json")
+
+
+def records_folder(report: Path) -> Path:
+    """Where the report keeps the records of its runs: ``docs/results/synthetic.md`` -> ``.../synthetic/``."""
+    return report.with_suffix("")
+
+
+def update_records(runs: Path, records: Path, experiments: list[Experiment]) -> list[str]:
+    """Copy each finished run's summary and configuration into ``records``; the names updated."""
+    updated = []
+    for experiment in experiments:
+        run, record = runs / experiment.name, records / experiment.name
+        if not all((run / name).is_file() for name in RECORD_FILES):
+            continue
+        if all((record / n).is_file() and (record / n).read_bytes() == (run / n).read_bytes() for n in RECORD_FILES):
+            continue
+        record.mkdir(parents=True, exist_ok=True)
+        for name in RECORD_FILES:
+            shutil.copyfile(run / name, record / name)
+        updated.append(experiment.name)
+    return updated
+
+
+def load_results(records: Path, experiments: list[Experiment]) -> list[Result]:
+    return [Result.load(e, records / e.name) for e in experiments if (records / e.name / "summary.json").is_file()]
+
+
+def _cheapest_within(result: Result, max_drop: float) -> dict[str, Any] | None:
+    """The cheapest test operating point within ``max_drop`` of the all-frames accuracy."""
+    good = [p for p in result.exit_points if p["top1"] >= result.top1 - max_drop - 1e-12]
+    return min(good, key=lambda p: p["gmacs_per_video"], default=None)
+
+
+def _standard_error(accuracy: float, videos: int) -> float:
+    return (accuracy * (1 - accuracy) / max(videos, 1)) ** 0.5
+
+
+def _point_label(point: dict[str, Any]) -> str:
+    """An operating point's name, or its place in the budget sweep when it has none."""
+    return "/".join(point.get("names") or []) or point.get("name") or f"p={point['p']:.3g}"
+
+
+def compare_with_baselines(results: dict[str, Result], test_videos: int) -> list[str]:
+    """Not an aim of the issue, but what a reader needs: does the policy beat fixed patches?"""
+    ours = results.get("adafocus_v2")
+    lines = []
+    for name in ("centre_patch", "random_patch"):
+        baseline = results.get(name)
+        if ours is None or baseline is None:
+            continue
+        errors = (_standard_error(ours.top1, test_videos), _standard_error(baseline.top1, test_videos))
+        margin = 2 * (errors[0] ** 2 + errors[1] ** 2) ** 0.5
+        gain = ours.top1 - baseline.top1
+        verdict = "better than" if gain > margin else "worse than" if -gain > margin else "no different from"
+        lines.append(
+            f"- AdaFocusV2's policy is {verdict} a {baseline.experiment.label} on this benchmark: top-1 "
+            f"{ours.top1:.3f} vs {baseline.top1:.3f} at {ours.gmacs_per_video:.4f} vs "
+            f"{baseline.gmacs_per_video:.4f} GMACs per video (two standard errors: {margin * 100:.1f} points)."
+        )
+    return lines
+
+
+def check_aims(results: dict[str, Result], test_videos: int) -> list[str]:
+    """One line per aim: met or not met, with the figures."""
+    lines: list[str] = []
+    ours, full = results.get("adafocus_v2"), results.get("full_frame")
+    if ours and full:
+        share = ours.gmacs_per_video / full.gmacs_per_video
+        met = ours.top1 >= full.top1 and share <= COMPUTE_SHARE
+        lines.append(
+            f"- **{'Met' if met else 'Not met'}**: AdaFocusV2 at least as accurate as the full-frame local network "
+            f"at no more than a third of its GMACs: top-1 {ours.top1:.3f} vs {full.top1:.3f}, "
+            f"{ours.gmacs_per_video:.4f} vs {full.gmacs_per_video:.4f} GMACs per video ({share:.0%})."
+        )
+    if ours:
+        point = _cheapest_within(ours, EXIT_MAX_DROP)
+        saving = 1 - point["gmacs_per_video"] / ours.gmacs_per_video if point else 0.0
+        met = point is not None and saving >= EXIT_SAVING
+        figures = (
+            f"the cheapest operating point within {EXIT_MAX_DROP:.0%} of the all-frames accuracy "
+            f"({_point_label(point)}) spends {point['gmacs_per_video']:.4f} GMACs per video "
+            f"at top-1 {point['top1']:.3f} "
+            f"vs {ours.gmacs_per_video:.4f} at {ours.top1:.3f}: {saving:.0%} fewer"
+            if point
+            else "no operating point stays within the accuracy margin"
+        )
+        lines.append(
+            f"- **{'Met' if met else 'Not met'}**: conditional exit saves at least {EXIT_SAVING:.0%} of the GMACs "
+            f"for at most {EXIT_MAX_DROP * 100:.0f} point of accuracy: {figures}."
+        )
+        for name in ("no_random_patch_branch", "no_auxiliary_losses", "no_stop_gradient"):
+            ablation = results.get(name)
+            if ablation is None:
+                continue
+            # Two standard errors of the difference of two accuracies on the same number of videos.
+            errors = (_standard_error(ours.top1, test_videos), _standard_error(ablation.top1, test_videos))
+            margin = 2 * (errors[0] ** 2 + errors[1] ** 2) ** 0.5
+            drop = ours.top1 - ablation.top1
+            met = drop > margin
+            lines.append(
+                f"- **{'Met' if met else 'Not met'}**: {ablation.experiment.label.removeprefix('ablation: ')} "
+                f"measurably worse than the full scheme: top-1 {ablation.top1:.3f} vs {ours.top1:.3f} "
+                f"(drop {drop * 100:+.1f} points; measurable means more than two standard errors, {margin * 100:.1f})."
+            )
+    return lines
+
+
+def results_table(results: list[Result]) -> list[str]:
+    lines = [
+        "| run | patch | GMACs/frame | GMACs/video (all frames) | top-1 (all frames) "
+        "| balanced exit: GMACs/video | top-1 | fast exit: GMACs/video | top-1 | training time | CPU time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        cells = [r.label, str(r.patch_size) if r.experiment.name != "full_frame" else "full frame"]
+        cells += [f"{r.gmacs_per_frame:.4f}", f"{r.gmacs_per_video:.4f}", f"{r.top1:.3f}"]
+        for name in ("balanced", "fast"):
+            point = r.named_point(name)
+            cells += [f"{point['gmacs_per_video']:.4f}", f"{point['top1']:.3f}"] if point else ["-", "-"]
+        cells.append(f"{r.train_seconds / 60:.1f} min")
+        cpu = r.train_cpu_seconds
+        cells.append("-" if cpu != cpu else f"{cpu / 60:.1f} min")  # NaN: not recorded
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot(results: list[Result], path: Path, title: str) -> None:
+    """Accuracy vs GMACs per video: exit curves for AdaFocusV2, markers for everything else."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+    from matplotlib import ticker
+
+    figure, axes = plt.subplots(figsize=(7.5, 5), dpi=120)
+    markers = {"baseline": "s", "ablation": "^"}
+    for r in results:
+        if r.experiment.group == "adafocus_v2":
+            curve = sorted(r.exit_points, key=lambda p: p["gmacs_per_video"])
+            (line,) = axes.plot(
+                [p["gmacs_per_video"] for p in curve],
+                [100 * p["top1"] for p in curve],
+                "-o",
+                markersize=3,
+                label=f"{r.label} (exit curve)",
+            )
+            axes.plot([r.gmacs_per_video], [100 * r.top1], "*", markersize=12, color=line.get_color())
+        else:
+            axes.plot([r.gmacs_per_video], [100 * r.top1], markers[r.experiment.group], markersize=8, label=r.label)
+    axes.set_xscale("log")
+    axes.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axes.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    axes.xaxis.set_minor_formatter(ticker.NullFormatter())  # log minor labels overlap
+    axes.set_xlabel("GMACs per video (log scale)")
+    axes.set_ylabel("top-1 accuracy on the test split (%)")
+    axes.set_title(title)
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def write_report(runs: Path, report: Path, command: str) -> Path:
+    records = records_folder(report)
+    for name in update_records(runs, records, list(EXPERIMENTS)):
+        log(f"{name}: record updated from {runs / name}")
+    results = load_results(records, list(EXPERIMENTS))
+    if not results:
+        raise FileNotFoundError(f"no finished runs under {runs} or {records}; run without --report-only first")
+    first = json.loads((records / results[0].experiment.name / "summary.json").read_text())
+    config = json.loads((records / results[0].experiment.name / "config.json").read_text())
+    test_videos = first["test"]["videos"]
+    image = report.with_suffix(".png")
+    plot(results, image, f"{report.stem}: accuracy vs compute ({test_videos} test videos)")
+    missing = [e.name for e in EXPERIMENTS if e.name not in {r.experiment.name for r in results}]
+    lines = [
+        f"# Results: {report.stem}",
+        "",
+        f"Written by `{command}` from the runs under `{runs}`, recorded in `{records}/`: every figure comes",
+        "from their `summary.json` files (test split; GMACs computed from the models by `training/adafocus/costs.py`).",
+        f"Data: {config['data'] or 'the synthetic benchmark (docs/synthetic.md)'}; {test_videos} test videos; "
+        f"T = {config['num_frames']} frames, frame {config['frame_size']}, glance {config['glance_size']}, "
+        f"global `{config['global_model']}` {json.dumps(config['global_kwargs'])}, "
+        f"local `{config['local_model']}` {json.dumps(config['local_kwargs'])}, {config['epochs']} epochs, "
+        f"seed {config['seed']}.",
+        "",
+        f"![accuracy vs GMACs per video]({image.name})",
+        "",
+        "Stars: AdaFocusV2 with every frame processed; lines: its conditional-exit operating points",
+        "(calibrated on the calibration split, applied to the test split).",
+        "",
+        *results_table(results),
+        "",
+        "Training time: the run's wall-clock time on the machine that trained it, including any time that",
+        "machine spent on other work meanwhile; compare it only between runs made in the same conditions.",
+        "CPU time (the training process and its data-loading workers) does not count that other work;",
+        "'-': not recorded by the run.",
+        "",
+        "## Aims",
+        "",
+        *check_aims({r.experiment.name: r for r in results}, test_videos),
+    ]
+    baselines = compare_with_baselines({r.experiment.name: r for r in results}, test_videos)
+    if baselines:
+        lines += ["", "## The policy against fixed patches", "", *baselines]
+    if missing:
+        lines += ["", f"Not run (yet): {', '.join(missing)}."]
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("\n".join(lines) + "\n")
+    return report
+
+
+# -- command line ----------------------------------------------------------------------------
+def parse_setting(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"--set expects key=value, got {text!r}")
+    try:
+        return key.replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return key.replace("-", "_"), value  # a plain string
+
+
+def comparison_command(
+    argv: list[str] | None,
+    prog: str,
+    description: str,
+    experiments: tuple[Experiment, ...],
+    default_report: Path,
+    report_writer: Callable[[Path, Path, str], Path],
+) -> int:
+    """The command line shared by the comparisons: run (or reuse) ``experiments``, write the report."""
+    by_name = {experiment.name: experiment for experiment in experiments}
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--runs", type=Path, default=Path("runs/compare"), help="folder of the runs")
+    parser.add_argument("--report", type=Path, default=default_report, help="Markdown report")
+    parser.add_argument("--config", type=Path, help="base training configuration (JSON or TOML)")
+    parser.add_argument("--set", type=parse_setting, action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--only", nargs="+", choices=sorted(by_name), help="run only these experiments")
+    parser.add_argument("--report-only", action="store_true", help="write the report from the finished runs")
+    args = parser.parse_args(argv)
+
+    def work(stop: StopRequest) -> Path:
+        base = load_config_file(args.config) if args.config else {}
+        base.update(dict(args.set))
+        base.setdefault("progress", sys.stderr.isatty())
+        from_mapping(TrainConfig, base)  # refuse unknown options before hours of training
+        if not args.report_only:
+            chosen = [by_name[name] for name in args.only] if args.only else list(experiments)
+            run_experiments(base, chosen, args.runs, stop)
+        return report_writer(args.runs, args.report, f"{prog} " + " ".join(argv or sys.argv[1:]))
+
+    status, report = run_command(work)
+    if status == 0:
+        print(f"wrote {report}", file=sys.stderr)
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    return comparison_command(
+        argv,
+        "python training/compare.py",
+        __doc__.split("\n")[0],
+        EXPERIMENTS,
+        Path("docs/results/synthetic.md"),
+        write_report,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,206 @@
+"""Write a trained run into a model repository: the graphs as ONNX (each checked against PyTorch
+through ONNX Runtime), a Triton ``config.pbtxt`` per graph, ``labels.txt``, and the pipeline
+manifest with the sha256 of every file, written last (an interrupted export leaves no loadable
+version)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.frames.transform import IMAGENET_MEAN, IMAGENET_STD
+from pipeline.manifest import MANIFEST_FORMAT, Manifest, manifest_schema
+from pipeline.repository import find_pipelines, sha256_of
+from training.adafocus.costs import step_costs
+from training.adafocus.model import AdaFocusV2
+from training.adafocus.record import load_model
+from training.exporter.graphs import GraphDefinition, focus_kind, graph_definitions
+from training.exporter.onnx_export import export_onnx
+
+TRITON_MAX_BATCH = 64
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` so that a reader sees the old file or the new one, never a partial one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def _tensor_specs(names: tuple[str, ...], tensors: tuple[torch.Tensor, ...]) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "dtype": str(t.dtype).removeprefix("torch."), "shape": ["batch", *t.shape[1:]]}
+        for name, t in zip(names, tensors, strict=True)
+    ]
+
+
+def _outputs(graph: GraphDefinition) -> tuple[torch.Tensor, ...]:
+    with torch.no_grad():
+        out = graph.module(*graph.inputs)
+    return out if isinstance(out, tuple) else (out,)
+
+
+def compare_with_onnxruntime(graph: GraphDefinition, path: Path, expected: tuple[torch.Tensor, ...]) -> float:
+    """Max abs difference between ONNX Runtime (CPU) and ``expected``, PyTorch's outputs of the graph."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {name: t.numpy() for name, t in zip(graph.input_names, graph.inputs, strict=True)}
+    got = session.run(list(graph.output_names), feeds)
+    return max(float(np.abs(a - b.numpy()).max()) for a, b in zip(got, expected, strict=True))
+
+
+_TRITON_TYPES = {"float32": "TYPE_FP32", "int64": "TYPE_INT64"}
+
+
+def triton_config(model_name: str, inputs: list[dict], outputs: list[dict], labels: bool) -> str:
+    """A ``config.pbtxt`` for ONNX Runtime in Triton, batch axis implicit, dynamic batching on."""
+
+    def block(kind: str, specs: list[dict]) -> str:
+        entries = []
+        for spec in specs:
+            # Triton wants at least one dimension besides the batch: a per-frame scalar (the
+            # classifier's step) is declared as [1] and reshaped to the model's [] per frame.
+            shape = spec["shape"][1:]
+            dims = f"dims: [ {', '.join(map(str, shape))} ]" if shape else "dims: [ 1 ]\n    reshape: { shape: [ ] }"
+            label = '\n    label_filename: "labels.txt"' if labels and spec["name"] == "logits" else ""
+            entries.append(
+                f'  {{\n    name: "{spec["name"]}"\n    data_type: {_TRITON_TYPES[spec["dtype"]]}\n'
+                f"    {dims}{label}\n  }}"
+            )
+        return f"{kind} [\n" + ",\n".join(entries) + "\n]\n"
+
+    return (
+        f'name: "{model_name}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: {TRITON_MAX_BATCH}\n'
+        + block("input", inputs)
+        + block("output", outputs)
+        + "dynamic_batching {\n  max_queue_delay_microseconds: 2000\n}\n"
+    )
+
+
+def _write_or_check(path: Path, text: str) -> None:
+    """Write a per-model (not per-version) file, refusing to change one an older version relies on."""
+    if path.exists() and path.read_text() != text:
+        raise ValueError(
+            f"{path} exists with different contents (another export changed the graph's tensors); "
+            "export under a new --name"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        atomic_write_text(path, text)
+
+
+def default_name(model: AdaFocusV2) -> str:
+    return model.config.variant
+
+
+def export_run(
+    run_dir: str | Path,
+    out: str | Path,
+    name: str | None = None,
+    version: int | None = None,
+    tolerance: float = 1e-4,
+    log: Any = print,
+) -> Path:
+    """Export ``run_dir/model.pt`` into the repository ``out``; returns the manifest's path."""
+    run_dir, out = Path(run_dir), Path(out)
+    model_file = run_dir / "model.pt"
+    if not model_file.is_file():
+        raise FileNotFoundError(f"{model_file} does not exist; train first (python training/train.py)")
+    model, record = load_model(model_file)
+    if model.can_skip:
+        raise ValueError(
+            "this AdaFocus V1 model skips frames (--v1-skip-cost); the served pipeline focuses on every "
+            "processed frame, so it cannot be exported yet: train without frame skipping to export"
+        )
+    name = name or default_name(model)
+    existing = find_pipelines(out).get(name, []) if out.is_dir() else []
+    version = version or (existing[-1] + 1 if existing else 1)
+    if version in existing:
+        raise ValueError(f"{name} version {version} already exists in {out}; choose another --version")
+    focus = focus_kind(model)
+    costs = step_costs(model)
+    graph_macs = {"glance": costs.glance + costs.policy, "focus": costs.focus, "classifier": costs.classifier}
+    files: dict[str, str] = {}
+    graphs: dict[str, dict[str, Any]] = {}
+    for graph in graph_definitions(model):
+        triton_model = f"{name}_{graph.name}"
+        relative = f"{triton_model}/{version}/model.onnx"
+        path = export_onnx(graph.module, graph.inputs, out / relative, graph.input_names, graph.output_names)
+        expected = _outputs(graph)
+        difference = compare_with_onnxruntime(graph, path, expected)
+        log(f"{relative}: ONNX Runtime vs PyTorch max abs diff {difference:.2e}")
+        if difference > tolerance:
+            raise ValueError(f"{relative} differs from PyTorch by {difference:.2e} (> {tolerance:g})")
+        inputs = _tensor_specs(graph.input_names, graph.inputs)
+        outputs = _tensor_specs(graph.output_names, expected)
+        is_classifier = graph.name == "classifier"
+        config_path = out / triton_model / "config.pbtxt"
+        _write_or_check(config_path, triton_config(triton_model, inputs, outputs, labels=is_classifier))
+        files[relative] = sha256_of(path)
+        files[f"{triton_model}/config.pbtxt"] = sha256_of(config_path)
+        if is_classifier:
+            labels_path = out / triton_model / "labels.txt"
+            _write_or_check(labels_path, "".join(f"{label}\n" for label in record["classes"]))
+            files[f"{triton_model}/labels.txt"] = sha256_of(labels_path)
+        graphs[graph.name] = {
+            "triton_model": triton_model,
+            "file": relative,
+            "inputs": inputs,
+            "outputs": outputs,
+            "gmacs_per_frame": graph_macs[graph.name] / 1e9,
+        }
+    manifest = Manifest.model_validate(
+        {
+            "format": MANIFEST_FORMAT,
+            "name": name,
+            "version": version,
+            "method": record["train_config"].get("method", "adafocus_v2"),
+            "variant": model.config.variant,
+            "focus": focus,
+            "labels": record["classes"],
+            "multi_label": record.get("multi_label", False),
+            "frames": {
+                "num_frames": model.config.num_frames,
+                "order": [int(i) for i in model.order.tolist()],
+                "resize": record["frame_geometry"]["resize"],
+                "crop": record["frame_geometry"]["crop"],
+                "mean": [round(float(v), 6) for v in IMAGENET_MEAN],
+                "std": [round(float(v), 6) for v in IMAGENET_STD],
+                "glance_size": model.config.glance_size,
+                "patch_size": model.config.patch_size if focus in ("policy", "centre") else None,
+            },
+            "confidence": record["confidence"],
+            "operating_points": record["operating_points"],
+            "graphs": graphs,
+            "state_sizes": {
+                "policy": model.policy.hidden_size if model.policy is not None else 0,
+                "classifier": model.classifier.state_size,
+            },
+            "gmacs_per_frame": costs.total / 1e9,
+            "source": _source(run_dir, record),
+            "files": files,
+        }
+    )
+    atomic_write_text(out / "manifest.schema.json", manifest_schema())
+    manifest_path = out / Manifest.file_name(name, version)
+    atomic_write_text(manifest_path, manifest.to_json())
+    log(f"wrote {manifest_path} ({len(files)} files, {manifest.gmacs_per_frame:.4f} GMACs per frame)")
+    return manifest_path
+
+
+def _source(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
+    source: dict[str, Any] = {"run_dir": str(run_dir), "config": record["train_config"]}
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        test = json.loads(summary.read_text()).get("test")
+        if test:
+            source["test_top1"] = test["per_step"][-1].get("top1")
+            source["test_videos"] = test["videos"]
+    return source

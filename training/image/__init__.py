@@ -1,0 +1,1 @@
+"""Image classification training (the CondenseNetV2 recipe) for backbones."""
