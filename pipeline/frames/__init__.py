@@ -14,15 +14,17 @@ from .errors import (
 )
 from .limits import DecodeLimits
 from .sampling import segment_indices
-from .transform import IMAGENET_MEAN, IMAGENET_STD, FrameGeometry, normalise
+from .transform import IMAGENET, IMAGENET_MEAN, IMAGENET_STD, FrameGeometry, Normalisation, normalise
 
 __all__ = [
+    "IMAGENET",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "DecodeLimits",
     "DecodeTimeoutError",
     "FrameGeometry",
     "NoVideoStreamError",
+    "Normalisation",
     "UndecodableVideoError",
     "UnsupportedFormatError",
     "VideoError",

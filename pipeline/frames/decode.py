@@ -38,7 +38,7 @@ from .errors import (
 from .limits import DecodeLimits
 from .preview import encode_jpeg
 from .sampling import segment_indices
-from .transform import CropBox, FrameGeometry, normalise, scale
+from .transform import IMAGENET, CropBox, FrameGeometry, Normalisation, scale
 
 Strategy = Literal["auto", "seek", "sequential"]
 DEFAULT_LIMITS = DecodeLimits()
@@ -79,6 +79,7 @@ def read_clip(
     thread_type: str | None = None,
     positions: Sequence[int] | None = None,
     previews: bool = False,
+    normalisation: Normalisation = IMAGENET,
 ) -> Clip:
     """Decode ``num_samples`` frames of ``source`` (a path or a binary file object).
 
@@ -93,7 +94,8 @@ def read_clip(
     one per core); for a file on disk whose samples span several keyframes, that many
     decoders work on different keyframe groups at once, otherwise one decoder uses them
     (``thread_type``, FFmpeg's FRAME, SLICE, AUTO or NONE, chosen from the plan when None).
-    Raises a :class:`frames.errors.VideoError` subclass for unusable input.
+    ``normalisation``: the model's input statistics (ImageNet's unless given).
+    Raises a :class:`pipeline.frames.errors.VideoError` subclass for unusable input.
     """
     limits = limits or DEFAULT_LIMITS
     deadline = None if limits.max_wall_s is None else time.monotonic() + limits.max_wall_s
@@ -116,7 +118,7 @@ def read_clip(
             decoder = _SampleDecoder(container, stream, index, limits, deadline)
             raw = decoder.decode(targets, strategy)
             decoded, seeks = decoder.decoded, decoder.seeks
-    return _finish(raw, indices, index, geometry, rng, decoded, seeks, previews)
+    return _finish(raw, indices, index, geometry, rng, decoded, seeks, previews, normalisation)
 
 
 class ClipReader:
@@ -138,9 +140,11 @@ class ClipReader:
         geometry: FrameGeometry,
         limits: DecodeLimits | None = None,
         threads: int = 1,
+        normalisation: Normalisation = IMAGENET,
     ) -> None:
         self.limits = limits or DEFAULT_LIMITS
         self.geometry = geometry
+        self.normalisation = normalisation
         self._spent_s = 0.0
         started = time.monotonic()
         _check_size(source, self.limits)
@@ -164,7 +168,7 @@ class ClipReader:
     def read(self, positions: Sequence[int], previews: bool = False, normalised: bool = True) -> Clip:
         """Samples ``positions`` (of the ``num_samples``), as ``read_clip(positions=...)`` gives
         them; ``decoded_frames`` and ``seeks`` count this call's work only. ``normalised=False``:
-        the uint8 crops (:func:`frames.transform.normalise` of them is the usual clip), a
+        the uint8 crops (the reader's normalisation of them is the usual clip), a
         quarter of the bytes to send to another process."""
         started = time.monotonic()
         indices = self.indices[np.asarray(positions, dtype=np.int64)]
@@ -176,7 +180,8 @@ class ClipReader:
         finally:
             self._spent_s += time.monotonic() - started
         work = self._decoder.decoded - decoded, self._decoder.seeks - seeks
-        return _finish(raw, indices, self.index, self.geometry, None, *work, previews, normalised)
+        normalisation = self.normalisation if normalised else None
+        return _finish(raw, indices, self.index, self.geometry, None, *work, previews, normalisation)
 
     def close(self) -> None:
         self._container.close()
@@ -505,8 +510,10 @@ def _finish(
     decoded: int,
     seeks: int,
     previews: bool = False,
-    normalised: bool = True,
+    normalisation: Normalisation | None = IMAGENET,
 ) -> Clip:
+    """The clip of the decoded samples: resized, cropped and normalised (uint8 crops when
+    ``normalisation`` is None)."""
     resized: dict[int, np.ndarray] = {}
     for target in (index.pts[i] for i in indices):
         if target not in resized:
@@ -517,7 +524,7 @@ def _finish(
     display = _display_size(next(iter(raw.values())))
     crops = crop_clip(samples, geometry, rng, display)
     return Clip(
-        frames=normalise(crops) if normalised else crops,
+        frames=normalisation(crops) if normalisation is not None else crops,
         frame_indices=indices.astype(np.int64),
         timestamps=timestamps,
         original_size=display,
@@ -549,10 +556,14 @@ def crop_clip(
 
 
 def crop_and_normalise(
-    resized: list[np.ndarray], geometry: FrameGeometry, rng: np.random.Generator | None, display: tuple[int, int]
+    resized: list[np.ndarray],
+    geometry: FrameGeometry,
+    rng: np.random.Generator | None,
+    display: tuple[int, int],
+    normalisation: Normalisation = IMAGENET,
 ) -> np.ndarray:
     """:func:`crop_clip`, normalised: float32 ``(T, 3, S, S)``."""
-    return normalise(crop_clip(resized, geometry, rng, display))
+    return normalisation(crop_clip(resized, geometry, rng, display))
 
 
 @dataclass
@@ -591,12 +602,17 @@ def read_all_resized(source: VideoSource, geometry: FrameGeometry, limits: Decod
 
 
 def clip_from_resized(
-    video: ResizedVideo, num_samples: int, geometry: FrameGeometry, rng: np.random.Generator | None = None
+    video: ResizedVideo,
+    num_samples: int,
+    geometry: FrameGeometry,
+    rng: np.random.Generator | None = None,
+    normalisation: Normalisation = IMAGENET,
 ) -> Clip:
     """The clip :func:`read_clip` returns, taken from already resized frames."""
     indices = segment_indices(len(video.frames), num_samples, rng)
+    resized = [video.frames[i] for i in indices]
     return Clip(
-        frames=crop_and_normalise([video.frames[i] for i in indices], geometry, rng, video.original_size),
+        frames=crop_and_normalise(resized, geometry, rng, video.original_size, normalisation),
         frame_indices=indices.astype(np.int64),
         timestamps=video.timestamps[indices],
         original_size=video.original_size,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 
 import av
 import numpy as np
@@ -101,25 +102,50 @@ class FrameGeometry:
         return patch
 
 
-def _normalised_values() -> np.ndarray:
-    """``(3, 256)``: every uint8 value of every channel, normalised. The same float32
-    operations as normalising pixel by pixel, so a lookup gives identical bits."""
-    values = np.arange(256, dtype=np.float32)[None, :] / np.float32(255.0)
-    return (values - IMAGENET_MEAN[:, None]) / IMAGENET_STD[:, None]
+@dataclass(frozen=True)
+class Normalisation:
+    """Per-channel ``(pixel / 255 - mean) / std`` with RGB ``mean`` and ``std`` on [0, 1] pixels.
+
+    A model is served with the statistics it was trained with: the manifest records them
+    (``frames.mean``, ``frames.std``) and the service builds its normalisation from there.
+    """
+
+    mean: tuple[float, float, float] = tuple(float(v) for v in IMAGENET_MEAN)  # type: ignore[assignment]
+    std: tuple[float, float, float] = tuple(float(v) for v in IMAGENET_STD)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ValueError(f"mean and std need 3 values (RGB), got {self.mean} and {self.std}")
+        if min(self.std) <= 0:
+            raise ValueError(f"std must be positive, got {self.std}")
+
+    @cached_property
+    def table(self) -> np.ndarray:
+        """``(3, 256)``: every uint8 value of every channel, normalised. The same float32
+        operations as normalising pixel by pixel, so a lookup gives identical bits."""
+        mean = np.asarray(self.mean, dtype=np.float32)[:, None]
+        std = np.asarray(self.std, dtype=np.float32)[:, None]
+        values = np.arange(256, dtype=np.float32)[None, :] / np.float32(255.0)
+        return (values - mean) / std
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """``(T, H, W, 3)`` uint8 RGB -> ``(T, 3, H, W)`` float32.
+
+        A table lookup per channel: arithmetic broadcast over a last axis of 3 runs numpy's
+        inner loops 3 elements at a time (about 10x slower, measured)."""
+        if frames.dtype != np.uint8:
+            raise ValueError(f"expected uint8 frames, got {frames.dtype}")
+        table = self.table
+        out = np.empty((frames.shape[0], 3, *frames.shape[1:3]), dtype=np.float32)
+        for t in range(frames.shape[0]):
+            for channel in range(3):  # a contiguous output plane per call: no buffering in take
+                np.take(table[channel], frames[t, ..., channel], out=out[t, channel])
+        return out
 
 
-NORMALISED_VALUES = _normalised_values()
+IMAGENET = Normalisation()
 
 
-def normalise(frames: np.ndarray) -> np.ndarray:
-    """``(T, H, W, 3)`` uint8 RGB -> ``(T, 3, H, W)`` float32, ImageNet mean/std.
-
-    A table lookup per channel: arithmetic broadcast over a last axis of 3 runs numpy's
-    inner loops 3 elements at a time (about 10x slower, measured)."""
-    if frames.dtype != np.uint8:
-        raise ValueError(f"expected uint8 frames, got {frames.dtype}")
-    out = np.empty((frames.shape[0], 3, *frames.shape[1:3]), dtype=np.float32)
-    for t in range(frames.shape[0]):
-        for channel in range(3):  # a contiguous output plane per call: no buffering in take
-            np.take(NORMALISED_VALUES[channel], frames[t, ..., channel], out=out[t, channel])
-    return out
+def normalise(frames: np.ndarray, normalisation: Normalisation = IMAGENET) -> np.ndarray:
+    """``(T, H, W, 3)`` uint8 RGB -> ``(T, 3, H, W)`` float32 (ImageNet mean/std unless given)."""
+    return normalisation(frames)
