@@ -184,7 +184,7 @@ def test_service_images_run_the_service_without_torch(name):
     assert not any(re.match(r"torch\b", line) for line in requirements)
     assert "training/" not in copied_sources(final)
     copied = " ".join(copied_sources(final))
-    for package in ("frames/", "early_exit/", "model_repository/", "service/", "model_repo/"):
+    for package in ("pipeline/", "service/", "model_repo/"):
         assert package in copied
     runtime = "onnxruntime-gpu" if name == "Dockerfile" else "onnxruntime=="
     assert any(line.startswith(runtime) for line in requirements)
@@ -203,6 +203,15 @@ def test_training_image_has_torch_and_the_training_code():
     stages = read_dockerfile(DOCKERFILES["Dockerfile.train"])
     assert any(line.startswith("torch==") for line in installed_requirements(stages))
     assert "training/" in copied_sources(stages[-1])
+    assert "pipeline/" in copied_sources(stages[-1])
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_images_import_the_code_from_where_they_copy_it(name):
+    """The images copy the packages to /app instead of installing the project: /app must be on the path."""
+    final = read_dockerfile(DOCKERFILES[name])[-1]
+    assert final.all("WORKDIR")[-1] == "/app"
+    assert "PYTHONPATH=/app" in " ".join(final.all("ENV"))
 
 
 def test_dockerfiles_pass_hadolint():
