@@ -8,6 +8,7 @@ service runs the steps of many requests as one batch (:func:`run_step`).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.early_exit import confidence
-from pipeline.frames.transform import normalise
+from pipeline.frames.transform import Normalisation
 
 from .manifest import GraphSpec, Manifest
 from .repository import LoadedPipeline
@@ -109,6 +110,19 @@ def create_sessions(
     }
 
 
+@functools.lru_cache(maxsize=32)
+def _normalisation(mean: tuple[float, ...], std: tuple[float, ...]) -> Normalisation:
+    return Normalisation(mean=mean, std=std)  # type: ignore[arg-type]  # the manifest checks there are 3
+
+
+def normalisation_of(manifest: Manifest) -> Normalisation:
+    """The normalisation ``manifest`` was trained with (``frames.mean``, ``frames.std``).
+
+    One instance per statistics (the manifest is frozen, so the cache is keyed on its values):
+    its lookup table is built once, not in every batch."""
+    return _normalisation(tuple(manifest.frames.mean), tuple(manifest.frames.std))
+
+
 Call = tuple[str, dict]  # (STEP, one row of step inputs), or (FRAME, {"position": p})
 FRAME = "frame"  # the loop asks its driver for sample ``position`` (decoded lazily or not)
 STEP = "step"  # the loop asks its driver to run one step (:func:`run_step`) on a row
@@ -121,7 +135,7 @@ def run_step(
     """One step of the pipeline on a batch of rows: glance (+ policy), focus on the patch, classify.
 
     ``feeds``: ``frames`` ``(B, 3, S, S)`` float32 (normalised) or ``(B, S, S, 3)`` uint8 crops
-    (normalised here, :func:`frames.transform.normalise`), ``policy_state`` and
+    (normalised here with the manifest's statistics, :func:`normalisation_of`), ``policy_state`` and
     ``classifier_state`` (the running states, ``(B, n)``), ``step`` ``(B,)`` int64. Rows are
     independent (different videos at different steps can share a batch). Returns the
     outputs, ``logits``, ``classifier_state``, ``policy_state`` and, where the pipeline
@@ -129,7 +143,9 @@ def run_step(
     The service runs it on rows of many requests at once; :class:`OnnxPipeline`, one row.
     """
     started = time.perf_counter()  # normalising the crops counts as glance time: its input
-    frames = normalise(feeds["frames"]) if feeds["frames"].dtype == np.uint8 else feeds["frames"]
+    frames = feeds["frames"]
+    if frames.dtype == np.uint8:
+        frames = normalisation_of(manifest)(frames)
     outputs: dict[str, np.ndarray] = {"policy_state": feeds["policy_state"]}
     features: dict[str, np.ndarray] = {}
     if "glance" in sessions:
@@ -202,7 +218,8 @@ class OnnxPipeline:
         self.sessions = sessions if sessions is not None else create_sessions(pipeline)
 
     def run_clip(self, frames: np.ndarray, thresholds: Sequence[float] | None = None) -> ClipResult:
-        """Run :func:`clip_steps` to the end on ``(T, 3, S, S)`` frames in sampling order."""
+        """Run :func:`clip_steps` to the end on ``(T, 3, S, S)`` normalised frames (or ``(T, S, S, 3)``
+        uint8 crops) in sampling order."""
         if frames.shape[0] != self.manifest.frames.num_frames:
             raise ValueError(f"expected {self.manifest.frames.num_frames} frames, got {frames.shape[0]}")
         steps = clip_steps(self.manifest, thresholds)

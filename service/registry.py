@@ -89,8 +89,10 @@ class ModelRegistry:
 
     @staticmethod
     def _warm_up(model: ServedModel) -> None:
+        """One clip through every graph, fed as requests feed it: uint8 crops, normalised in the
+        step with the manifest's statistics (so that lookup table is built here, not at the first request)."""
         frames = model.pipeline.manifest.frames
-        model.runner.run_clip(np.zeros((frames.num_frames, 3, frames.crop, frames.crop), dtype=np.float32))
+        model.runner.run_clip(np.zeros((frames.num_frames, frames.crop, frames.crop, 3), dtype=np.uint8))
 
     def start_batching(self, on_batch=None) -> None:
         """One step batcher per model (call from the running event loop)."""
