@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -12,44 +11,16 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pipeline.frames.transform import FrameGeometry
 
 from .classify import choose_point, classify_clip, parse_exit
-from .decoding import DecoderPool, LazyClip
-from .metrics import Metrics
+from .decoding import LazyClip
+from .dependencies import DecoderDep, MetricsDep, RegistryDep, SettingsDep, require_api_key
 from .problems import Problem
-from .registry import ModelRegistry
-from .settings import Settings
 
 router = APIRouter()
 
-# Dependencies are ``async def``: FastAPI runs plain ``def`` ones in a worker thread, a thread
-# hop per dependency per request (about 20 per classify request, measured).
+# The dependencies (service/dependencies.py) are ``async def``: FastAPI runs plain ``def`` ones
+# in a worker thread, a thread hop per dependency per request (about 20 per classify request).
 
 VIDEO_CONTENT_TYPES = ("video/", "application/octet-stream")
-
-
-async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-async def get_registry(request: Request) -> ModelRegistry:
-    return request.app.state.registry
-
-
-async def get_decoder(request: Request) -> DecoderPool:
-    return request.app.state.decoder
-
-
-async def get_metrics(request: Request) -> Metrics:
-    return request.app.state.metrics
-
-
-async def require_api_key(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:
-    """With ``ADAFOCUS_API_KEY`` set, ``Authorization: Bearer KEY`` (or ``X-API-Key: KEY``) is required."""
-    if settings.api_key is None:
-        return
-    expected = settings.api_key.get_secret_value()
-    given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise Problem(401, "Unauthorized", "a valid API key is required", {"WWW-Authenticate": "Bearer"})
 
 
 @router.get("/healthz", summary="the process is alive")
@@ -58,14 +29,14 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="models loaded, verified and warmed up")
-async def readyz(registry: Annotated[ModelRegistry, Depends(get_registry)]) -> JSONResponse:
+async def readyz(registry: RegistryDep) -> JSONResponse:
     if not registry.ready:
         return JSONResponse({"status": "loading"}, status_code=503)
     return JSONResponse({"status": "ready", "models": [f"{n} v{v}" for n, v in sorted(registry.models)]})
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
-async def metrics(metrics: Annotated[Metrics, Depends(get_metrics)]) -> PlainTextResponse:
+async def metrics(metrics: MetricsDep) -> PlainTextResponse:
     return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -74,7 +45,7 @@ async def metrics(metrics: Annotated[Metrics, Depends(get_metrics)]) -> PlainTex
     summary="the served pipelines' manifests (labels, operating points, costs)",
     dependencies=[Depends(require_api_key)],
 )
-async def models(registry: Annotated[ModelRegistry, Depends(get_registry)]) -> dict[str, Any]:
+async def models(registry: RegistryDep) -> dict[str, Any]:
     return {
         "models": [
             {
@@ -125,10 +96,10 @@ async def read_video(request: Request, limit: int) -> bytes:
 @router.post("/classify", summary="classify an uploaded video with early exit", dependencies=[Depends(require_api_key)])
 async def classify(
     request: Request,
-    settings: Annotated[Settings, Depends(get_settings)],
-    registry: Annotated[ModelRegistry, Depends(get_registry)],
-    decoder: Annotated[DecoderPool, Depends(get_decoder)],
-    metrics: Annotated[Metrics, Depends(get_metrics)],
+    settings: SettingsDep,
+    registry: RegistryDep,
+    decoder: DecoderDep,
+    metrics: MetricsDep,
     top_k: Annotated[int, Query(ge=1, le=1000)] = 5,
     exit: Annotated[str | None, Query(description="off, an operating point's name, or a GMACs budget")] = None,
     model: Annotated[str | None, Query(description="pipeline name (default: the service's default)")] = None,
