@@ -24,6 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 MANIFEST_FORMAT = "adafocus-pipeline/1"
 
+# Where the local network looks, one vocabulary for the model (training) and the manifest:
+# the policy's patch, a random patch, the centre patch, the whole frame, nowhere (glance only).
+Focus = Literal["policy", "random", "centre", "full_frame", "none"]
+# What an exported pipeline can do: a random patch is a training comparison, never served.
+ServedFocus = Literal["policy", "centre", "full_frame", "none"]
+# The focus kinds that crop a patch (the others see the whole frame, or nothing).
+PATCH_FOCUS: tuple[Focus, ...] = ("policy", "random", "centre")
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -61,7 +69,7 @@ class FrameSpec(_Strict):
 
 
 class OperatingPointSpec(_Strict):
-    """A calibrated exit operating point (``early_exit.OperatingPoint.as_dict``)."""
+    """A calibrated exit operating point (``pipeline.early_exit.OperatingPoint.as_dict``)."""
 
     name: str | None = Field(description="the point's own name (full, accurate, balanced, fast) or null")
     names: list[str]
@@ -89,7 +97,7 @@ class Manifest(_Strict):
     version: int = Field(ge=1)
     method: Literal["adafocus_v2", "adafocus_v1"]
     variant: str = Field(description="adafocus_v2, or a baseline: full_frame, centre_patch, glance_only")
-    focus: Literal["policy", "centre", "full_frame", "none"] = Field(
+    focus: ServedFocus = Field(
         description="where the local network looks: the policy's patch, the centre patch, the whole frame, nowhere"
     )
     labels: list[str] = Field(min_length=1)

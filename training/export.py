@@ -3,10 +3,10 @@
     python training/export.py runs/adafocus --out model_repo
     python training/export.py runs/compare/full_frame --out model_repo --name full_frame --version 1
 
-Writes the run's graphs (``training/export_graphs.py``) as ONNX (opset 17, batch axis dynamic,
+Writes the run's graphs (``training/exporter/graphs.py``) as ONNX (opset 17, batch axis dynamic,
 ``onnx.checker`` full check), a Triton ``config.pbtxt`` per graph, ``labels.txt``, and the
 pipeline manifest ``<name>.v<version>.json`` with the sha256 of every file
-(``model_repository/manifest.py``). Every graph is compared with PyTorch through ONNX Runtime
+(``pipeline/manifest.py``). Every graph is compared with PyTorch through ONNX Runtime
 before the manifest is written; a graph that disagrees by more than ``--tolerance`` stops
 the export. The manifest is written last, so an interrupted export leaves no loadable version.
 """

@@ -2,7 +2,7 @@
 
 The policy outputs a location ``(x, y)`` in ``(0, 1)^2`` per frame. The patch's top-left
 corner in the model's ``size x size`` frame (the resized, centre-cropped frame of
-``frames.transform``) is ``location * (size - patch)``, so the patch always lies inside
+``pipeline.frames.transform``) is ``location * (size - patch)``, so the patch always lies inside
 the frame. This module is the one definition of that mapping; the model's differentiable
 crop (``training.adafocus.crop``) and the service both follow it, and a test checks that
 they agree.

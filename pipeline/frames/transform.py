@@ -17,8 +17,10 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+IMAGENET_MEAN = np.array(IMAGENET_MEAN_RGB, dtype=np.float32)
+IMAGENET_STD = np.array(IMAGENET_STD_RGB, dtype=np.float32)
 MULTI_SCALES: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
 # swscale interpolation used for every resize, in the decoder and after a training crop.
 INTERPOLATION = "BILINEAR"
@@ -110,8 +112,8 @@ class Normalisation:
     (``frames.mean``, ``frames.std``) and the service builds its normalisation from there.
     """
 
-    mean: tuple[float, float, float] = tuple(float(v) for v in IMAGENET_MEAN)  # type: ignore[assignment]
-    std: tuple[float, float, float] = tuple(float(v) for v in IMAGENET_STD)  # type: ignore[assignment]
+    mean: tuple[float, float, float] = IMAGENET_MEAN_RGB
+    std: tuple[float, float, float] = IMAGENET_STD_RGB
 
     def __post_init__(self) -> None:
         if len(self.mean) != 3 or len(self.std) != 3:

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from .model import AdaFocusConfig
+from pipeline.frames.transform import IMAGENET, Normalisation
+
+from .model import AdaFocusConfig, Classifier, FrameOrder, Variant
+
+Method = Literal["adafocus_v2", "adafocus_v1"]
+Optimizer = Literal["adamw", "sgd"]
+Confidence = Literal["max_prob", "max_logit", "entropy"]
+V1Policy = Literal["grid", "gaussian"]
+# The default architecture: one source for the model options below.
+_ARCHITECTURE = AdaFocusConfig(num_classes=1)
 
 
 def _help(text: str) -> Any:
@@ -20,7 +29,7 @@ class TrainConfig:
         metadata=_help("dataset folder or list (see training/data/splits.py); none: the synthetic benchmark"),
     )
     out: str = field(default="runs/adafocus", metadata=_help("run folder"))
-    method: str = field(default="adafocus_v2", metadata=_help("training method"))
+    method: Method = field(default="adafocus_v2", metadata=_help("training method: adafocus_v2 or adafocus_v1"))
     calibration_fraction: float = field(
         default=0.1, metadata=_help("share of training videos held out for calibration when there is no such split")
     )
@@ -28,38 +37,47 @@ class TrainConfig:
         default=None,
         metadata=_help("shorter side before the centre crop (none: frame size on the synthetic data, else 8/7 of it)"),
     )
-    # -- model (see training/adafocus/model.py) -----------------------------------------
-    variant: str = field(
-        default="adafocus_v2",
+    # -- model (see training/adafocus/model.py; the defaults are AdaFocusConfig's) --------
+    variant: Variant = field(
+        default=_ARCHITECTURE.variant,
         metadata=_help("adafocus_v2, or a baseline: random_patch, centre_patch, glance_only, full_frame"),
     )
-    num_frames: int = field(default=8, metadata=_help("frames sampled per video (T)"))
-    frame_size: int = field(default=128, metadata=_help("side of the model's square frame"))
-    glance_size: int = field(default=32, metadata=_help("side of the global network's downsampled view"))
-    patch_size: int = field(default=64, metadata=_help("side of the focus patch"))
-    global_model: str = field(default="mobilenetv2_035", metadata=_help("registry name of the global network"))
+    num_frames: int = field(default=_ARCHITECTURE.num_frames, metadata=_help("frames sampled per video (T)"))
+    frame_size: int = field(default=_ARCHITECTURE.frame_size, metadata=_help("side of the model's square frame"))
+    glance_size: int = field(
+        default=_ARCHITECTURE.glance_size, metadata=_help("side of the global network's downsampled view")
+    )
+    patch_size: int = field(default=_ARCHITECTURE.patch_size, metadata=_help("side of the focus patch"))
+    global_model: str = field(default=_ARCHITECTURE.global_model, metadata=_help("registry name of the global network"))
     global_kwargs: dict = field(
-        default_factory=lambda: {"output_stride": 8, "last_channels": 256},
+        default_factory=lambda: dict(_ARCHITECTURE.global_kwargs),
         metadata=_help("global network builder arguments, as JSON"),
     )
-    # A narrow ResNet-18: on the synthetic benchmark it learns from scratch in minutes where
-    # depthwise networks (MobileNetV2-0.5) stay at chance for hundreds of steps.
-    local_model: str = field(default="resnet18", metadata=_help("registry name of the local network"))
+    local_model: str = field(default=_ARCHITECTURE.local_model, metadata=_help("registry name of the local network"))
     local_kwargs: dict = field(
-        default_factory=lambda: {"width": 24},
+        default_factory=lambda: dict(_ARCHITECTURE.local_kwargs),
         metadata=_help("local network builder arguments, as JSON"),
     )
-    policy_channels: int = field(default=64, metadata=_help("policy 1x1-conv width"))
-    policy_hidden: int = field(default=256, metadata=_help("policy GRU width"))
-    classifier: str = field(default="pooling", metadata=_help("pooling or gru"))
-    classifier_width: int = field(default=256, metadata=_help("classifier hidden width"))
-    shared_head: bool = field(default=False, metadata=_help("one classifier head for every step"))
-    dropout: float = field(default=0.2, metadata=_help("classifier dropout"))
-    frame_order: str = field(default="chronological", metadata=_help("chronological or coarse_to_fine"))
+    policy_channels: int = field(default=_ARCHITECTURE.policy_channels, metadata=_help("policy 1x1-conv width"))
+    policy_hidden: int = field(default=_ARCHITECTURE.policy_hidden, metadata=_help("policy GRU width"))
+    classifier: Classifier = field(default=_ARCHITECTURE.classifier, metadata=_help("pooling or gru"))
+    classifier_width: int = field(default=_ARCHITECTURE.classifier_width, metadata=_help("classifier hidden width"))
+    shared_head: bool = field(default=_ARCHITECTURE.shared_head, metadata=_help("one classifier head for every step"))
+    dropout: float = field(default=_ARCHITECTURE.dropout, metadata=_help("classifier dropout"))
+    frame_order: FrameOrder = field(
+        default=_ARCHITECTURE.frame_order, metadata=_help("chronological or coarse_to_fine")
+    )
+    # -- normalisation (recorded with the model and in the manifest; the service applies it) --
+    mean: tuple[float, float, float] = field(
+        default=IMAGENET.mean, metadata=_help("RGB mean of the frames on [0, 1] pixels (ImageNet's by default)")
+    )
+    std: tuple[float, float, float] = field(
+        default=IMAGENET.std, metadata=_help("RGB standard deviation of the frames on [0, 1] pixels")
+    )
     # -- optimisation -------------------------------------------------------------------
     epochs: int = field(default=5, metadata=_help("training epochs"))
     batch_size: int = field(default=32, metadata=_help("videos per step (over all processes)"))
-    optimizer: str = field(default="adamw", metadata=_help("adamw or sgd (Nesterov momentum)"))
+    optimizer: Optimizer = field(default="adamw", metadata=_help("adamw or sgd (Nesterov momentum)"))
     lr: float = field(default=2e-3, metadata=_help("peak learning rate"))
     momentum: float = field(default=0.9, metadata=_help("SGD momentum"))
     weight_decay: float = field(default=1e-4, metadata=_help("weight decay (not on BN or biases)"))
@@ -73,8 +91,8 @@ class TrainConfig:
     random_patch_branch: bool = field(default=True, metadata=_help("second branch on random patches"))
     auxiliary_losses: bool = field(default=True, metadata=_help("per-frame losses on both networks"))
     stop_gradient: bool = field(default=True, metadata=_help("the policy reads detached global features"))
-    # -- AdaFocus V1 (--method adafocus_v1; see training/adafocus/v1_trainer.py) ---------
-    v1_policy: str = field(default="grid", metadata=_help("V1 policy: grid (7x7 corners, PPO) or gaussian"))
+    # -- AdaFocus V1 (--method adafocus_v1; see training/adafocus/v1/trainer.py) ---------
+    v1_policy: V1Policy = field(default="grid", metadata=_help("V1 policy: grid (7x7 corners, PPO) or gaussian"))
     v1_stage_epochs: list[int] = field(
         default_factory=lambda: [1, 3, 2, 1],
         metadata=_help("V1 epochs of stages 0-3: full frames, random patches, PPO, fine-tuning (JSON list)"),
@@ -92,7 +110,7 @@ class TrainConfig:
     ppo_value_coef: float = field(default=0.5, metadata=_help("V1 stage 2: critic loss weight"))
     ppo_entropy_coef: float = field(default=0.01, metadata=_help("V1 stage 2: entropy bonus weight"))
     # -- conditional exit ---------------------------------------------------------------
-    confidence: str = field(default="max_prob", metadata=_help("max_prob, max_logit or entropy"))
+    confidence: Confidence = field(default="max_prob", metadata=_help("max_prob, max_logit or entropy"))
     # -- running ------------------------------------------------------------------------
     workers: int = field(default=1, metadata=_help("data-loading processes per training process"))
     eval_batch_size: int = field(default=50, metadata=_help("videos per evaluation batch"))
@@ -110,6 +128,11 @@ class TrainConfig:
     )
     frame_cache_gb: float = field(default=8.0, metadata=_help("size cap of the frame cache"))
     progress: bool = field(default=True, metadata=_help("show a progress bar"))
+
+    @property
+    def normalisation(self) -> Normalisation:
+        """How frames are normalised for this run's model (training, the record, the manifest)."""
+        return Normalisation(tuple(self.mean), tuple(self.std))
 
     def model_config(self, num_classes: int) -> AdaFocusConfig:
         v1 = self.method == "adafocus_v1"

@@ -1,6 +1,6 @@
 """The end of a run: calibrate exit thresholds, evaluate on the test split, write the results.
 
-1. Per-step logits on the calibration split -> operating points (``early_exit.calibrate``),
+1. Per-step logits on the calibration split -> operating points (``pipeline.early_exit.calibrate``),
    named ``full`` / ``accurate`` / ``balanced`` / ``fast``.
 2. Per-step logits on the test split -> accuracy after each step, and every operating
    point applied to the test split (accuracy and GMACs per video).
@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from training.engine.runtime import log
 
 from .costs import StepCosts, step_costs
 from .evaluation import StepPredictions, collect, compare_exit, mean_average_precision, step_metrics, top1_correct
-from .record import save_model
+from .record import ModelRecord, save_model
 from .v2.trainer import AdaFocusTrainer
 
 
@@ -118,15 +119,17 @@ def finish(trainer: AdaFocusTrainer) -> dict[str, Any]:
     summary["unreadable_videos"] = sorted(trainer.state.bad_files)
     if summary["unreadable_videos"]:
         log(f"{len(summary['unreadable_videos'])} unreadable video(s) were skipped; listed in summary.json")
-    save_model(
-        trainer.run_dir / "model.pt",
-        model,
-        trainer.classes,
+    record = ModelRecord(
+        config=model.config,
+        method=config.method,
+        classes=list(trainer.classes),
+        multi_label=trainer.multi_label,
+        geometry=trainer.geometry,
+        normalisation=config.normalisation,
+        confidence=config.confidence,
         operating_points=summary["operating_points"],
         step_macs=costs.as_dict(),
-        confidence=config.confidence,
-        multi_label=trainer.multi_label,
-        frame_geometry={"resize": trainer.geometry.resize, "crop": trainer.geometry.crop},
-        train_config=vars(config).copy(),
+        train_config=dataclasses.asdict(config),
     )
+    save_model(trainer.run_dir / "model.pt", model, record)
     return summary

@@ -105,9 +105,7 @@ def load_splits(data: str | Path | None, calibration_fraction: float = 0.1, seed
             setattr(splits, split, _remap(samples, names, classes, path))
     if not splits.calibration:
         splits.train, splits.calibration = _hold_out(train, calibration_fraction, seed)
-        splits.notes.append(
-            f"no calibration split: held out {len(splits.calibration)} of {len(train)} training videos"
-        )
+        splits.notes.append(f"no calibration split: held out {len(splits.calibration)} of {len(train)} training videos")
     if not splits.test:
         splits.notes.append("no test split: test metrics are not computed")
     return splits

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from pipeline.frames.decode import clip_from_resized, read_clip
 from pipeline.frames.errors import VideoError
 from pipeline.frames.limits import DecodeLimits
-from pipeline.frames.transform import FrameGeometry
+from pipeline.frames.transform import IMAGENET, FrameGeometry, Normalisation
 
 from .frame_cache import FrameCache
 
@@ -132,6 +133,7 @@ class VideoDataset:
         limits: DecodeLimits | None = None,
         strict: bool = False,
         cache: FrameCache | None = None,
+        normalisation: Normalisation = IMAGENET,
     ) -> None:
         self.samples = list(samples)
         self.num_classes = num_classes
@@ -143,6 +145,7 @@ class VideoDataset:
         self.limits = limits
         self.strict = strict
         self.cache = cache
+        self.normalisation = normalisation
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -161,9 +164,17 @@ class VideoDataset:
         try:
             if self.cache is not None:
                 resized = self.cache.get(sample.path, self.geometry, self.limits)
-                clip = clip_from_resized(resized, self.num_frames, self.geometry, rng)
+                clip = clip_from_resized(resized, self.num_frames, self.geometry, rng, self.normalisation)
             else:
-                clip = read_clip(sample.path, self.num_frames, self.geometry, self.limits, rng=rng, threads=1)
+                clip = read_clip(
+                    sample.path,
+                    self.num_frames,
+                    self.geometry,
+                    self.limits,
+                    rng,
+                    threads=1,
+                    normalisation=self.normalisation,
+                )
         except (VideoError, OSError):
             if self.strict:
                 raise

@@ -2,7 +2,8 @@
 
 Every field of a config dataclass becomes a ``--flag`` (underscores become dashes, the
 field's ``help`` metadata is the help text). ``--config FILE`` (JSON or TOML) sets fields
-first; flags given on the command line override it.
+first; flags given on the command line override it. A ``Literal[...]`` field accepts only its
+values, on the command line (argparse ``choices``) and in a config file alike.
 """
 
 from __future__ import annotations
@@ -43,7 +44,10 @@ def _add_field(parser: argparse.ArgumentParser, field: dataclasses.Field, annota
     kind = _unwrap_optional(annotation)
     origin = typing.get_origin(kind)
     common = {"dest": field.name, "default": argparse.SUPPRESS, "help": help_text}
-    if kind is bool:
+    if origin is typing.Literal:
+        choices = typing.get_args(kind)
+        parser.add_argument(flag, type=type(choices[0]), choices=choices, **common)
+    elif kind is bool:
         parser.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
     elif origin in (tuple, list):
         item = typing.get_args(kind)[0]
@@ -80,6 +84,9 @@ def from_mapping(cls: type[ConfigT], values: dict[str, Any]) -> ConfigT:
     fixed = {}
     for key, value in values.items():
         kind = _unwrap_optional(hints[key])
+        if typing.get_origin(kind) is typing.Literal and value not in typing.get_args(kind):
+            choices = ", ".join(map(str, typing.get_args(kind)))
+            raise ValueError(f"{key} must be one of {choices}; got {value!r}")
         fixed[key] = tuple(value) if typing.get_origin(kind) is tuple and value is not None else value
     return cls(**fixed)
 

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from training.adafocus.config import TrainConfig
+from training.adafocus.run import train
 from training.engine.options import from_mapping, load_config_file
 from training.engine.runtime import StopRequest, config_differences, log, run_command
-from training.adafocus.run import train
 
 
 def training_seconds(summary: dict[str, Any], cpu: bool = False) -> float:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from pipeline.manifest import ServedFocus
 from training.adafocus.model import AdaFocusV2
 
 
@@ -85,15 +86,11 @@ class GraphDefinition:
     output_names: tuple[str, ...]
 
 
-def focus_kind(model: AdaFocusV2) -> str:
-    """How the served pipeline places the patch: ``policy``, ``centre``, ``full_frame`` or ``none``."""
-    if not model.uses_local:
-        return "none"
-    if model.crop is None:
-        return "full_frame"
+def focus_kind(model: AdaFocusV2) -> ServedFocus:
+    """How the served pipeline places the patch (the model's own focus: one vocabulary)."""
     if model.focus_mode == "random":
         raise ValueError("the random-patch baseline is a training comparison; it is not exported")
-    return "policy" if model.focus_mode == "policy" else "centre"
+    return model.focus_mode
 
 
 @torch.no_grad()

@@ -10,19 +10,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from pipeline.frames.transform import IMAGENET_MEAN, IMAGENET_STD
 from pipeline.manifest import MANIFEST_FORMAT, Manifest, manifest_schema
 from pipeline.repository import find_pipelines, sha256_of
 from training.adafocus.costs import step_costs
 from training.adafocus.model import AdaFocusV2
-from training.adafocus.record import load_model
+from training.adafocus.record import ModelRecord, load_model
 from training.exporter.graphs import GraphDefinition, focus_kind, graph_definitions
 from training.exporter.onnx_export import export_onnx
-
-TRITON_MAX_BATCH = 64
+from training.exporter.triton import triton_config
+from training.exporter.verify import compare_with_onnxruntime
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -44,44 +42,6 @@ def _outputs(graph: GraphDefinition) -> tuple[torch.Tensor, ...]:
     with torch.no_grad():
         out = graph.module(*graph.inputs)
     return out if isinstance(out, tuple) else (out,)
-
-
-def compare_with_onnxruntime(graph: GraphDefinition, path: Path, expected: tuple[torch.Tensor, ...]) -> float:
-    """Max abs difference between ONNX Runtime (CPU) and ``expected``, PyTorch's outputs of the graph."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feeds = {name: t.numpy() for name, t in zip(graph.input_names, graph.inputs, strict=True)}
-    got = session.run(list(graph.output_names), feeds)
-    return max(float(np.abs(a - b.numpy()).max()) for a, b in zip(got, expected, strict=True))
-
-
-_TRITON_TYPES = {"float32": "TYPE_FP32", "int64": "TYPE_INT64"}
-
-
-def triton_config(model_name: str, inputs: list[dict], outputs: list[dict], labels: bool) -> str:
-    """A ``config.pbtxt`` for ONNX Runtime in Triton, batch axis implicit, dynamic batching on."""
-
-    def block(kind: str, specs: list[dict]) -> str:
-        entries = []
-        for spec in specs:
-            # Triton wants at least one dimension besides the batch: a per-frame scalar (the
-            # classifier's step) is declared as [1] and reshaped to the model's [] per frame.
-            shape = spec["shape"][1:]
-            dims = f"dims: [ {', '.join(map(str, shape))} ]" if shape else "dims: [ 1 ]\n    reshape: { shape: [ ] }"
-            label = '\n    label_filename: "labels.txt"' if labels and spec["name"] == "logits" else ""
-            entries.append(
-                f'  {{\n    name: "{spec["name"]}"\n    data_type: {_TRITON_TYPES[spec["dtype"]]}\n'
-                f"    {dims}{label}\n  }}"
-            )
-        return f"{kind} [\n" + ",\n".join(entries) + "\n]\n"
-
-    return (
-        f'name: "{model_name}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: {TRITON_MAX_BATCH}\n'
-        + block("input", inputs)
-        + block("output", outputs)
-        + "dynamic_batching {\n  max_queue_delay_microseconds: 2000\n}\n"
-    )
 
 
 def _write_or_check(path: Path, text: str) -> None:
@@ -147,7 +107,7 @@ def export_run(
         files[f"{triton_model}/config.pbtxt"] = sha256_of(config_path)
         if is_classifier:
             labels_path = out / triton_model / "labels.txt"
-            _write_or_check(labels_path, "".join(f"{label}\n" for label in record["classes"]))
+            _write_or_check(labels_path, "".join(f"{label}\n" for label in record.classes))
             files[f"{triton_model}/labels.txt"] = sha256_of(labels_path)
         graphs[graph.name] = {
             "triton_model": triton_model,
@@ -161,23 +121,23 @@ def export_run(
             "format": MANIFEST_FORMAT,
             "name": name,
             "version": version,
-            "method": record["train_config"].get("method", "adafocus_v2"),
+            "method": record.method,
             "variant": model.config.variant,
             "focus": focus,
-            "labels": record["classes"],
-            "multi_label": record.get("multi_label", False),
+            "labels": record.classes,
+            "multi_label": record.multi_label,
             "frames": {
                 "num_frames": model.config.num_frames,
                 "order": [int(i) for i in model.order.tolist()],
-                "resize": record["frame_geometry"]["resize"],
-                "crop": record["frame_geometry"]["crop"],
-                "mean": [round(float(v), 6) for v in IMAGENET_MEAN],
-                "std": [round(float(v), 6) for v in IMAGENET_STD],
+                "resize": record.geometry.resize,
+                "crop": record.geometry.crop,
+                "mean": list(record.normalisation.mean),
+                "std": list(record.normalisation.std),
                 "glance_size": model.config.glance_size,
                 "patch_size": model.config.patch_size if focus in ("policy", "centre") else None,
             },
-            "confidence": record["confidence"],
-            "operating_points": record["operating_points"],
+            "confidence": record.confidence,
+            "operating_points": record.operating_points,
             "graphs": graphs,
             "state_sizes": {
                 "policy": model.policy.hidden_size if model.policy is not None else 0,
@@ -195,8 +155,8 @@ def export_run(
     return manifest_path
 
 
-def _source(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
-    source: dict[str, Any] = {"run_dir": str(run_dir), "config": record["train_config"]}
+def _source(run_dir: Path, record: ModelRecord) -> dict[str, Any]:
+    source: dict[str, Any] = {"run_dir": str(run_dir), "config": record.train_config}
     summary = run_dir / "summary.json"
     if summary.is_file():
         test = json.loads(summary.read_text()).get("test")

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
-from tests.videos import CONTAINERS, brightness_index, make_video
 
 from pipeline.frames import FrameGeometry, UnsupportedFormatError
 from pipeline.frames.decode import read_clip
+from tests.videos import CONTAINERS, brightness_index, make_video
 from training.data.frame_cache import FrameCache
 from training.data.videos import VideoDataset, read_video_list, scan_video_folder
 from training.engine.sampler import EpochSampler

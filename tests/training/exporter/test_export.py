@@ -20,9 +20,9 @@ from tests.paths import REPO
 from tests.training.tiny import TINY_TRAINING
 from training.adafocus.config import TrainConfig
 from training.adafocus.record import load_model
+from training.adafocus.run import train
 from training.export import main
 from training.exporter.repository import export_run
-from training.adafocus.run import train
 
 
 @pytest.fixture(scope="module")
