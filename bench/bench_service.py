@@ -217,10 +217,10 @@ def eager_vs_onnx(repo: Path, run: Path, clips: list[np.ndarray], repeats: int) 
     """Inference only, batch 1, frame by frame, every frame: PyTorch eager vs ONNX Runtime."""
     import torch
 
-    from bench.verify_export import step_by_step
     from pipeline.onnx_steps import OnnxPipeline, create_sessions
     from pipeline.repository import load_pipeline
     from training.adafocus.record import load_model
+    from training.exporter.verify import step_by_step
 
     torch.set_num_threads(os.cpu_count() or 1)
     model, _ = load_model(run / "model.pt")

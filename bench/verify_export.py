@@ -30,6 +30,7 @@ from pipeline.frames.transform import FrameGeometry
 from pipeline.onnx_steps import OnnxPipeline, create_sessions
 from pipeline.repository import load_pipeline
 from training.adafocus.record import load_model
+from training.exporter.verify import step_by_step
 
 OUT_DIR = Path("docs/benchmarks")
 
@@ -53,18 +54,8 @@ def _check_same_run(run: Path, source) -> None:
 LOGIT_AIM = 1e-4  # the service issue's parity aim on CPU
 
 
-def step_by_step(model, frames: np.ndarray) -> np.ndarray:
-    """PyTorch's logits after every step, one frame at a time with the running state, as the
-    exported graphs compute them (``(T, K)``)."""
-    tensor, state, logits = torch.from_numpy(frames), model.initial_state(1), []
-    for step, index in enumerate(model.order.tolist()):
-        step_logits, _, state = model.step(tensor[index : index + 1], state, step)
-        logits.append(step_logits[0].numpy())
-    return np.stack(logits)
-
-
 def verify(run: Path, repo: Path, name: str, data: Path, limit: int | None, provider: str) -> dict:
-    model, _ = load_model(run / "model.pt")
+    model, record = load_model(run / "model.pt")
     pipeline = load_pipeline(repo, name)
     _check_same_run(run, pipeline.manifest.source)
     sessions = create_sessions(pipeline, providers=[provider, "CPUExecutionProvider"])
@@ -80,7 +71,7 @@ def verify(run: Path, repo: Path, name: str, data: Path, limit: int | None, prov
     worst_stepwise = torch_paths = largest = 0.0
     same_exit = dict.fromkeys(points, 0)
     for path, _ in tqdm(rows, desc="videos", unit="video"):
-        frames = read_clip(data / path, manifest.frames.num_frames, geometry).frames
+        frames = read_clip(data / path, manifest.frames.num_frames, geometry, normalisation=record.normalisation).frames
         with torch.no_grad():
             reference = model(torch.from_numpy(frames)[None]).step_logits[0].numpy()
             stepwise = step_by_step(model, frames)

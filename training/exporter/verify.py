@@ -18,3 +18,13 @@ def compare_with_onnxruntime(graph: GraphDefinition, path: Path, expected: tuple
     feeds = {name: t.numpy() for name, t in zip(graph.input_names, graph.inputs, strict=True)}
     got = session.run(list(graph.output_names), feeds)
     return max(float(np.abs(a - b.numpy()).max()) for a, b in zip(got, expected, strict=True))
+
+
+def step_by_step(model, frames: np.ndarray) -> np.ndarray:
+    """PyTorch's logits after every step, one frame at a time with the running state, as the
+    exported graphs compute them (``(T, K)``)."""
+    tensor, state, logits = torch.from_numpy(frames), model.initial_state(1), []
+    for step, index in enumerate(model.order.tolist()):
+        step_logits, _, state = model.step(tensor[index : index + 1], state, step)
+        logits.append(step_logits[0].numpy())
+    return np.stack(logits)
