@@ -1,4 +1,5 @@
-"""AdaFocusV2 (and the baselines that share its harness)."""
+"""The AdaFocus model family: the glance-focus-classify model that AdaFocusV2, AdaFocus V1 (``v1/``)
+and the baselines share, its losses, costs, evaluation and the end of a run."""
 
 from .classifiers import PoolingClassifier, RecurrentClassifier
 from .costs import StepCosts, step_costs

@@ -1,1 +1,1 @@
-"""Datasets: image folders, generated data, and (later) videos."""
+"""Datasets: video folders and lists, image folders, the frame cache, and the generated benchmarks."""
