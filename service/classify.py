@@ -1,8 +1,17 @@
-"""One request's work after decoding: glance -> policy -> crop -> focus -> classify with early exit."""
+"""One classify request's journey, from its checked options to its answer.
+
+``routes.py`` does the HTTP (admission, the upload's size limit) and hands over a
+:class:`ClassifyRequest`; :func:`classify_video` does the rest: choose the exit point, read the
+upload, open a decode session (a :class:`LazyClip`: frames are decoded as the steps ask for
+them), drive the step loop through the model's batcher (glance -> policy -> crop -> focus ->
+classify, with early exit), describe the result, record its stage and exit metrics. Data
+flows one way: routes -> classify -> decoding and batching -> back.
+"""
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,9 +24,42 @@ from pipeline.frames.transform import FrameGeometry
 from pipeline.onnx_steps import ClipResult
 
 from .batching import run_clip_batched
-from .decoding import LazyClip
+from .decoding import DecoderPool, LazyClip
+from .metrics import Metrics
 from .problems import Problem
 from .registry import ServedModel
+
+
+@dataclass(frozen=True)
+class ClassifyRequest:
+    """What a classify request asks for, its options checked by the HTTP layer."""
+
+    model: ServedModel
+    # The video's bytes, read by the HTTP layer under the upload limit. Called only once the
+    # exit has been chosen, so that a bad option is refused before a large upload is read.
+    upload: Callable[[], Awaitable[bytes]]
+    exit: str  # off, an operating point's name, or a GMACs-per-video budget
+    top_k: int
+    thumbnails: bool  # a JPEG of each decoded frame in the answer (the web page's)
+    request_id: str
+
+
+async def classify_video(request: ClassifyRequest, decoder: DecoderPool, metrics: Metrics) -> dict[str, Any]:
+    """Classify the request's video: the answer of ``POST /v1/classify``.
+
+    Raises :class:`Problem` (unknown operating point, bad upload, decoder crash or timeout)
+    or a frames ``VideoError`` (a file that is not a readable video); both become problem details.
+    """
+    model = request.model
+    exit = choose_point(model, parse_exit(request.exit))
+    data = await request.upload()
+    clip = open_clip(model, data, decoder, exit, request.thumbnails)
+    try:
+        result = await _run_steps(model, clip, exit)
+    finally:
+        clip.close()
+    _record(metrics, result)
+    return describe(model, clip, exit, result, request.top_k, request.request_id)
 
 
 def parse_exit(value: str) -> str | float | None:
@@ -63,13 +105,29 @@ def _softmax(logits: np.ndarray, multi_label: bool) -> np.ndarray:
     return shifted / shifted.sum()
 
 
-async def classify_clip(model: ServedModel, clip: LazyClip, exit: ExitChoice | None, top_k: int) -> dict[str, Any]:
-    """Run the pipeline on a clip decoded as needed (its steps batched with other requests')."""
-    thresholds = exit.point.thresholds if exit is not None else None
+def open_clip(
+    model: ServedModel, data: bytes, decoder: DecoderPool, exit: ExitChoice | None, thumbnails: bool
+) -> LazyClip:
+    """``data`` as a clip of ``model``'s samples, opened in a decoder process and read as needed.
+    :meth:`LazyClip.close` it when done."""
+    frames = model.pipeline.manifest.frames
+    order = frames.order if exit is not None else None  # without an exit, every sample is needed
+    session = decoder.session(data, frames.num_frames, FrameGeometry(frames.resize, frames.crop))
+    return LazyClip(session, frames.num_frames, thumbnails, order)
+
+
+async def _run_steps(model: ServedModel, clip: LazyClip, exit: ExitChoice | None) -> ClipResult:
+    """The step loop on ``clip`` (its steps batched with other requests')."""
     if model.batcher is None:
         raise RuntimeError("start_batching() was not called")
-    result = await run_clip_batched(model.pipeline.manifest, model.batcher, clip.frame, thresholds, model.active_clips)
-    return describe(model, clip, exit, result, top_k)
+    thresholds = exit.point.thresholds if exit is not None else None
+    return await run_clip_batched(model.pipeline.manifest, model.batcher, clip.frame, thresholds, model.active_clips)
+
+
+def _record(metrics: Metrics, result: ClipResult) -> None:
+    for stage, seconds in result.seconds.items():
+        metrics.stage_seconds.labels(stage).observe(seconds)
+    metrics.exit_step.observe(result.exit_step)
 
 
 def _add_thumbnail(entry: dict[str, Any], clip: LazyClip, position: int) -> None:
@@ -89,9 +147,9 @@ def _skipped_frame(clip: LazyClip, step: int, position: int, sampled: np.ndarray
 
 
 def describe(
-    model: ServedModel, clip: LazyClip, exit: ExitChoice | None, result: ClipResult, top_k: int
+    model: ServedModel, clip: LazyClip, exit: ExitChoice | None, result: ClipResult, top_k: int, request_id: str
 ) -> dict[str, Any]:
-    """Scores, exit, compute spent and the focus boxes of a processed clip."""
+    """The answer for a processed clip: scores, exit, compute spent, the focus boxes, timings."""
     manifest = model.pipeline.manifest
     scores = _softmax(result.logits, manifest.multi_label)
     best = np.argsort(-scores)[:top_k]
@@ -118,6 +176,8 @@ def describe(
         sampled = segment_indices(clip.num_frames, manifest.frames.num_frames)
         skipped = [_skipped_frame(clip, step, order[step], sampled) for step in range(steps, len(order))]
     return {
+        "model": {"name": model.name, "version": model.version},
+        "request_id": request_id,
         "labels": [{"label": manifest.labels[i], "score": float(scores[i])} for i in best],
         "exit": {
             "operating_point": None if exit is None else exit.label,
@@ -134,5 +194,6 @@ def describe(
         },
         "frames": processed,
         "skipped_frames": skipped,
-        "stage_seconds": result.seconds,
+        "video": {"width": clip.original_size[0], "height": clip.original_size[1], "frames": int(clip.num_frames)},
+        "timings_s": result.seconds,
     }

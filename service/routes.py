@@ -1,19 +1,21 @@
-"""HTTP endpoints: health, readiness, the served models, and POST /classify."""
+"""HTTP endpoints: health, readiness, the served models, and POST /classify.
+
+Only the HTTP lives here (admission, the upload under its size limit, the query options);
+a classify request's work is :func:`service.classify.classify_video`'s."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from pipeline.frames.transform import FrameGeometry
-
-from .classify import choose_point, classify_clip, parse_exit
-from .decoding import LazyClip
+from .classify import ClassifyRequest, classify_video
 from .dependencies import DecoderDep, MetricsDep, RegistryDep, SettingsDep, require_api_key
 from .problems import Problem
+from .registry import ModelRegistry, ServedModel
 
 router = APIRouter()
 
@@ -67,7 +69,17 @@ async def _read_limited(chunks, limit: int) -> bytes:
 
 
 async def read_video(request: Request, limit: int) -> bytes:
-    """The uploaded video: multipart field ``video``, or the raw body with a video content type."""
+    """The uploaded video: multipart field ``video``, or the raw body with a video content type.
+
+    Counted as it is read: an upload over ``limit`` bytes is refused (413) once it passes the
+    limit, never held in memory whole. An empty one is refused (422)."""
+    data = await _read_body(request, limit)
+    if not data:
+        raise Problem(422, "Empty upload", "the uploaded video is empty")
+    return data
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit + 64 * 1024:
         raise Problem(413, "Video too large", f"the upload exceeds the limit of {limit / 1e6:.0f} MB")
@@ -93,6 +105,14 @@ async def read_video(request: Request, limit: int) -> bytes:
     return await _read_limited(request.stream(), limit)
 
 
+def served_model(registry: ModelRegistry, name: str | None, version: int | None) -> ServedModel:
+    """The model a request names (the default one if none); 404 if it is not served."""
+    try:
+        return registry.get(name, version)
+    except KeyError as error:
+        raise Problem(404, "Unknown model", str(error.args[0])) from None
+
+
 @router.post("/classify", summary="classify an uploaded video with early exit", dependencies=[Depends(require_api_key)])
 async def classify(
     request: Request,
@@ -114,38 +134,14 @@ async def classify(
         raise Problem(503, "Overloaded", "too many requests in flight; retry shortly", {"Retry-After": "1"})
     metrics.enter()
     try:
-        return await _classify(request, settings, registry, decoder, metrics, top_k, exit, model, version, thumbnails)
+        job = ClassifyRequest(
+            model=served_model(registry, model, version),
+            upload=partial(read_video, request, int(settings.max_upload_mb * 1e6)),
+            exit=exit or settings.default_exit,
+            top_k=top_k,
+            thumbnails=thumbnails,
+            request_id=request.state.request_id,
+        )
+        return await classify_video(job, decoder, metrics)
     finally:
         metrics.leave()
-
-
-async def _classify(
-    request, settings, registry, decoder, metrics, top_k, exit, model, version, thumbnails
-) -> dict[str, Any]:
-    try:
-        served = registry.get(model, version)
-    except KeyError as error:
-        raise Problem(404, "Unknown model", str(error.args[0])) from None
-    chosen_exit = choose_point(served, parse_exit(exit or settings.default_exit))
-    data = await read_video(request, int(settings.max_upload_mb * 1e6))
-    if not data:
-        raise Problem(422, "Empty upload", "the uploaded video is empty")
-    frames = served.pipeline.manifest.frames
-    order = frames.order if chosen_exit is not None else None  # without an exit, every sample is needed
-    session = decoder.session(data, frames.num_frames, FrameGeometry(frames.resize, frames.crop))
-    clip = LazyClip(session, frames.num_frames, thumbnails, order)
-    try:
-        result = await classify_clip(served, clip, chosen_exit, min(top_k, len(served.pipeline.manifest.labels)))
-    finally:
-        clip.close()
-    stages = result.pop("stage_seconds")
-    for stage, seconds in stages.items():
-        metrics.stage_seconds.labels(stage).observe(seconds)
-    metrics.exit_step.observe(result["exit"]["step"])
-    return {
-        "model": {"name": served.name, "version": served.version},
-        "request_id": request.state.request_id,
-        **result,
-        "video": {"width": clip.original_size[0], "height": clip.original_size[1], "frames": int(clip.num_frames)},
-        "timings_s": stages,
-    }
