@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -21,6 +20,7 @@ from pipeline.early_exit import OperatingPoint, choose_operating_point
 from pipeline.frames.patch import box_in_original, patch_origin
 from pipeline.frames.sampling import segment_indices
 from pipeline.frames.transform import FrameGeometry
+from pipeline.manifest import Manifest
 from pipeline.onnx_steps import ClipResult
 
 from .batching import run_clip_batched
@@ -28,6 +28,18 @@ from .decoding import DecoderPool, LazyClip
 from .metrics import Metrics
 from .problems import Problem
 from .registry import ServedModel
+from .schemas import (
+    ClassifyResponse,
+    ExitSummary,
+    FocusBox,
+    Gmacs,
+    LabelScore,
+    ModelRef,
+    ProcessedFrame,
+    SkippedFrame,
+    StageTimings,
+    VideoInfo,
+)
 
 
 @dataclass(frozen=True)
@@ -44,7 +56,7 @@ class ClassifyRequest:
     request_id: str
 
 
-async def classify_video(request: ClassifyRequest, decoder: DecoderPool, metrics: Metrics) -> dict[str, Any]:
+async def classify_video(request: ClassifyRequest, decoder: DecoderPool, metrics: Metrics) -> ClassifyResponse:
     """Classify the request's video: the answer of ``POST /v1/classify``.
 
     Raises :class:`Problem` (unknown operating point, bad upload, decoder crash or timeout)
@@ -130,70 +142,83 @@ def _record(metrics: Metrics, result: ClipResult) -> None:
     metrics.exit_step.observe(result.exit_step)
 
 
-def _add_thumbnail(entry: dict[str, Any], clip: LazyClip, position: int) -> None:
-    if position in clip.previews:
-        entry["thumbnail"] = "data:image/jpeg;base64," + base64.b64encode(clip.previews[position]).decode()
+def _thumbnail(clip: LazyClip, position: int) -> dict[str, str]:
+    """``{"thumbnail": data URL}`` if the sample was decoded with a preview, else nothing (no key)."""
+    if position not in clip.previews:
+        return {}
+    return {"thumbnail": "data:image/jpeg;base64," + base64.b64encode(clip.previews[position]).decode()}
 
 
-def _skipped_frame(clip: LazyClip, step: int, position: int, sampled: np.ndarray) -> dict[str, Any]:
-    """A sampled frame after the exit: never processed, and never decoded if the exit came at step 0."""
-    entry: dict[str, Any] = {"step": step, "decoded": position in clip.frames}
-    if entry["decoded"]:
-        entry.update(frame_index=clip.frame_indices[position], time_s=clip.timestamps[position])
-        _add_thumbnail(entry, clip, position)
-    else:  # where it would have been sampled (the same sampling as the decoder's)
-        entry["frame_index"] = int(sampled[position])
-    return entry
+def _processed_frame(manifest: Manifest, clip: LazyClip, step: int, location: np.ndarray | None) -> ProcessedFrame:
+    """The frame of ``step``, with the focus box in the video's pixels where the model crops a patch."""
+    frames = manifest.frames
+    index = frames.order[step]
+    box = None
+    if location is not None and frames.patch_size is not None:
+        origin = patch_origin(location, frames.crop, frames.patch_size)
+        geometry = FrameGeometry(frames.resize, frames.crop)
+        patch = box_in_original(tuple(map(float, origin)), frames.patch_size, geometry, clip.original_size)
+        box = FocusBox(**patch.as_dict())
+    return ProcessedFrame(
+        step=step,
+        frame_index=int(clip.frame_indices[index]),
+        time_s=float(clip.timestamps[index]),
+        box=box,
+        **_thumbnail(clip, index),
+    )
+
+
+def _skipped_frames(manifest: Manifest, clip: LazyClip, steps: int) -> list[SkippedFrame]:
+    """The sampled frames after the exit: never processed, and never decoded if the exit came at step 0."""
+    order = manifest.frames.order
+    if steps >= len(order):
+        return []
+    sampled = segment_indices(clip.num_frames, manifest.frames.num_frames)  # the decoder's sampling, derived once
+    skipped = []
+    for step in range(steps, len(order)):
+        position = order[step]
+        if position in clip.frames:
+            entry = SkippedFrame(
+                step=step,
+                decoded=True,
+                frame_index=clip.frame_indices[position],
+                time_s=clip.timestamps[position],
+                **_thumbnail(clip, position),
+            )
+        else:  # where it would have been sampled
+            entry = SkippedFrame(step=step, decoded=False, frame_index=int(sampled[position]))
+        skipped.append(entry)
+    return skipped
 
 
 def describe(
     model: ServedModel, clip: LazyClip, exit: ExitChoice | None, result: ClipResult, top_k: int, request_id: str
-) -> dict[str, Any]:
+) -> ClassifyResponse:
     """The answer for a processed clip: scores, exit, compute spent, the focus boxes, timings."""
     manifest = model.pipeline.manifest
     scores = _softmax(result.logits, manifest.multi_label)
     best = np.argsort(-scores)[:top_k]
-    order = manifest.frames.order
-    geometry = FrameGeometry(manifest.frames.resize, manifest.frames.crop)
-    processed = []
-    for step, location in enumerate(result.locations):
-        index = order[step]
-        entry: dict[str, Any] = {
-            "step": step,
-            "frame_index": int(clip.frame_indices[index]),
-            "time_s": float(clip.timestamps[index]),
-            "box": None,
-        }
-        if location is not None and manifest.frames.patch_size is not None:
-            origin = patch_origin(location, manifest.frames.crop, manifest.frames.patch_size)
-            box = box_in_original(tuple(map(float, origin)), manifest.frames.patch_size, geometry, clip.original_size)
-            entry["box"] = box.as_dict()
-        _add_thumbnail(entry, clip, index)
-        processed.append(entry)
+    processed = [_processed_frame(manifest, clip, step, location) for step, location in enumerate(result.locations)]
     steps = len(result.step_logits)
-    skipped = []
-    if steps < len(order):  # where the skipped samples are: the decoder's sampling, derived once
-        sampled = segment_indices(clip.num_frames, manifest.frames.num_frames)
-        skipped = [_skipped_frame(clip, step, order[step], sampled) for step in range(steps, len(order))]
-    return {
-        "model": {"name": model.name, "version": model.version},
-        "request_id": request_id,
-        "labels": [{"label": manifest.labels[i], "score": float(scores[i])} for i in best],
-        "exit": {
-            "operating_point": None if exit is None else exit.label,
-            "step": result.exit_step,
-            "frame_index": processed[-1]["frame_index"],
-            "time_s": processed[-1]["time_s"],
-            "frames_processed": steps,
-            "frames_sampled": manifest.frames.num_frames,
-            "frames_decoded": int(clip.decoded_frames),
-        },
-        "gmacs": {
-            "spent": manifest.gmacs_per_frame * steps,
-            "full_model": manifest.gmacs_per_frame * manifest.frames.num_frames,
-        },
-        "frames": processed,
-        "skipped_frames": skipped,
-        "video": {"width": clip.original_size[0], "height": clip.original_size[1], "frames": int(clip.num_frames)},
-        "timings_s": result.seconds,
-    }
+    return ClassifyResponse(
+        model=ModelRef(name=model.name, version=model.version),
+        request_id=request_id,
+        labels=[LabelScore(label=manifest.labels[i], score=float(scores[i])) for i in best],
+        exit=ExitSummary(
+            operating_point=None if exit is None else exit.label,
+            step=result.exit_step,
+            frame_index=processed[-1].frame_index,
+            time_s=processed[-1].time_s,
+            frames_processed=steps,
+            frames_sampled=manifest.frames.num_frames,
+            frames_decoded=int(clip.decoded_frames),
+        ),
+        gmacs=Gmacs(
+            spent=manifest.gmacs_per_frame * steps,
+            full_model=manifest.gmacs_per_frame * manifest.frames.num_frames,
+        ),
+        frames=processed,
+        skipped_frames=_skipped_frames(manifest, clip, steps),
+        video=VideoInfo(width=clip.original_size[0], height=clip.original_size[1], frames=int(clip.num_frames)),
+        timings_s=StageTimings(**result.seconds),
+    )

@@ -16,6 +16,7 @@ from .classify import ClassifyRequest, classify_video
 from .dependencies import DecoderDep, MetricsDep, RegistryDep, SettingsDep, require_api_key
 from .problems import Problem
 from .registry import ModelRegistry, ServedModel
+from .schemas import ClassifyResponse, ModelsResponse, served_pipeline
 
 router = APIRouter()
 
@@ -23,6 +24,27 @@ router = APIRouter()
 # in a worker thread, a thread hop per dependency per request (about 20 per classify request).
 
 VIDEO_CONTENT_TYPES = ("video/", "application/octet-stream")
+
+# The classify routes read their body themselves (read_video: the size limit holds while it
+# streams in; an UploadFile parameter would spool the whole upload first), so FastAPI cannot
+# see it: this is what /openapi.json says of it, and what lets /docs send a file.
+# A file field as FastAPI writes an UploadFile's (contentMediaType, OpenAPI 3.1), and with
+# OpenAPI 3.0's format too: Swagger UI shows a file picker for either.
+_FILE = {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"}
+_RAW = {"type": "string", "format": "binary"}  # a whole body; its media type is the content's key
+VIDEO_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "the video: the multipart field `video`, or the whole body with a video/* content type",
+        "content": {
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": {"video": _FILE}, "required": ["video"]},
+            },
+            "video/*": {"schema": _RAW},
+            "application/octet-stream": {"schema": _RAW},
+        },
+    }
+}
 
 
 @router.get("/healthz", summary="the process is alive")
@@ -46,17 +68,12 @@ async def metrics(metrics: MetricsDep) -> PlainTextResponse:
     "/v1/models",
     summary="the served pipelines' manifests (labels, operating points, costs)",
     dependencies=[Depends(require_api_key)],
+    response_model=ModelsResponse,
 )
-async def models(registry: RegistryDep) -> dict[str, Any]:
-    return {
-        "models": [
-            {
-                **model.pipeline.manifest.model_dump(mode="json", exclude={"files", "source"}),
-                "providers": model.providers,
-            }
-            for model in registry.models.values()
-        ]
-    }
+async def models(registry: RegistryDep) -> ModelsResponse:
+    return ModelsResponse(
+        models=[served_pipeline(model.pipeline.manifest, model.providers) for model in registry.models.values()]
+    )
 
 
 async def _read_limited(chunks, limit: int) -> bytes:
@@ -113,7 +130,14 @@ def served_model(registry: ModelRegistry, name: str | None, version: int | None)
         raise Problem(404, "Unknown model", str(error.args[0])) from None
 
 
-@router.post("/classify", summary="classify an uploaded video with early exit", dependencies=[Depends(require_api_key)])
+@router.post(
+    "/classify",
+    summary="classify an uploaded video with early exit",
+    dependencies=[Depends(require_api_key)],
+    response_model=ClassifyResponse,
+    response_model_exclude_unset=True,  # absent, not null: a thumbnail not asked for (schemas.py)
+    openapi_extra=VIDEO_BODY,
+)
 async def classify(
     request: Request,
     settings: SettingsDep,
@@ -127,7 +151,7 @@ async def classify(
     thumbnails: Annotated[
         bool, Query(description="add a small JPEG (data URL) of each processed frame, uncropped")
     ] = False,
-) -> dict[str, Any]:
+) -> ClassifyResponse:
     if not registry.ready:
         raise Problem(503, "Not ready", "models are still loading", {"Retry-After": "5"})
     if metrics.in_flight >= settings.max_in_flight:
