@@ -16,7 +16,7 @@ from .metrics import Metrics
 from .middleware import RequestIdMiddleware
 from .problems import Problem, handle_problem, handle_validation_error, handle_video_error
 from .registry import ModelRegistry
-from .routes import router
+from .routes import CLASSIFY_PATHS, router
 from .settings import Settings
 from .web import router as web_router
 from .web import static_files
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RequestIdMiddleware,
         observe=lambda status, seconds: metrics.request_seconds.labels(str(status)).observe(seconds),
-        timed_paths=("/classify",),
+        timed_paths=CLASSIFY_PATHS,
     )
     app.add_exception_handler(Problem, handle_problem)
     app.add_exception_handler(VideoError, handle_video_error)

@@ -12,7 +12,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.request_seconds = Histogram(
             "adafocus_request_seconds",
-            "POST /classify latency",
+            "POST /v1/classify (and /classify) latency",
             ["status"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,

@@ -1,4 +1,4 @@
-"""HTTP endpoints: health, readiness, the served models, and POST /classify.
+"""HTTP endpoints: health, readiness, the served models, and POST /v1/classify (alias /classify).
 
 Only the HTTP lives here (admission, the upload under its size limit, the query options);
 a classify request's work is :func:`service.classify.classify_video`'s."""
@@ -24,6 +24,7 @@ router = APIRouter()
 # in a worker thread, a thread hop per dependency per request (about 20 per classify request).
 
 VIDEO_CONTENT_TYPES = ("video/", "application/octet-stream")
+CLASSIFY_PATHS = ("/v1/classify", "/classify")  # the route and its alias (the latency metric times both)
 
 # The classify routes read their body themselves (read_video: the size limit holds while it
 # streams in; an UploadFile parameter would spool the whole upload first), so FastAPI cannot
@@ -130,14 +131,16 @@ def served_model(registry: ModelRegistry, name: str | None, version: int | None)
         raise Problem(404, "Unknown model", str(error.args[0])) from None
 
 
-@router.post(
-    "/classify",
-    summary="classify an uploaded video with early exit",
-    dependencies=[Depends(require_api_key)],
-    response_model=ClassifyResponse,
-    response_model_exclude_unset=True,  # absent, not null: a thumbnail not asked for (schemas.py)
-    openapi_extra=VIDEO_BODY,
-)
+# What both classify paths share; see VIDEO_BODY and schemas.py.
+_CLASSIFY_ROUTE: dict[str, Any] = {
+    "dependencies": [Depends(require_api_key)],
+    "response_model": ClassifyResponse,
+    "response_model_exclude_unset": True,  # absent, not null: a thumbnail not asked for (schemas.py)
+    "openapi_extra": VIDEO_BODY,
+}
+
+
+@router.post("/v1/classify", summary="classify an uploaded video with early exit", **_CLASSIFY_ROUTE)
 async def classify(
     request: Request,
     settings: SettingsDep,
@@ -169,3 +172,15 @@ async def classify(
         return await classify_video(job, decoder, metrics)
     finally:
         metrics.leave()
+
+
+# The path before /v1, for the clients written against it: the same handler, documented as
+# deprecated so that /docs sends new clients to /v1/classify.
+router.add_api_route(
+    "/classify",
+    classify,
+    methods=["POST"],
+    summary="classify an uploaded video (deprecated alias of POST /v1/classify)",
+    deprecated=True,
+    **_CLASSIFY_ROUTE,
+)

@@ -1,7 +1,7 @@
 """The web page (``GET /``): upload a video, see the labels, the exit and where the model looked.
 
 Plain HTML, CSS and JavaScript from ``service/static``: no build step, nothing fetched from
-elsewhere, so it works offline. The page calls the public API (``/v1/models``, ``/classify``
+elsewhere, so it works offline. The page calls the public API (``/v1/models``, ``/v1/classify``
 with ``thumbnails=true``) like any other client.
 """
 

@@ -1,4 +1,4 @@
-// The page's behaviour: load the served models, upload a video to POST /classify, show the result.
+// The page's behaviour: load the served models, upload a video to POST /v1/classify, show the result.
 // Plain JavaScript with no dependencies, so the page works offline and needs no build step.
 "use strict";
 
@@ -131,7 +131,7 @@ async function classify(event) {
   const body = new FormData();
   body.append("video", chosenFile, chosenFile.name);
   try {
-    const response = await fetch(`/classify?${query}`, { method: "POST", body, headers: headers() });
+    const response = await fetch(`/v1/classify?${query}`, { method: "POST", body, headers: headers() });
     if (!response.ok) {
       showError(await problemMessage(response));
       return;

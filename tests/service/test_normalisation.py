@@ -38,7 +38,7 @@ def test_served_scores_are_those_of_frames_normalised_with_the_manifests_statist
     )
     with TestClient(create_app(settings)) as client:
         response = client.post(
-            "/classify", params={"exit": "off", "top_k": len(expected)}, files={"video": ("clip.mp4", data)}
+            "/v1/classify", params={"exit": "off", "top_k": len(expected)}, files={"video": ("clip.mp4", data)}
         )
     assert response.status_code == 200, response.text
     scores = {entry["label"]: entry["score"] for entry in response.json()["labels"]}

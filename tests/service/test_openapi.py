@@ -6,7 +6,8 @@ import pytest
 
 from service.app import create_app
 
-CLASSIFY = "/classify"
+CLASSIFY = "/v1/classify"
+ALIAS = "/classify"
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +52,10 @@ def test_models_documents_its_answer(document):
     model = _schema(document, answer["properties"]["models"]["items"])
     assert {"name", "version", "labels", "frames", "operating_points", "providers"} <= set(model["properties"])
     assert not {"files", "source"} & set(model["properties"])  # checksums and the training run stay private
+
+
+def test_the_classify_alias_is_documented_as_deprecated(document):
+    route, alias = document["paths"][CLASSIFY]["post"], document["paths"][ALIAS]["post"]
+    assert alias["deprecated"] and not route.get("deprecated")
+    assert alias["requestBody"] == route["requestBody"] and alias["responses"] == route["responses"]
+    assert alias["operationId"] != route["operationId"]

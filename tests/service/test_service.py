@@ -138,6 +138,40 @@ def test_thumbnails_and_skipped_frames(client, videos):
         assert (picture.width, picture.height) == (128, 128)  # the whole 128 x 128 video frame
 
 
+def test_the_classify_alias_answers_as_the_versioned_route(client, videos):
+    """POST /classify is POST /v1/classify: the same answers, errors and latency metric."""
+    path, _ = videos[2]
+
+    def answer(route: str, **request) -> dict:
+        response = client.post(route, headers={"x-request-id": "same", **request.pop("headers", {})}, **request)
+        body = response.json()
+        if response.status_code == 200:
+            body["timings_s"] = set(body["timings_s"])  # wall times differ, their stages do not
+        else:
+            body.pop("instance")  # the path asked for
+        return {"status": response.status_code, "type": response.headers["content-type"], "body": body}
+
+    def timed() -> float:
+        lines = client.get("/metrics").text.splitlines()
+        return sum(float(line.split()[-1]) for line in lines if line.startswith("adafocus_request_seconds_count"))
+
+    before = timed()
+    requests = [
+        {"params": {"exit": "off", "top_k": 3}, "files": {"video": ("x.mp4", path.read_bytes())}},
+        {
+            "params": {"exit": "fast", "thumbnails": True},
+            "content": path.read_bytes(),
+            "headers": {"content-type": "video/mp4"},
+        },
+        {"content": b"hello", "headers": {"content-type": "text/plain"}},
+    ]
+    for request in requests:
+        versioned = answer("/v1/classify", **dict(request))
+        assert versioned == answer("/classify", **dict(request))
+    assert versioned["status"] == 415
+    assert timed() - before == 2 * len(requests)  # both paths are timed
+
+
 def _problem(response, status: int) -> dict:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
