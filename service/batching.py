@@ -1,9 +1,9 @@
 """Dynamic batching: the steps of many concurrent clips run as one batch.
 
-Every request drives its own step loop (:func:`model_repository.onnx_pipeline.clip_steps`);
+Every request drives its own step loop (:func:`pipeline.onnx_steps.clip_steps`);
 each step goes to the model's :class:`StepBatcher`, which waits at most ``max_wait_s`` for
 more rows (up to ``max_batch``), runs them as one batch in a worker thread (each graph of
-the step once, :func:`model_repository.onnx_pipeline.run_step`), and hands every caller its
+the step once, :func:`pipeline.onnx_steps.run_step`), and hands every caller its
 own row back. Rows at different steps of different videos mix freely: the running states
 are inputs. One batch per step rather than one per graph: a third of the thread hops,
 futures and frame copies per step (the frame goes to the glance and the focus graph as the
@@ -27,7 +27,7 @@ from pipeline.manifest import Manifest
 from pipeline.onnx_steps import FRAME, STAGES, ClipResult, clip_steps
 
 Row = dict[str, np.ndarray]
-# Runs a batch of rows: (outputs, seconds per stage); see ``onnx_pipeline.run_step``.
+# Runs a batch of rows: (outputs, seconds per stage); see ``pipeline.onnx_steps.run_step``.
 BatchFunction = Callable[[Row], tuple[Row, dict[str, float]]]
 
 

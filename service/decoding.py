@@ -1,6 +1,6 @@
 """Decoding in separate processes, so that a hostile file can crash or hang only a worker.
 
-Each request's video is opened once, in one worker, as a :class:`frames.decode.ClipReader`
+Each request's video is opened once, in one worker, as a :class:`pipeline.frames.decode.ClipReader`
 (a *session*): the early-exit loop asks for its samples a few at a time and the worker
 decodes on from where it stopped. Uploads stay in memory (bounded by the upload limit; no
 temporary file) and go to the worker once. A worker that crashes is replaced and the request
@@ -13,8 +13,8 @@ The event loop only awaits: it talks to each worker over the worker's socket wit
 streams, in the framing of ``multiprocessing.connection`` (which the worker side keeps), so
 an exchange costs no thread hop. An upload goes to its worker as raw bytes after the message
 that opens it (no pickled copy of it on the event loop). Frames come back as uint8 crops (a
-quarter of the bytes of normalised ones); the batch that runs them normalises them
-(``onnx_pipeline.run_step``).
+quarter of the bytes of normalised ones); the batch that runs them normalises them with
+the model's own statistics (``pipeline.onnx_steps.run_step``).
 """
 
 from __future__ import annotations
