@@ -65,7 +65,7 @@ async def classify_video(request: ClassifyRequest, decoder: DecoderPool, metrics
     model = request.model
     exit = choose_point(model, parse_exit(request.exit))
     data = await request.upload()
-    clip = open_clip(model, data, decoder, exit, request.thumbnails)
+    clip = _open_clip(model, data, decoder, exit, request.thumbnails)
     try:
         result = await _run_steps(model, clip, exit)
     finally:
@@ -117,7 +117,7 @@ def _softmax(logits: np.ndarray, multi_label: bool) -> np.ndarray:
     return shifted / shifted.sum()
 
 
-def open_clip(
+def _open_clip(
     model: ServedModel, data: bytes, decoder: DecoderPool, exit: ExitChoice | None, thumbnails: bool
 ) -> LazyClip:
     """``data`` as a clip of ``model``'s samples, opened in a decoder process and read as needed.
