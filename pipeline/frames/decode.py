@@ -538,7 +538,8 @@ def _finish(
 def resize_upright(frame: av.VideoFrame, geometry: FrameGeometry) -> np.ndarray:
     """The frame as displayed (rotation undone), shorter side at ``geometry.resize``, uint8 RGB.
 
-    Conversion and scaling happen in one swscale call (:func:`pipeline.frames.transform.scale`), in the coded orientation.
+    Conversion and scaling happen in one swscale call (:func:`pipeline.frames.transform.scale`), in the
+    coded orientation.
     """
     rotation = _rotation(frame)
     resized_w, resized_h = geometry.resized_size(*_display_size(frame))
