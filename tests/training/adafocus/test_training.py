@@ -95,7 +95,7 @@ def test_full_run_resume_and_exit(tiny_dataset: Path, tmp_path: Path):
     # The run folder has everything, and the model carries its operating points.
     for name in ("checkpoint.pt", "config.json", "metrics.json", "model.pt", "summary.json", "report.md"):
         assert (tmp_path / "whole" / name).exists(), name
-    assert record["operating_points"][0]["names"] == ["full"]
+    assert record.operating_points[0]["names"] == ["full"]
     assert len(json.loads((tmp_path / "whole" / "metrics.json").read_text())) == 2
     # Early exit run frame by frame gives the offline logits. (Exit steps are compared in
     # test_adafocus_model: this barely trained model's confidences all lie within 1e-7 of

@@ -144,7 +144,7 @@ def test_every_stage_runs_and_a_stopped_run_resumes_to_the_same_model(tiny_datas
         assert torch.equal(a, b), name
     assert resumed["test"]["per_step"] == whole["test"]["per_step"]
     assert model_a.config.policy == "grid" and model_a.config.classifier == "gru"
-    assert record["operating_points"][0]["names"] == ["full"]
+    assert record.operating_points[0]["names"] == ["full"]
 
 
 def test_stages_train_only_their_own_parts(tiny_dataset: Path, tmp_path: Path):
