@@ -1,4 +1,5 @@
-"""Data-parallel training with ``torchrun``: one process per device, gloo on CPU, nccl on GPU."""
+"""Where training runs: the device, and data-parallel training with ``torchrun`` (one process
+per device, gloo on CPU, nccl on GPU)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,18 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from training.engine.runtime import resolve_device
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is the first CUDA device when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 @dataclass(frozen=True)
 class DistContext:
+    """This process's place in the run (rank 0 of 1 without ``torchrun``) and its device."""
+
     rank: int = 0
     world_size: int = 1
     device: torch.device = torch.device("cpu")
