@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
+
+OptimizerName = Literal["sgd", "adamw", "adam"]
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, lr_scale: float = 1.0) -> list[dict]:
@@ -25,6 +28,29 @@ def parameter_groups(model: nn.Module, weight_decay: float, lr_scale: float = 1.
 
 def build_sgd(groups: Iterable[dict], lr: float, momentum: float = 0.9, nesterov: bool = True) -> torch.optim.SGD:
     return torch.optim.SGD(list(groups), lr=lr, momentum=momentum, nesterov=nesterov)
+
+
+def build_optimizer(
+    params: Iterable[dict[str, Any]] | Iterable[torch.Tensor],
+    name: OptimizerName,
+    lr: float,
+    momentum: float = 0.9,
+    nesterov: bool = True,
+) -> torch.optim.Optimizer:
+    """The optimiser ``name`` over ``params`` (parameter groups, or plain parameters: one group).
+
+    ``sgd`` takes ``momentum`` and ``nesterov``; ``adamw`` and ``adam`` keep PyTorch's betas,
+    and their weight decay is whatever each group says (AdamW's default where none does).
+    Raises ``ValueError`` for another name.
+    """
+    params = list(params)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}; use {', '.join(get_args(OptimizerName))}")
 
 
 def cosine_with_warmup(step: int, total_steps: int, warmup_steps: int) -> float:

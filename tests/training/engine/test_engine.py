@@ -11,7 +11,7 @@ from torch import nn
 
 from training.engine.checkpoint import atomic_save, load_checkpoint
 from training.engine.ema import ModelEma
-from training.engine.optim import cosine_with_warmup, parameter_groups
+from training.engine.optim import build_optimizer, cosine_with_warmup, parameter_groups
 from training.engine.options import parse_config
 from training.engine.sampler import EpochSampler
 from training.models import create_model
@@ -123,11 +123,30 @@ def test_no_weight_decay_on_batchnorm_and_biases():
     assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
 
 
+def test_build_optimizer_names_each_optimiser_with_its_settings():
+    model = nn.Linear(3, 2)
+    groups = parameter_groups(model, 1e-4, lr_scale=0.5)
+    sgd = build_optimizer(groups, "sgd", 0.1, momentum=0.8)
+    assert type(sgd) is torch.optim.SGD and len(sgd.param_groups) == 2
+    assert sgd.defaults["lr"] == 0.1 and sgd.defaults["momentum"] == 0.8 and sgd.defaults["nesterov"]
+    assert [g["weight_decay"] for g in sgd.param_groups] == [1e-4, 0.0]
+    assert all(g["lr_scale"] == 0.5 for g in sgd.param_groups)  # set_learning_rate reads it
+    assert not build_optimizer(groups, "sgd", 0.1, nesterov=False).defaults["nesterov"]
+    adamw = build_optimizer(groups, "adamw", 2e-3)
+    assert type(adamw) is torch.optim.AdamW and adamw.defaults["lr"] == 2e-3
+    assert [g["weight_decay"] for g in adamw.param_groups] == [1e-4, 0.0]  # the groups', not AdamW's default
+    adam = build_optimizer(model.parameters(), "adam", 3e-4)  # plain parameters: one group
+    assert type(adam) is torch.optim.Adam and len(adam.param_groups) == 1
+    assert adam.defaults["lr"] == 3e-4 and adam.defaults["weight_decay"] == 0.0
+    with pytest.raises(ValueError, match="unknown optimizer 'lamb'; use sgd, adamw, adam"):
+        build_optimizer(groups, "lamb", 0.1)  # type: ignore[arg-type]
+
+
 def test_train_state_accumulates_time_over_sessions_and_marks_unrecorded_time():
     import math
     import time
 
-    from training.engine.runtime import TrainState
+    from training.engine.state import TrainState
 
     state = TrainState.from_checkpoint(
         {"step": 3, "history": [], "bad_files": [], "epoch_losses": [], "train_seconds": 5.0}
