@@ -13,8 +13,9 @@ from training.adafocus.finish import finish
 from training.adafocus.report import write_run_report
 from training.adafocus.v1.trainer import AdaFocusV1Trainer
 from training.adafocus.v2.trainer import AdaFocusTrainer
+from training.engine.commands import StopRequest, log
 from training.engine.distributed import init_distributed, shutdown_distributed
-from training.engine.runtime import StopRequest, cpu_seconds, log
+from training.engine.state import cpu_seconds
 
 TRAINERS = {"adafocus_v2": AdaFocusTrainer, "adafocus_v1": AdaFocusV1Trainer}
 METHODS = tuple(TRAINERS)

@@ -26,10 +26,6 @@ def parameter_groups(model: nn.Module, weight_decay: float, lr_scale: float = 1.
     return [g for g in groups if g["params"]]
 
 
-def build_sgd(groups: Iterable[dict], lr: float, momentum: float = 0.9, nesterov: bool = True) -> torch.optim.SGD:
-    return torch.optim.SGD(list(groups), lr=lr, momentum=momentum, nesterov=nesterov)
-
-
 def build_optimizer(
     params: Iterable[dict[str, Any]] | Iterable[torch.Tensor],
     name: OptimizerName,

@@ -25,22 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from training.data.images import ImageFolderDataset, split_image_folder
 from training.data.synthetic_images import generate as generate_synthetic_images
-from training.engine.checkpoint import atomic_save, restore_rng_state, rng_state
+from training.engine.commands import StopRequest, log
+from training.engine.distributed import DistContext, resolve_device
 from training.engine.ema import ModelEma
-from training.engine.optim import build_sgd, cosine_with_warmup, parameter_groups, set_learning_rate
-from training.engine.runtime import (
-    BadDataError,
-    StopRequest,
-    TrainingStopped,
-    TrainState,
-    load_resumable_checkpoint,
-    log,
-    resolve_device,
-)
+from training.engine.loop import TrainingLoop
+from training.engine.optim import build_optimizer, parameter_groups
 from training.engine.sampler import EpochSampler
 from training.models import create_model
 from training.models.serialization import save_backbone
@@ -92,27 +84,25 @@ class ImageTrainConfig:
     progress: bool = field(default=True, metadata=_help("show a progress bar"))
 
 
-class ImageTrainer:
-    """One training run: data, model, optimiser, EMA, schedule and checkpoints."""
+class ImageTrainer(TrainingLoop):
+    """One training run: data, model, optimiser, EMA and condensation on the engine's loop."""
+
+    checkpoint_format = CHECKPOINT_FORMAT
+    checkpoint_description = "an image-training checkpoint"
+    sample_kind = "image"
+    progress_lr_format = ".4f"
+    config: ImageTrainConfig
 
     def __init__(self, config: ImageTrainConfig, stop: StopRequest | None = None) -> None:
-        self.config = config
-        self.stop = stop or StopRequest()
-        self.run_dir = Path(config.out)
-        self.device = resolve_device(config.device)
+        super().__init__(config, DistContext(device=resolve_device(config.device)), stop)
         torch.manual_seed(config.seed)
         self._build_data()
         self.model = create_model(config.model, num_classes=len(self.classes), **config.model_kwargs).to(self.device)
         self.condensable = hasattr(self.model, "condense")
         groups = parameter_groups(self.model, config.weight_decay)
-        self.optimizer = build_sgd(groups, config.lr, momentum=config.momentum)
+        self.optimizer = build_optimizer(groups, "sgd", config.lr, momentum=config.momentum)
         self.ema = ModelEma(self.model, config.ema_decay) if config.ema_decay > 0 else None
-        self.steps_per_epoch = len(self.train_set) // config.batch_size
-        if self.steps_per_epoch == 0:
-            raise ValueError(f"{len(self.train_set)} training images is fewer than one batch of {config.batch_size}")
-        self.total_steps = config.epochs * self.steps_per_epoch
-        self.warmup_steps = int(config.warmup_epochs * self.steps_per_epoch)
-        self.state = TrainState()
+        self.plan_schedule(len(self.train_set), config.batch_size, config.epochs, config.warmup_epochs, config.lr)
 
     # -- data ---------------------------------------------------------------------------
     def _build_data(self) -> None:
@@ -142,43 +132,26 @@ class ImageTrainer:
             generator=torch.Generator().manual_seed(self.config.seed),
         )
 
+    def train_loader(self) -> DataLoader:
+        return self._loader(self.train_set, self.sampler, drop_last=True)
+
     # -- checkpoints --------------------------------------------------------------------
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.run_dir / "checkpoint.pt"
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {"ema": self.ema.state_dict() if self.ema else None}
 
-    def save_checkpoint(self) -> None:
-        self.state.charge_time()  # the checkpoint carries the training time so far
-        atomic_save(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "config": dataclasses.asdict(self.config),
-                "classes": self.classes,
-                "model": self.model.state_dict(),
-                "ema": self.ema.state_dict() if self.ema else None,
-                "optimizer": self.optimizer.state_dict(),
-                **self.state.as_checkpoint(),
-                "rng": rng_state(),
-            },
-            self.checkpoint_path,
-        )
-
-    def maybe_resume(self) -> bool:
-        """Load ``checkpoint.pt`` from the run folder unless ``restart``; True if resumed."""
-        checkpoint = load_resumable_checkpoint(
-            self.checkpoint_path, CHECKPOINT_FORMAT, "an image-training checkpoint", self.config
-        )
-        if checkpoint is None:
-            return False
-        self.model.load_state_dict(checkpoint["model"])
+    def restore_extras(self, checkpoint: dict[str, Any]) -> None:
         if self.ema and checkpoint["ema"] is not None:
             self.ema.load_state_dict(checkpoint["ema"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.state = TrainState.from_checkpoint(checkpoint)
-        restore_rng_state(checkpoint["rng"])
-        return True
 
     # -- training -----------------------------------------------------------------------
+    def train_batch(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> float | None:
+        images, labels, _ = batch
+        return self.train_step(images, labels)
+
+    def unreadable(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> list[int]:
+        _, labels, indices = batch
+        return indices[labels < 0].tolist()  # the dataset labels an unreadable image -1
+
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> float | None:
         """One optimiser step; ``None`` when every image of the batch was unreadable."""
         if not bool((labels >= 0).any()):
@@ -193,22 +166,26 @@ class ImageTrainer:
         self.optimizer.step()
         return float(loss.detach())
 
-    def _note_bad_files(self, labels: torch.Tensor, indices: torch.Tensor, dataset: ImageFolderDataset) -> None:
-        for index in indices[labels < 0].tolist():
-            path = str(dataset.samples[index].path)
-            if self.config.strict_data:
-                raise BadDataError(f"cannot read image {path}")
-            if path not in self.state.bad_files:
-                log(f"warning: skipping unreadable image {path}")
-            self.state.bad_files.add(path)
+    def before_step(self) -> None:
+        self._condense()
 
+    def after_step(self) -> None:
+        if self.ema:
+            self.ema.update(self.model, self.state.step)
+
+    def _condense(self) -> None:
+        if self.condensable and self.model.condense(self.state.step / self.total_steps):
+            stage = int(next(m.stage for m in self.model.modules() if hasattr(m, "group_mask")))
+            log(f"step {self.state.step}: condensed to step {stage} of {self.model.groups - 1}")
+
+    # -- evaluation ---------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         model.eval()
         loader = self._loader(self.val_set, EpochSampler(len(self.val_set), shuffle=False), drop_last=False)
         total, loss_sum, correct1, correct5 = 0, 0.0, 0, 0
         for images, labels, indices in loader:
-            self._note_bad_files(labels, indices, self.val_set)
+            self.note_skipped(indices[labels < 0].tolist(), self.val_set)
             keep = labels >= 0
             logits = model(images[keep].to(self.device)).logits.float().cpu()
             labels = labels[keep]
@@ -220,85 +197,17 @@ class ImageTrainer:
         total = max(total, 1)
         return {"loss": loss_sum / total, "top1": correct1 / total, "top5": correct5 / total}
 
-    def _condense(self) -> None:
-        if self.condensable and self.model.condense(self.state.step / self.total_steps):
-            stage = int(next(m.stage for m in self.model.modules() if hasattr(m, "group_mask")))
-            log(f"step {self.state.step}: condensed to step {stage} of {self.model.groups - 1}")
-
-    def _evaluated(self, epoch: int) -> bool:
-        return any(record["epoch"] == epoch + 1 for record in self.state.history)
-
-    def _end_of_epoch(self, epoch: int) -> None:
-        losses = self.state.epoch_losses
-        record: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "step": self.state.step,
-            "train_loss": sum(losses) / len(losses) if losses else None,
-            "val": self.evaluate(self.model),
-        }
-        self.state.epoch_losses = []
+    def evaluate_epoch(self) -> dict[str, Any]:
+        evaluation = {"val": self.evaluate(self.model)}
         if self.ema:
-            record["val_ema"] = self.evaluate(self.ema.module)
-        self.state.history.append(record)
-        summary = f"epoch {epoch + 1}/{self.config.epochs}: val top-1 {record['val']['top1']:.3f}"
+            evaluation["val_ema"] = self.evaluate(self.ema.module)
+        return evaluation
+
+    def epoch_summary(self, record: dict[str, Any]) -> str:
+        summary = f"epoch {record['epoch']}/{self.config.epochs}: val top-1 {record['val']['top1']:.3f}"
         if self.ema:
             summary += f", EMA {record['val_ema']['top1']:.3f}"
-        log(summary)
-        (self.run_dir / "metrics.json").write_text(json.dumps(self.state.history, indent=2))
-        self.save_checkpoint()
-
-    def fit(self) -> None:
-        """Train to the end of the schedule (or until stopped, raising :class:`TrainingStopped`)."""
-        config = self.config
-        loader = self._loader(self.train_set, self.sampler, drop_last=True)
-        bar = tqdm(
-            total=self.total_steps,
-            initial=self.state.step,
-            disable=not config.progress,
-            unit="step",
-            dynamic_ncols=True,
-        )
-        self.state.start_clock()
-        try:
-            while self.state.step < self.total_steps:
-                epoch, done_in_epoch = divmod(self.state.step, self.steps_per_epoch)
-                if done_in_epoch == 0 and epoch > 0 and not self._evaluated(epoch - 1):
-                    self._end_of_epoch(epoch - 1)  # stopped right at an epoch's end last time
-                self.sampler.set_epoch(epoch, start=done_in_epoch * config.batch_size)
-                for images, labels, indices in loader:
-                    self._condense()
-                    lr = set_learning_rate(
-                        self.optimizer,
-                        config.lr,
-                        cosine_with_warmup(self.state.step, self.total_steps, self.warmup_steps),
-                    )
-                    self._note_bad_files(labels, indices, self.train_set)
-                    loss = self.train_step(images, labels)
-                    if loss is not None:
-                        self.state.epoch_losses.append(loss)
-                    if self.ema:
-                        self.ema.update(self.model, self.state.step)
-                    self.state.step += 1
-                    bar.update()
-                    bar.set_postfix(loss=f"{loss:.3f}" if loss is not None else "-", lr=f"{lr:.4f}", epoch=epoch + 1)
-                    self._maybe_stop_or_checkpoint()
-                self._end_of_epoch(epoch)
-            if not self._evaluated(self.total_steps // self.steps_per_epoch - 1):
-                self._end_of_epoch(self.total_steps // self.steps_per_epoch - 1)
-        finally:
-            self.state.stop_clock()
-            bar.close()
-
-    def _maybe_stop_or_checkpoint(self) -> None:
-        step = self.state.step
-        reason = self.stop.reason
-        if reason is None and self.config.max_steps is not None and step >= self.config.max_steps:
-            reason = f"max_steps={self.config.max_steps}"
-        if reason is not None:
-            self.save_checkpoint()
-            raise TrainingStopped(f"stopped by {reason} at step {step}; checkpoint saved to {self.checkpoint_path}")
-        if step % self.config.checkpoint_every == 0 and step % self.steps_per_epoch != 0:
-            self.save_checkpoint()
+        return summary
 
     # -- the end ------------------------------------------------------------------------
     def finish(self) -> dict[str, Any]:

@@ -21,9 +21,9 @@ from training.adafocus.config import TrainConfig
 from training.adafocus.losses import adafocus_loss, branch_losses
 from training.adafocus.model import ClipOutput
 from training.adafocus.record import load_model
-from training.adafocus.v2.trainer import AdaFocusTrainer, BadDataError
-from training.engine.runtime import TrainingStopped
 from training.adafocus.run import train
+from training.adafocus.v2.trainer import AdaFocusTrainer
+from training.engine.commands import BadDataError, TrainingStopped
 
 
 def tiny_config(data: Path, out: Path, **overrides) -> TrainConfig:
@@ -61,7 +61,7 @@ def test_total_loss_averages_the_branches():
 # -- training ------------------------------------------------------------------------------
 def test_a_few_steps_lower_the_loss(tiny_dataset: Path, tmp_path: Path):
     trainer = AdaFocusTrainer(tiny_config(tiny_dataset, tmp_path, lr=5e-3, dropout=0.0))
-    clips, target, _, valid = next(iter(trainer._train_loader()))
+    clips, target, _, valid = next(iter(trainer.train_loader()))
     trainer.model.eval()
     with torch.no_grad():
         before = adafocus_loss((trainer.model(clips, "centre"),), target, False)[0]

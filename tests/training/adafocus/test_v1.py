@@ -12,11 +12,11 @@ import torch
 from tests.training.tiny import TINY_TRAINING
 from training.adafocus.config import TrainConfig
 from training.adafocus.record import load_model
+from training.adafocus.run import train
 from training.adafocus.v1.policy import GaussianPolicy, GridPolicy
 from training.adafocus.v1.ppo import PPOSettings, discounted_returns, normalise_advantages, ppo_loss
 from training.adafocus.v1.trainer import true_class_probability
-from training.engine.runtime import TrainingStopped
-from training.adafocus.run import train
+from training.engine.commands import TrainingStopped
 
 V1_STAGES = [1, 1, 1, 1]
 
@@ -153,7 +153,7 @@ def test_stages_train_only_their_own_parts(tiny_dataset: Path, tmp_path: Path):
 
     trainer = AdaFocusV1Trainer(v1_config(tiny_dataset, tmp_path))
     before = {name: value.clone() for name, value in trainer.model.state_dict().items()}
-    clips, target, _, valid = next(iter(trainer._train_loader()))
+    clips, target, _, valid = next(iter(trainer.train_loader()))
     for stage, changed_prefix in ((2, "policy."), (1, None)):
         trainer._enter_stage(stage)
         trainer.train_step(clips, target, valid)

@@ -15,9 +15,9 @@ import torch
 
 from tests.paths import REPO
 from training.data.synthetic_images import generate
-from training.models.serialization import load_backbone
-from training.engine.runtime import BadDataError, StopRequest, TrainingStopped
+from training.engine.commands import BadDataError, StopRequest, TrainingStopped
 from training.image.trainer import ImageTrainConfig, train
+from training.models.serialization import load_backbone
 
 TINY_MODEL = {"stages": [1, 1, 1], "growth": [8, 8, 8], "hidden_features": 32}
 

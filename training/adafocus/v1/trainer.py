@@ -25,11 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from training.adafocus.config import TrainConfig
 from training.adafocus.crop import random_locations
 from training.adafocus.losses import branch_losses, classification_loss
-from training.adafocus.v2.trainer import AdaFocusTrainer
-from training.engine.optim import parameter_groups
-from training.engine.runtime import TrainState, log
+from training.adafocus.trainer import AdaFocusTrainerBase
+from training.engine.commands import StopRequest, log
+from training.engine.distributed import DistContext
+from training.engine.optim import build_optimizer, parameter_groups
+from training.engine.state import TrainState
 
 from .ppo import PPOSettings, discounted_returns, normalise_advantages, ppo_loss
 
@@ -45,13 +48,14 @@ def true_class_probability(logits: Tensor, target: Tensor, multi_label: bool) ->
     return F.softmax(logits.float(), dim=-1).gather(1, target[:, None]).squeeze(1)
 
 
-class AdaFocusV1Trainer(AdaFocusTrainer):
-    """The staged V1 schedule on top of the V2 trainer's data, checkpoints and evaluation."""
+class AdaFocusV1Trainer(AdaFocusTrainerBase):
+    """The staged V1 schedule: one run of the engine's loop per stage, each with its own
+    frozen parts, optimiser, schedule and :class:`TrainState`, in one checkpoint."""
 
-    def __init__(self, config, dist=None, stop=None) -> None:
-        super().__init__(config, dist, stop)
-        if self.dist.enabled:
+    def __init__(self, config: TrainConfig, dist: DistContext | None = None, stop: StopRequest | None = None) -> None:
+        if dist is not None and dist.enabled:
             raise ValueError("--method adafocus_v1 trains in one process; run it without torchrun")
+        super().__init__(config, dist, stop)
         if len(config.v1_stage_epochs) != len(STAGES) or min(config.v1_stage_epochs) < 0:
             raise ValueError(
                 f"--v1-stage-epochs needs {len(STAGES)} non-negative numbers, got {config.v1_stage_epochs}"
@@ -87,21 +91,26 @@ class AdaFocusV1Trainer(AdaFocusTrainer):
         for module in trainable:
             for parameter in module.parameters():
                 parameter.requires_grad_(True)
+        config = self.config
         if stage == 2:
-            self.optimizer = torch.optim.Adam(self.model.policy.parameters(), lr=self.ppo.lr)
+            # PPO: Adam on the policy, no weight decay, no warm-up (below).
+            self.optimizer = build_optimizer(self.model.policy.parameters(), "adam", self.ppo.lr)
             self.base_lr = self.ppo.lr
         else:
-            groups = [g for module in trainable for g in parameter_groups(module, self.config.weight_decay, 1.0)]
-            config = self.config
-            if config.optimizer == "sgd":
-                self.optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
-            else:
-                self.optimizer = torch.optim.AdamW(groups, lr=config.lr)
-            self.base_lr = self.config.lr
+            groups = [g for module in trainable for g in parameter_groups(module, config.weight_decay, 1.0)]
+            self.optimizer = build_optimizer(groups, config.optimizer, config.lr, momentum=config.momentum)
+            self.base_lr = config.lr
         self.total_steps = self.config.v1_stage_epochs[stage] * self.steps_per_epoch
         self.warmup_steps = 0 if stage == 2 else int(self.config.warmup_epochs * self.steps_per_epoch)
 
     def fit(self) -> None:
+        """Train every stage left, each through the engine's loop (``TrainingLoop.fit``).
+
+        The loop runs one schedule; a V1 run is four, each with its own frozen parts,
+        optimiser, schedule and :class:`TrainState`, so this wraps the loop rather than
+        replacing it: between two stages it files the stage's time and records and saves
+        the checkpoint of the next stage's start.
+        """
         while self.stage < len(STAGES):
             if self.state.step < self.total_steps:
                 log(f"stage {self.stage} ({STAGES[self.stage]}): {self.config.v1_stage_epochs[self.stage]} epoch(s)")
@@ -116,9 +125,9 @@ class AdaFocusV1Trainer(AdaFocusTrainer):
         self.state.step = sum(self.config.v1_stage_epochs) * self.steps_per_epoch  # for the summary
 
     # -- checkpoints ------------------------------------------------------------------------
-    def checkpoint_payload(self) -> dict[str, Any]:
+    def checkpoint_extras(self) -> dict[str, Any]:
         return {
-            **super().checkpoint_payload(),
+            **super().checkpoint_extras(),
             "stage": self.stage,
             "stage_seconds": self.stage_seconds,
             "stage_cpu_seconds": self.stage_cpu_seconds,
@@ -148,7 +157,7 @@ class AdaFocusV1Trainer(AdaFocusTrainer):
     def metrics_history(self) -> list[dict[str, Any]]:
         return self.finished_history + self.state.history
 
-    def run_step(self) -> int:
+    def steps_in_run(self) -> int:
         """Steps over all stages so far (``max_steps`` counts the whole run)."""
         return sum(self.config.v1_stage_epochs[: self.stage]) * self.steps_per_epoch + self.state.step
 
