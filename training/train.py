@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from training.adafocus.config import TrainConfig
 from training.adafocus.run import train
+from training.engine.commands import run_command
 from training.engine.options import parse_config
-from training.engine.runtime import run_command
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from training.engine.commands import run_command
 from training.engine.options import parse_config
-from training.engine.runtime import run_command
 from training.image.trainer import ImageTrainConfig, train
 
 

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 
 from pipeline.early_exit import OperatingPoint, calibrate, confidence, name_operating_points, simulate_exit
-from training.engine.runtime import log
+from training.engine.commands import log
 
 from .costs import StepCosts, step_costs
 from .evaluation import StepPredictions, collect, compare_exit, mean_average_precision, step_metrics, top1_correct
 from .record import ModelRecord, save_model
-from .v2.trainer import AdaFocusTrainer
+from .trainer import AdaFocusTrainerBase
 
 
 def video_step_gmacs(predictions: StepPredictions, costs: StepCosts) -> np.ndarray:
@@ -52,7 +52,7 @@ def apply_point(
     return result
 
 
-def finish(trainer: AdaFocusTrainer) -> dict[str, Any]:
+def finish(trainer: AdaFocusTrainerBase) -> dict[str, Any]:
     """Calibrate, test, save ``model.pt`` and write ``summary.json`` / ``report.md`` (rank 0)."""
     config, model = trainer.config, trainer.model
     model.eval()

@@ -95,6 +95,7 @@ class AdaFocusTrainerBase(TrainingLoop):
                 seed=config.seed,
                 multi_label=self.multi_label,
                 cache=cache,  # unreadable videos come back flagged; the loop's note_skipped decides
+                normalisation=config.normalisation,  # recorded in model.pt and the manifest (finish)
             )
 
         self.train_set = dataset(self.splits.train, True)

@@ -33,8 +33,9 @@ from typing import Any
 
 from training.adafocus.config import TrainConfig
 from training.adafocus.run import train
+from training.engine.commands import StopRequest, log, run_command
 from training.engine.options import from_mapping, load_config_file
-from training.engine.runtime import StopRequest, config_differences, log, run_command
+from training.engine.resume import config_differences
 
 
 def training_seconds(summary: dict[str, Any], cpu: bool = False) -> float:

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from training.engine.runtime import log
+from training.engine.commands import log
 from training.experiments.compare import (
     Experiment,
     comparison_command,

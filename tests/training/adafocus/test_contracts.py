@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 
+import numpy as np
 import pytest
 import torch
 
@@ -111,3 +112,18 @@ def test_a_first_format_file_reads_as_imagenet_statistics(tmp_path):
     _, loaded = load_model(tmp_path / "model.pt")
     assert loaded.normalisation == IMAGENET and loaded.method == "adafocus_v1"
     assert loaded.geometry == FrameGeometry(32, 32) and MODEL_FORMAT == "adafocus_model/2"
+
+
+def test_a_run_trains_on_frames_normalised_with_its_own_statistics(tiny_dataset, tmp_path):
+    """What model.pt and the manifest record (config.normalisation) is what the data loader applies."""
+    from pipeline.frames.decode import read_clip
+    from training.adafocus.v2.trainer import AdaFocusTrainer
+
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    config = TrainConfig(data=str(tiny_dataset), out=str(tmp_path), **{**TINY_TRAINING, "mean": mean, "std": std})
+    trainer = AdaFocusTrainer(config)
+    item = trainer.calibration_set[0]
+    sample = trainer.calibration_set.samples[0]
+    expected = read_clip(sample.path, config.num_frames, trainer.geometry, normalisation=Normalisation(mean, std))
+    assert np.array_equal(item.frames, expected.frames)
+    assert not np.allclose(item.frames, read_clip(sample.path, config.num_frames, trainer.geometry).frames)
