@@ -1,8 +1,4 @@
-"""Train an image classifier (CondenseNetV2 by default) on an image folder.
-
-    python training/train_image.py                 # generated dataset, CIFAR-size CondenseNetV2
-    python training/train_image.py --data /data/imagenet --model condensenetv2_a \\
-        --input-size 224 --epochs 350 --batch-size 256 --lr 0.4 --warmup-epochs 5
+"""Image classification training (``adafocus-train-image``): one run of the recipe on a folder.
 
 The recipe follows CondenseNetV2's: SGD with Nesterov momentum, no weight decay on BN and
 biases, linear warm-up then cosine learning rate, label smoothing, an EMA of the weights

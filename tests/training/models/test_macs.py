@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from training.models import create_model, profile
+from training import profile_model
+from training.models import create_model
 from training.models.macs import count_macs, count_params
 
 
@@ -98,7 +99,7 @@ def test_unknown_rules_are_refused():
 
 
 def test_profile_cli_prints_json(capsys):
-    assert profile.main(["condensenetv2_a", "--input-size", "224", "--rules", "paper"]) == 0
+    assert profile_model.main(["condensenetv2_a", "--input-size", "224", "--rules", "paper"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["form"] == "converted"
     assert result["params"] == count_params(converted("condensenetv2_a"))
@@ -107,5 +108,5 @@ def test_profile_cli_prints_json(capsys):
 
 def test_profile_cli_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit):
-        profile.main(["nonexistent"])
+        profile_model.main(["nonexistent"])
     assert "unknown model" in capsys.readouterr().err
