@@ -18,17 +18,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pipeline.manifest import Focus
 from training.adafocus.config import TrainConfig
 from training.adafocus.losses import adafocus_loss
 from training.adafocus.model import AdaFocusV2, ClipOutput
 from training.adafocus.trainer import AdaFocusTrainerBase
 from training.engine.commands import StopRequest
 from training.engine.distributed import DistContext
-from training.engine.optim import build_optimizer as build_engine_optimizer
-from training.engine.optim import parameter_groups
+from training.engine.optim import build_optimizer, parameter_groups
 
 
-def build_optimizer(model: AdaFocusV2, config: TrainConfig) -> torch.optim.Optimizer:
+def part_optimizer(model: AdaFocusV2, config: TrainConfig) -> torch.optim.Optimizer:
     """Parameter groups per part (policy, global, local, classifier + heads), each with its lr multiplier."""
     parts = [
         (model.policy, config.lr_policy),
@@ -43,7 +43,7 @@ def build_optimizer(model: AdaFocusV2, config: TrainConfig) -> torch.optim.Optim
             claimed |= {id(p) for p in module.parameters()}
     rest = nn.ParameterList([p for p in model.parameters() if id(p) not in claimed])
     groups += parameter_groups(rest, config.weight_decay, config.lr_classifier)
-    return build_engine_optimizer(groups, config.optimizer, config.lr, momentum=config.momentum)
+    return build_optimizer(groups, config.optimizer, config.lr, momentum=config.momentum)
 
 
 class AdaFocusTrainer(AdaFocusTrainerBase):
@@ -51,13 +51,15 @@ class AdaFocusTrainer(AdaFocusTrainerBase):
 
     def __init__(self, config: TrainConfig, dist: DistContext | None = None, stop: StopRequest | None = None) -> None:
         super().__init__(config, dist, stop)
-        self.optimizer = build_optimizer(self.model, config)
+        self.optimizer = part_optimizer(self.model, config)
 
-    def _branches(self) -> tuple[str, ...]:
+    def _branches(self) -> tuple[Focus, ...]:
+        """Where the local network looks in a training step: the policy's patches and, for
+        input diversity, random ones (the glance is shared); a baseline's own focus otherwise."""
         focus = self.model.focus_mode
         if focus == "policy" and self.config.random_patch_branch:
             return ("policy", "random")
-        return (focus,) if focus is not None else (None,)
+        return (focus,)
 
     def train_step(self, clips: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> float | None:
         """One optimiser step on the readable videos of the batch; ``None`` if there were none."""
@@ -73,9 +75,7 @@ class AdaFocusTrainer(AdaFocusTrainerBase):
         target = target.to(self.device, non_blocking=True)
         branches = self._branches()
         with self._autocast():
-            outputs = self.train_model(
-                clips, branches if branches != (None,) else None, self.config.stop_gradient, self.generator
-            )
+            outputs = self.train_model(clips, branches, self.config.stop_gradient, self.generator)
         outputs = (outputs,) if isinstance(outputs, ClipOutput) else outputs  # (a NamedTuple is a tuple too)
         loss, _ = adafocus_loss(
             outputs, target, self.multi_label, self.config.auxiliary_losses, self.config.label_smoothing
