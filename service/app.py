@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 
 from pipeline.frames.errors import VideoError
 from pipeline.frames.limits import DecodeLimits
@@ -14,7 +15,14 @@ from pipeline.frames.limits import DecodeLimits
 from .decoding import DecoderPool
 from .metrics import Metrics
 from .middleware import RequestIdMiddleware
-from .problems import Problem, handle_problem, handle_validation_error, handle_video_error
+from .problems import (
+    Problem,
+    handle_http_exception,
+    handle_problem,
+    handle_unexpected_error,
+    handle_validation_error,
+    handle_video_error,
+)
 from .registry import ModelRegistry
 from .routes import CLASSIFY_PATHS, router
 from .settings import Settings
@@ -65,6 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Problem, handle_problem)
     app.add_exception_handler(VideoError, handle_video_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(HTTPException, handle_http_exception)  # FastAPI's HTTPException too
+    app.add_exception_handler(Exception, handle_unexpected_error)  # the last resort: a 500
     app.include_router(router)
     app.include_router(web_router)
     app.mount("/static", static_files(), name="static")

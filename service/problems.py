@@ -1,14 +1,25 @@
-"""Errors as RFC 9457 problem details (``application/problem+json``)."""
+"""Errors as RFC 9457 problem details (``application/problem+json``).
+
+Every error answer of the API is one: the service's own (:class:`Problem`), the frames'
+typed errors, request validation, Starlette's HTTP errors (404, 405, a malformed multipart
+body's 400) and, last, any unexpected exception (a 500 that says nothing of it but the
+request id; the exception is logged with its traceback)."""
 
 from __future__ import annotations
+
+import logging
+from http import HTTPStatus
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from pipeline.frames.errors import VideoError
 
 PROBLEM_JSON = "application/problem+json"
+
+logger = logging.getLogger(__name__)
 
 
 class Problem(Exception):
@@ -46,3 +57,27 @@ async def handle_video_error(request: Request, error: VideoError) -> JSONRespons
 async def handle_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
     problems = "; ".join(f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors()[:5])
     return problem_response(request, 422, "Invalid request", problems)
+
+
+async def handle_http_exception(request: Request, error: HTTPException) -> JSONResponse:
+    # Starlette's own errors (no route, wrong method, a multipart body it cannot parse), with
+    # their headers (405's Allow).
+    title = HTTPStatus(error.status_code).phrase
+    detail = error.detail if isinstance(error.detail, str) and error.detail else title
+    return problem_response(request, error.status_code, title, detail, error.headers)
+
+
+async def handle_unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    """Any other exception: a 500 with the request id and nothing of the exception (it is logged).
+
+    Starlette calls this from its outermost middleware, outside the one that adds the
+    ``X-Request-ID`` header, so the header is set here."""
+    request_id = getattr(request.state, "request_id", None)
+    logger.error(
+        "unexpected error answering %s %s (request id %s)", request.method, request.url.path, request_id, exc_info=error
+    )
+    detail = "an unexpected error occurred on the server"
+    if request_id is not None:
+        detail += f"; quote the request id {request_id} when reporting it"
+    headers = {"X-Request-ID": request_id} if request_id is not None else None
+    return problem_response(request, 500, "Internal server error", detail, headers)

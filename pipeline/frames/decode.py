@@ -10,18 +10,23 @@
    the sample, whichever decodes fewer frames: sparse samples on clips with frequent
    keyframes seek, dense samples decode sequentially, and both give identical frames.
 4. Convert and resize in one swscale call (``transform.scale``), undo any rotation, crop, normalise.
+
+Whatever FFmpeg raises on the way (opening, seeking, decoding) comes out as the frames'
+typed :class:`~pipeline.frames.errors.UndecodableVideoError`, never as a bare ``av.error``.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, ParamSpec, TypeVar
 
 import av
 import numpy as np
@@ -45,6 +50,32 @@ DEFAULT_LIMITS = DecodeLimits()
 # A seek flushes the decoder and re-reads from a keyframe; counted as this many frames of work.
 SEEK_COST_FRAMES = 4
 VideoSource = str | os.PathLike | BinaryIO
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+@contextmanager
+def _ffmpeg_errors(action: str) -> Iterator[None]:
+    """An FFmpeg error raised while ``action`` runs, as :class:`UndecodableVideoError` (a file
+    that is not there stays a ``FileNotFoundError``). FFmpeg's message is kept, not its file name."""
+    try:
+        yield
+    except av.error.FFmpegError as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        raise UndecodableVideoError(f"the video cannot be decoded: {action} failed ({reason})") from error
+
+
+def _typed_errors(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``function`` with every FFmpeg error that escapes it turned into :class:`UndecodableVideoError`."""
+
+    @functools.wraps(function)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with _ffmpeg_errors("decoding"):
+            return function(*args, **kwargs)
+
+    return wrapper
 
 
 @dataclass
@@ -68,6 +99,7 @@ class _StreamIndex:
     time_base: float
 
 
+@_typed_errors
 def read_clip(
     source: VideoSource,
     num_samples: int,
@@ -95,7 +127,8 @@ def read_clip(
     decoders work on different keyframe groups at once, otherwise one decoder uses them
     (``thread_type``, FFmpeg's FRAME, SLICE, AUTO or NONE, chosen from the plan when None).
     ``normalisation``: the model's input statistics (ImageNet's unless given).
-    Raises a :class:`pipeline.frames.errors.VideoError` subclass for unusable input.
+    Raises a :class:`pipeline.frames.errors.VideoError` subclass for unusable input (an FFmpeg
+    error included: :class:`UndecodableVideoError`).
     """
     limits = limits or DEFAULT_LIMITS
     deadline = None if limits.max_wall_s is None else time.monotonic() + limits.max_wall_s
@@ -133,6 +166,7 @@ class ClipReader:
     :meth:`close` it.
     """
 
+    @_typed_errors
     def __init__(
         self,
         source: VideoSource,
@@ -165,6 +199,7 @@ class ClipReader:
         budget = self.limits.max_wall_s
         return None if budget is None else now + budget - self._spent_s
 
+    @_typed_errors
     def read(self, positions: Sequence[int], previews: bool = False, normalised: bool = True) -> Clip:
         """Samples ``positions`` (of the ``num_samples``), as ``read_clip(positions=...)`` gives
         them; ``decoded_frames`` and ``seeks`` count this call's work only. ``normalised=False``:
@@ -457,7 +492,8 @@ class _SampleDecoder:
 
     def _seek(self, target: int) -> None:
         keyframe = self._keyframe_before(target)
-        self.container.seek(keyframe, stream=self.stream, backward=True, any_frame=False)
+        with _ffmpeg_errors("seeking"):
+            self.container.seek(keyframe, stream=self.stream, backward=True, any_frame=False)
         self.seeks += 1
         self._frames = self._decoded_frames()
         self._position = self._frame_number(keyframe) - 1
@@ -483,7 +519,8 @@ class _SampleDecoder:
     def _advance_to(self, target: int) -> av.VideoFrame | None:
         """Decode forward to the first frame at or after ``target``."""
         if self._frames is None:  # rewind: the index pass left the demuxer at the end
-            self.container.seek(self.index.keyframes[0], stream=self.stream, backward=True, any_frame=False)
+            with _ffmpeg_errors("seeking to the first frame"):
+                self.container.seek(self.index.keyframes[0], stream=self.stream, backward=True, any_frame=False)
             self._frames = self._decoded_frames()
         for frame in self._frames:
             self.decoded += 1
@@ -576,6 +613,7 @@ class ResizedVideo:
     original_size: tuple[int, int]
 
 
+@_typed_errors
 def read_all_resized(source: VideoSource, geometry: FrameGeometry, limits: DecodeLimits | None = None) -> ResizedVideo:
     """Decode every frame (sequentially) and resize it as :func:`read_clip` would."""
     limits = limits or DEFAULT_LIMITS

@@ -28,3 +28,11 @@ def stall(*args):
 
     time.sleep(3.0)
     return open_reader(*args)
+
+
+SECRET = "internal detail: /srv/secret/path"
+
+
+def explode(*_args):
+    """A bug inside the frame reader: an exception no frames error describes."""
+    raise LookupError(SECRET)

@@ -1,0 +1,90 @@
+"""What a hostile or careless client can send (issue 22): every error answer is problem+json
+with the request id, bad options are refused rather than silently replaced, headers are
+bounded, and the metrics tell the served models apart."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from tests.pipeline.hostile_videos import negative_start_matroska
+from tests.service.test_service import settings
+from tests.videos import make_video
+
+MAX_PIXELS = 200 * 200  # the clips below are 128x128
+
+
+@pytest.fixture(scope="module")
+def client():
+    # Unexpected errors are answered (a 500), not raised into the test.
+    with TestClient(create_app(settings(max_pixels=MAX_PIXELS)), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> bytes:
+    return make_video(tmp_path_factory.mktemp("clip") / "clip.mp4", frames=16, width=128, height=128).read_bytes()
+
+
+def problem(response, status: int) -> dict:
+    """The problem+json body of ``response``, checked: its status, and the request id both in
+    the header and in the body."""
+    assert response.status_code == status, response.text[:500]
+    assert response.headers["content-type"] == "application/problem+json", response.text[:500]
+    body = response.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    assert body["request_id"] and response.headers["x-request-id"] == body["request_id"]
+    return body
+
+
+# -- every error answer is problem+json -------------------------------------------------------
+def test_routing_and_body_errors_are_problem_json(client, clip):
+    assert "Not Found" in problem(client.get("/no/such/path"), 404)["title"]
+    not_allowed = client.get("/v1/classify")
+    problem(not_allowed, 405)
+    assert "POST" in not_allowed.headers["allow"]  # the headers of the error survive
+    no_boundary = client.post("/v1/classify", content=b"--x\r\n", headers={"content-type": "multipart/form-data"})
+    assert "boundary" in problem(no_boundary, 400)["detail"]
+    two_files = client.post("/v1/classify", files=[("video", ("a.mp4", clip)), ("video", ("b.mp4", clip))])
+    problem(two_files, 400)
+    assert client.post("/v1/classify", files={"video": ("x.mp4", clip)}).status_code == 200
+
+
+def test_an_unexpected_error_is_a_500_problem_that_says_nothing_internal(client, clip, caplog):
+    from service import decoding
+    from tests.service import hostile_decoders
+
+    pool = client.app.state.decoder
+    pool.open_function = hostile_decoders.explode
+    try:
+        with caplog.at_level(logging.ERROR):
+            response = client.post("/v1/classify", files={"video": ("x.mp4", clip)}, headers={"x-request-id": "boom-1"})
+    finally:
+        pool.open_function = decoding.open_reader
+    body = problem(response, 500)
+    assert body["request_id"] == "boom-1"
+    assert hostile_decoders.SECRET not in response.text and "LookupError" not in response.text
+    logged = [r for r in caplog.records if r.levelno >= logging.ERROR and "boom-1" in r.getMessage()]
+    assert logged and logged[0].exc_info is not None  # logged with its traceback
+    assert hostile_decoders.SECRET in caplog.text
+    assert client.post("/v1/classify", files={"video": ("x.mp4", clip)}).status_code == 200  # still serving
+
+
+def test_a_video_that_cannot_be_sought_is_a_422_problem(client, tmp_path):
+    """FFmpeg's seek fails on this file (av.error.PermissionError): it was a bare 500."""
+    data = negative_start_matroska(tmp_path / "negative.mkv").read_bytes()
+    for exit in ("off", "balanced"):
+        body = problem(client.post("/v1/classify", params={"exit": exit}, files={"video": ("x.mkv", data)}), 422)
+        assert body["title"] == "Undecodable video"
+
+
+# -- exit options and media types -------------------------------------------------------------
+
+
+# -- headers ----------------------------------------------------------------------------------
+
+
+# -- metrics by model -------------------------------------------------------------------------
