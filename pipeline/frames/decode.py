@@ -13,6 +13,8 @@
 
 Whatever FFmpeg raises on the way (opening, seeking, decoding) comes out as the frames'
 typed :class:`~pipeline.frames.errors.UndecodableVideoError`, never as a bare ``av.error``.
+The pixel limit holds for every decoded frame, not only for the size the stream declares:
+a stream can change its frame size mid-way (MJPEG, H.264 with a new sequence header).
 """
 
 from __future__ import annotations
@@ -382,6 +384,7 @@ def _open(source: VideoSource, limits: DecodeLimits) -> av.container.InputContai
 
 
 def _check_pixels(width: int, height: int, limits: DecodeLimits) -> None:
+    """The stream's size when it is opened, and every decoded frame's (streams can change size)."""
     if limits.max_pixels is not None and width * height > limits.max_pixels:
         raise VideoLimitError(f"{width}x{height} pixels; the limit is {limits.max_pixels} pixels per frame")
 
@@ -524,6 +527,8 @@ class _SampleDecoder:
             self._frames = self._decoded_frames()
         for frame in self._frames:
             self.decoded += 1
+            # Every frame, not only the header's size: a stream may change size mid-way.
+            _check_pixels(frame.width, frame.height, self.limits)
             cap = self.limits.max_decoded_frames
             if cap is not None and self.decoded > cap:
                 raise VideoLimitError(f"needed more than {cap} decoded frames")

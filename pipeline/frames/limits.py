@@ -18,7 +18,7 @@ class DecodeLimits:
 
     max_bytes: int | None = 500 * 1024 * 1024
     max_duration_s: float | None = 3600.0
-    max_pixels: int | None = 3840 * 2160
+    max_pixels: int | None = 3840 * 2160  # per frame: the stream's declared size and every decoded frame's
     max_decoded_frames: int | None = 20_000
     max_wall_s: float | None = 60.0
     max_streams: int | None = 16

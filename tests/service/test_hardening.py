@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from tests.pipeline.hostile_videos import negative_start_matroska
+from tests.pipeline.hostile_videos import negative_start_matroska, size_switching_video
 from tests.service.test_service import settings
 from tests.videos import make_video
 
@@ -79,6 +79,13 @@ def test_a_video_that_cannot_be_sought_is_a_422_problem(client, tmp_path):
     for exit in ("off", "balanced"):
         body = problem(client.post("/v1/classify", params={"exit": exit}, files={"video": ("x.mkv", data)}), 422)
         assert body["title"] == "Undecodable video"
+
+
+def test_a_frame_size_that_grows_mid_stream_is_refused(client, tmp_path):
+    """The header says 64x64; from the seventh frame on the frames are 640x640."""
+    data = size_switching_video(tmp_path / "switching.avi", [(64, 64)] * 6 + [(640, 640)] * 6).read_bytes()
+    body = problem(client.post("/v1/classify", params={"exit": "off"}, files={"video": ("x.avi", data)}), 422)
+    assert "640x640" in body["detail"] and "limit" in body["title"].lower()
 
 
 # -- exit options and media types -------------------------------------------------------------
