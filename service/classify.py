@@ -11,6 +11,7 @@ flows one way: routes -> classify -> decoding and batching -> back.
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -74,14 +75,27 @@ async def classify_video(request: ClassifyRequest, decoder: DecoderPool, metrics
     return describe(model, clip, exit, result, request.top_k, request.request_id)
 
 
+def _shown(value: str, limit: int = 40) -> str:
+    """A client's value, quoted, cut to ``limit`` characters (an answer never echoes much)."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
 def parse_exit(value: str) -> str | float | None:
-    """``off`` (every frame), an operating point's name, or a GMACs-per-video budget."""
+    """``off`` (every frame), an operating point's name, or a GMACs-per-video budget: a finite
+    positive number (422 otherwise, never another operating point in silence)."""
     if value == "off":
         return None
     try:
-        return float(value)
+        budget = float(value)
     except ValueError:
         return value
+    if not math.isfinite(budget) or budget <= 0:  # nan, inf, 0, -1, and 1e-400 (which is 0.0)
+        raise Problem(
+            422,
+            "Invalid exit",
+            f"an exit budget must be a finite positive number of GMACs per video, got {_shown(value)}",
+        )
+    return budget
 
 
 @dataclass(frozen=True)
@@ -97,13 +111,29 @@ def choose_point(model: ServedModel, choice: str | float | None) -> ExitChoice |
 
     One calibrated point can carry several names (on an easy dataset ``fast``, ``balanced`` and
     ``accurate`` may be the same thresholds): the answer names the point as it was asked for.
+    An unknown name is a 422 that lists every valid value; so is a budget below the cheapest
+    point's expected cost, which the answer gives (a budget of that value chooses that point).
     """
     if choice is None:
         return None
+    cheapest = min(point.expected_gmacs for point in model.operating_points)
+    if isinstance(choice, float) and choice < cheapest:
+        raise Problem(
+            422,
+            "Exit budget too small",
+            f"a budget of {choice!r} GMACs per video is below the cheapest operating point of "
+            f"{model.name} v{model.version}, which costs {cheapest!r} GMACs per video",
+        )
     try:
         point = choose_operating_point(model.operating_points, choice)
-    except KeyError as error:
-        raise Problem(422, "Unknown operating point", str(error.args[0])) from None
+    except KeyError:
+        names = sorted({name for point in model.operating_points for name in point.names})
+        raise Problem(
+            422,
+            "Unknown operating point",
+            f"no operating point named {_shown(str(choice))}; use one of: {', '.join(['off', *names])}, "
+            f"or a budget in GMACs per video of at least {cheapest!r}",
+        ) from None
     if isinstance(choice, str):
         return ExitChoice(point, choice)
     return ExitChoice(point, point.names[0] if point.names else f"p={point.p:.3g}")

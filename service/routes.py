@@ -102,7 +102,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit + 64 * 1024:
         raise Problem(413, "Video too large", f"the upload exceeds the limit of {limit / 1e6:.0f} MB")
     content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
+    media_type = content_type.split(";", 1)[0].strip().lower()  # media types are case-insensitive
+    if media_type == "multipart/form-data":
         form = await request.form(max_files=1, max_fields=8)
         upload = form.get("video")
         if upload is None or isinstance(upload, str):
@@ -116,7 +117,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
             return await _read_limited(chunks(), limit)
         finally:
             await upload.close()
-    if not content_type.startswith(VIDEO_CONTENT_TYPES):
+    if not media_type.startswith(VIDEO_CONTENT_TYPES):
         raise Problem(
             415, "Unsupported media type", f"expected multipart/form-data or a video/* body, got {content_type!r}"
         )
@@ -148,7 +149,13 @@ async def classify(
     decoder: DecoderDep,
     metrics: MetricsDep,
     top_k: Annotated[int, Query(ge=1, le=1000)] = 5,
-    exit: Annotated[str | None, Query(description="off, an operating point's name, or a GMACs budget")] = None,
+    exit: Annotated[
+        str | None,
+        Query(
+            description="off, an operating point's name, or a GMACs-per-video budget "
+            "(a finite positive number, at least the cheapest point's cost)"
+        ),
+    ] = None,
     model: Annotated[str | None, Query(description="pipeline name (default: the service's default)")] = None,
     version: Annotated[int | None, Query(ge=1)] = None,
     thumbnails: Annotated[

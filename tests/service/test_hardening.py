@@ -5,6 +5,7 @@ bounded, and the metrics tell the served models apart."""
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 from fastapi.testclient import TestClient
@@ -89,6 +90,47 @@ def test_a_frame_size_that_grows_mid_stream_is_refused(client, tmp_path):
 
 
 # -- exit options and media types -------------------------------------------------------------
+@pytest.mark.parametrize("budget", ["nan", "-1", "0", "1e-400", "inf", "-inf", "-0"])
+def test_an_exit_budget_must_be_a_finite_positive_number(client, clip, budget):
+    body = problem(client.post("/v1/classify", params={"exit": budget}, files={"video": ("x.mp4", clip)}), 422)
+    assert "finite positive" in body["detail"]
+
+
+def _cheapest(client, model: str) -> float:
+    served = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    return min(point["expected_gmacs"] for point in served[model]["operating_points"])
+
+
+def test_a_budget_below_the_cheapest_point_is_refused_with_its_cost(client, clip):
+    cheapest = _cheapest(client, "adafocus_v2")
+    for budget in ("0.00001", repr(cheapest * 0.999)):
+        response = client.post("/v1/classify", params={"exit": budget}, files={"video": ("x.mp4", clip)})
+        assert repr(cheapest) in problem(response, 422)["detail"]
+    # The cost as the answer writes it is a budget that fits the cheapest point.
+    fits = client.post("/v1/classify", params={"exit": repr(cheapest)}, files={"video": ("x.mp4", clip)})
+    assert fits.status_code == 200, fits.text
+    assert fits.json()["gmacs"]["spent"] <= fits.json()["gmacs"]["full_model"]
+
+
+def test_an_unknown_exit_lists_every_valid_value(client, clip):
+    detail = problem(client.post("/v1/classify", params={"exit": "turbo"}, files={"video": ("x.mp4", clip)}), 422)
+    detail = detail["detail"]
+    served = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    names = {name for point in served["adafocus_v2"]["operating_points"] for name in point["names"]}
+    for value in names | {"off"}:
+        assert re.search(rf"\b{value}\b", detail), (value, detail)
+    assert "budget" in detail
+
+
+def test_media_types_are_case_insensitive(client, clip):
+    raw = client.post("/v1/classify", content=clip, headers={"content-type": "VIDEO/MP4"})
+    assert raw.status_code == 200, raw.text
+    request = client.build_request("POST", "/v1/classify", files={"video": ("x.mp4", clip)})
+    kind, boundary = request.headers["content-type"].split(";", 1)
+    assert kind == "multipart/form-data"
+    request.headers["content-type"] = f"Multipart/Form-Data;{boundary}"
+    form = client.send(request)
+    assert form.status_code == 200, form.text
 
 
 # -- headers ----------------------------------------------------------------------------------

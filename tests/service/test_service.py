@@ -319,7 +319,10 @@ def test_real_malformed_files_get_their_status(client, tmp_path):
 def test_frames_after_an_early_exit_are_not_decoded(client, videos):
     path = videos[0][0]
     full = client.post("/classify", params={"exit": "off"}, files={"video": path.open("rb")}).json()
-    early = client.post("/classify", params={"exit": 0.0}, files={"video": path.open("rb")}).json()  # cheapest point
+    served = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    cheapest = min(point["expected_gmacs"] for point in served["adafocus_v2"]["operating_points"])
+    # The cheapest point, by its cost (a budget below it is refused).
+    early = client.post("/classify", params={"exit": repr(cheapest)}, files={"video": path.open("rb")}).json()
     assert early["exit"]["step"] == 0 and full["exit"]["step"] == 7
     assert early["exit"]["frames_decoded"] * 4 < full["exit"]["frames_decoded"]  # 3 of 27 here
     assert full["frames"][0]["frame_index"] == early["frames"][0]["frame_index"]
