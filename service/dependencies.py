@@ -47,11 +47,22 @@ DecoderDep = Annotated[DecoderPool, Depends(get_decoder)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
+def presented_key(request: Request) -> str | None:
+    """The key a request presents: ``X-API-Key: KEY``, else ``Authorization: Bearer KEY`` (the
+    scheme is case-insensitive); any other ``Authorization`` presents none."""
+    key = request.headers.get("x-api-key")
+    if key is not None:
+        return key
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
 async def require_api_key(request: Request, settings: SettingsDep) -> None:
-    """With ``ADAFOCUS_API_KEY`` set, ``Authorization: Bearer KEY`` (or ``X-API-Key: KEY``) is required."""
+    """With ``ADAFOCUS_API_KEY`` set, ``Authorization: Bearer KEY`` or ``X-API-Key: KEY`` is
+    required, compared in constant time."""
     if settings.api_key is None:
         return
     expected = settings.api_key.get_secret_value()
-    given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    given = presented_key(request)
+    if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
         raise Problem(401, "Unauthorized", "a valid API key is required", {"WWW-Authenticate": "Bearer"})

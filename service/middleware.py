@@ -7,6 +7,7 @@ request's CPU time, so this one only wraps ``send``.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -14,11 +15,24 @@ from collections.abc import Callable
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+# A request id taken from a client: bounded and safe to echo (headers, bodies, logs).
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def request_id_of(headers: Headers) -> str:
+    """The client's ``X-Request-ID`` if it is up to 128 characters of ``[A-Za-z0-9._-]``,
+    otherwise a fresh one."""
+    given = headers.get("x-request-id")
+    if given is not None and REQUEST_ID.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
+
 
 class RequestIdMiddleware:
-    """Gives every HTTP request an id (``X-Request-ID``, taken from the request if it has one,
-    in ``request.state.request_id`` and the response header) and reports the latency and
-    status of the paths in ``timed_paths`` to ``observe(status, seconds)``."""
+    """Gives every HTTP request an id (``X-Request-ID``, taken from the request if it has a
+    safe one, see :func:`request_id_of`; in ``request.state.request_id`` and the response
+    header) and reports the latency and status of the paths in ``timed_paths`` to
+    ``observe(status, seconds)``."""
 
     def __init__(self, app: ASGIApp, observe: Callable[[int, float], None], timed_paths: tuple[str, ...]) -> None:
         self.app = app
@@ -29,7 +43,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = Headers(scope=scope).get("x-request-id") or uuid.uuid4().hex
+        request_id = request_id_of(Headers(scope=scope))
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500  # if the app fails before it answers

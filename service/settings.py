@@ -40,5 +40,7 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(10.0, ge=0, description="longest wait for more frames before a batched step runs")
     max_in_flight: int = Field(32, ge=1, description="classify requests served at once; more get 503 + Retry-After")
     api_key: SecretStr | None = Field(
-        None, description="if set, /v1/classify, /classify and /v1/models need 'Authorization: Bearer KEY'"
+        None,
+        description="if set, /v1/classify, /classify and /v1/models need 'Authorization: Bearer KEY' "
+        "or 'X-API-Key: KEY'",
     )

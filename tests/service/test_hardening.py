@@ -4,6 +4,7 @@ bounded, and the metrics tell the served models apart."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 
@@ -134,6 +135,45 @@ def test_media_types_are_case_insensitive(client, clip):
 
 
 # -- headers ----------------------------------------------------------------------------------
+def test_request_ids_are_bounded_and_safe(client):
+    ok = "Ab9._-" * 21 + "xy"  # 128 characters
+    assert client.get("/healthz", headers={"x-request-id": ok}).headers["x-request-id"] == ok
+    for hostile in ("x" * 7000, ok + "z", "<script>alert(1)</script>", "a b", "id\u00e9", "a/b"):
+        response = client.get("/no/such/path", headers={"x-request-id": hostile.encode("latin-1")})
+        body = problem(response, 404)
+        fresh = response.headers["x-request-id"]
+        assert fresh != hostile and re.fullmatch(r"[0-9a-f]{32}", fresh) and body["request_id"] == fresh
+        assert hostile not in response.text
+
+
+def test_the_api_key_is_accepted_as_bearer_or_x_api_key_only(clip, monkeypatch):
+    compared, original = [], hmac.compare_digest
+
+    def compare_digest(a, b):
+        compared.append((a, b))
+        return original(a, b)
+
+    monkeypatch.setattr("service.dependencies.hmac.compare_digest", compare_digest)
+    with TestClient(create_app(settings(api_key="s3cret"))) as guarded:
+        for headers in (
+            {"Authorization": "s3cret"},
+            {"Authorization": "Basic s3cret"},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": "Bearers3cret"},
+            {"X-API-Key": "Bearer s3cret"},
+            {},
+        ):
+            assert problem(guarded.get("/v1/models", headers=headers), 401)["title"] == "Unauthorized", headers
+        for headers in (
+            {"Authorization": "Bearer s3cret"},
+            {"Authorization": "bearer s3cret"},
+            {"X-API-Key": "s3cret"},
+        ):
+            assert guarded.get("/v1/models", headers=headers).status_code == 200, headers
+        assert guarded.post(
+            "/v1/classify", files={"video": ("x.mp4", clip)}, headers={"X-API-Key": "s3cret"}
+        ).is_success
+    assert compared  # in constant time
 
 
 # -- metrics by model -------------------------------------------------------------------------
