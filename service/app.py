@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(
         RequestIdMiddleware,
-        observe=lambda status, seconds: metrics.request_seconds.labels(str(status)).observe(seconds),
+        observe=metrics.observe_request,
         timed_paths=CLASSIFY_PATHS,
     )
     app.add_exception_handler(Problem, handle_problem)

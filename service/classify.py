@@ -26,7 +26,7 @@ from pipeline.onnx_steps import ClipResult
 
 from .batching import run_clip_batched
 from .decoding import DecoderPool, LazyClip
-from .metrics import Metrics
+from .metrics import Metrics, model_labels
 from .problems import Problem
 from .registry import ServedModel
 from .schemas import (
@@ -71,7 +71,7 @@ async def classify_video(request: ClassifyRequest, decoder: DecoderPool, metrics
         result = await _run_steps(model, clip, exit)
     finally:
         clip.close()
-    _record(metrics, result)
+    _record(metrics, model, result)
     return describe(model, clip, exit, result, request.top_k, request.request_id)
 
 
@@ -166,10 +166,10 @@ async def _run_steps(model: ServedModel, clip: LazyClip, exit: ExitChoice | None
     return await run_clip_batched(model.pipeline.manifest, model.batcher, clip.frame, thresholds, model.active_clips)
 
 
-def _record(metrics: Metrics, result: ClipResult) -> None:
-    for stage, seconds in result.seconds.items():
-        metrics.stage_seconds.labels(stage).observe(seconds)
-    metrics.exit_step.observe(result.exit_step)
+def _record(metrics: Metrics, model: ServedModel, result: ClipResult) -> None:
+    labels = model_labels(model.name, model.version)
+    metrics.observe_stages(labels, result.seconds)
+    metrics.observe_exit(labels, result.exit_step)
 
 
 def _thumbnail(clip: LazyClip, position: int) -> dict[str, str]:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .metrics import ModelLabels, labels_of
+
 # A request id taken from a client: bounded and safe to echo (headers, bodies, logs).
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
@@ -32,9 +34,12 @@ class RequestIdMiddleware:
     """Gives every HTTP request an id (``X-Request-ID``, taken from the request if it has a
     safe one, see :func:`request_id_of`; in ``request.state.request_id`` and the response
     header) and reports the latency and status of the paths in ``timed_paths`` to
-    ``observe(status, seconds)``."""
+    ``observe(model, status, seconds)``, ``model`` the labels of the model the request was
+    given (``request.state.model_labels``; ``NO_MODEL`` if it failed before one was chosen)."""
 
-    def __init__(self, app: ASGIApp, observe: Callable[[int, float], None], timed_paths: tuple[str, ...]) -> None:
+    def __init__(
+        self, app: ASGIApp, observe: Callable[[ModelLabels, int, float], None], timed_paths: tuple[str, ...]
+    ) -> None:
         self.app = app
         self.observe = observe
         self.timed_paths = timed_paths
@@ -44,7 +49,8 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = request_id_of(Headers(scope=scope))
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
         started = time.perf_counter()
         status = 500  # if the app fails before it answers
 
@@ -59,4 +65,4 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             if scope["path"] in self.timed_paths:
-                self.observe(status, time.perf_counter() - started)
+                self.observe(labels_of(state), status, time.perf_counter() - started)

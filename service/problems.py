@@ -17,6 +17,8 @@ from starlette.exceptions import HTTPException
 
 from pipeline.frames.errors import VideoError
 
+from .metrics import labels_of
+
 PROBLEM_JSON = "application/problem+json"
 
 logger = logging.getLogger(__name__)
@@ -40,8 +42,8 @@ def problem_response(request: Request, status: int, title: str, detail: str, hea
         "request_id": getattr(request.state, "request_id", None),
     }
     metrics = getattr(request.app.state, "metrics", None)
-    if metrics is not None:
-        metrics.errors.labels(title).inc()
+    if metrics is not None:  # by kind, and by the request's model ("none" before one was chosen)
+        metrics.count_error(labels_of(request.scope.get("state")), title)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from .classify import ClassifyRequest, classify_video
 from .dependencies import DecoderDep, MetricsDep, RegistryDep, SettingsDep, require_api_key
+from .metrics import MODEL_LABELS_KEY, model_labels
 from .problems import Problem
 from .registry import ModelRegistry, ServedModel
 from .schemas import ClassifyResponse, ModelsResponse, served_pipeline
@@ -124,12 +125,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return await _read_limited(request.stream(), limit)
 
 
-def served_model(registry: ModelRegistry, name: str | None, version: int | None) -> ServedModel:
-    """The model a request names (the default one if none); 404 if it is not served."""
+def served_model(request: Request, registry: ModelRegistry, name: str | None, version: int | None) -> ServedModel:
+    """The model a request names (the default one if none); 404 if it is not served. Its name
+    and version label the request's metrics from here on (service/metrics.py)."""
     try:
-        return registry.get(name, version)
+        served = registry.get(name, version)
     except KeyError as error:
         raise Problem(404, "Unknown model", str(error.args[0])) from None
+    setattr(request.state, MODEL_LABELS_KEY, model_labels(served.name, served.version))  # scope["state"]
+    return served
 
 
 # What both classify paths share; see VIDEO_BODY and schemas.py.
@@ -169,7 +173,7 @@ async def classify(
     metrics.enter()
     try:
         job = ClassifyRequest(
-            model=served_model(registry, model, version),
+            model=served_model(request, registry, model, version),
             upload=partial(read_video, request, int(settings.max_upload_mb * 1e6)),
             exit=exit or settings.default_exit,
             top_k=top_k,

@@ -10,6 +10,7 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
 from tests.pipeline.hostile_videos import negative_start_matroska, size_switching_video
@@ -177,3 +178,34 @@ def test_the_api_key_is_accepted_as_bearer_or_x_api_key_only(clip, monkeypatch):
 
 
 # -- metrics by model -------------------------------------------------------------------------
+def _samples(text: str) -> list[tuple[str, dict[str, str], float]]:
+    return [(s.name, s.labels, s.value) for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def test_metrics_are_labelled_by_model_and_version(client, clip):
+    for model in ("adafocus_v2", "full_frame"):
+        response = client.post("/v1/classify", params={"model": model}, files={"video": ("x.mp4", clip)})
+        assert response.status_code == 200, response.text
+    refused = client.post(
+        "/v1/classify", params={"model": "full_frame"}, content=b"hi", headers={"content-type": "text/plain"}
+    )
+    problem(refused, 415)
+    problem(client.post("/v1/classify", params={"model": "nope"}, files={"video": ("x.mp4", clip)}), 404)
+    samples = _samples(client.get("/metrics").text)
+
+    def found(name: str, **labels: str) -> bool:
+        return any(n == name and labels.items() <= have.items() and value > 0 for n, have, value in samples)
+
+    for model, version in (("adafocus_v2", "2"), ("full_frame", "1")):
+        assert found("adafocus_model_request_seconds_count", model=model, version=version, status="200")
+        assert found("adafocus_model_exit_step_count", model=model, version=version)
+        for stage in ("decode", "glance", "focus", "classify"):
+            assert found("adafocus_model_stage_seconds_count", model=model, version=version, stage=stage)
+    kind = "Unsupported media type"
+    assert found("adafocus_model_errors_total", model="full_frame", version="1", kind=kind)
+    assert found("adafocus_model_request_seconds_count", model="full_frame", version="1", status="415")
+    # Before a model was chosen: "none", never the name the client sent.
+    assert found("adafocus_model_errors_total", model="none", version="none", kind="Unknown model")
+    assert found("adafocus_model_request_seconds_count", model="none", version="none", status="404")
+    values = {have.get("model") for name, have, _ in samples if name.startswith("adafocus_model_")}
+    assert values <= {"adafocus_v2", "full_frame", "none"}
