@@ -299,6 +299,9 @@ def test_a_crashing_or_hanging_decoder_does_not_take_the_server_down(videos, mon
         _problem(client.post("/classify", files={"video": ("x.mp4", data)}), 504)
         assert time.perf_counter() - started < 10
         pool.open_function = decoding.open_reader
+        # The hung worker's successor is still starting (a new process that imports PyAV): give
+        # the backstop its usual margin, so a loaded machine's slow start is not read as a hang.
+        monkeypatch.setattr(decoding, "HARD_DEADLINE_MARGIN_S", 5.0)
         assert client.post("/classify", files={"video": ("x.mp4", data)}).status_code == 200
 
 
