@@ -4,12 +4,7 @@
     python training/train_image.py --data /data/imagenet --model condensenetv2_a \\
         --input-size 224 --epochs 350 --batch-size 256 --lr 0.4 --warmup-epochs 5
 
-The recipe follows CondenseNetV2's: SGD with Nesterov momentum, no weight decay on BN and
-biases, linear warm-up then cosine learning rate, label smoothing, an EMA of the weights
-(condensation masks copied, not averaged), and condensation spread over the first half of
-training. The run folder holds ``checkpoint.pt`` (rewritten atomically; rerunning the same
-command resumes from it), ``metrics.json``, and at the end ``model_converted.pt`` (the
-inference form) and ``summary.json``.
+The recipe and the run folder: :mod:`training.image.trainer`. Rerunning the same command resumes.
 """
 
 from __future__ import annotations
