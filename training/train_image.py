@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         ImageTrainConfig, argv, prog="python training/train_image.py", description=__doc__.split("\n")[0]
     )
     status, summary = run_command(lambda stop: train(config, stop))
-    if status != 0:
+    if status != 0 or summary is None:  # stopped (signal or --max-steps) at a checkpoint, or bad input
         return status
     best = summary["val"][summary["weights"]]["top1"]
     print(

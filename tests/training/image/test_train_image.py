@@ -184,3 +184,16 @@ def test_data_loading_workers_run_outside_the_training_process(image_folder, tmp
     history = json.loads((tmp_path / "metrics.json").read_text())
     assert len(history) == 1 and history[0]["train_loss"] > 0
     assert summary["train_seconds"] > 0
+
+
+def test_the_command_stops_cleanly_at_max_steps_and_resumes(image_folder, tmp_path, capsys):
+    """``--max-steps`` ends the command with status 0 and the resume hint, not a traceback."""
+    from training.train_image import main
+
+    argv = ["--data", str(image_folder), "--out", str(tmp_path), "--model", "condensenetv2_cifar"]
+    argv += ["--model-kwargs", json.dumps(TINY_MODEL), "--input-size", "16", "--epochs", "2", "--batch-size", "8"]
+    argv += ["--workers", "0", "--no-progress"]
+    assert main([*argv, "--max-steps", "1"]) == 0
+    assert "rerun the same command to resume" in capsys.readouterr().err
+    assert main(argv) == 0
+    assert "done:" in capsys.readouterr().out
