@@ -24,10 +24,6 @@ from training.adafocus.run import train
 from training.export import main
 from training.exporter.repository import export_run
 
-# The module's runs (the `exported` fixture: two trainings and exports, over a minute) are built
-# once per worker: keep the module on one worker (make test runs pytest with --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("exported_runs")
-
 
 @pytest.fixture(scope="module")
 def exported(tiny_dataset: Path, tmp_path_factory) -> dict[str, Path]:
