@@ -15,6 +15,7 @@ from pipeline.frames.limits import DecodeLimits
 from .decoding import DecoderPool
 from .metrics import Metrics
 from .middleware import RequestIdMiddleware
+from .operations import router as operations_router
 from .problems import (
     Problem,
     handle_http_exception,
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(HTTPException, handle_http_exception)  # FastAPI's HTTPException too
     app.add_exception_handler(Exception, handle_unexpected_error)  # the last resort: a 500
+    app.include_router(operations_router)
     app.include_router(router)
     app.include_router(web_router)
     app.mount("/static", static_files(), name="static")

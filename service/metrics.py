@@ -66,6 +66,23 @@ class Metrics:
             "adafocus_requests_in_flight", "classify requests being served", registry=self.registry
         )
         self.errors = Counter("adafocus_errors_total", "answered errors by kind", ["kind"], registry=self.registry)
+        self.uploads_in_progress = Gauge(
+            "adafocus_uploads_in_progress", "classify uploads still being received", registry=self.registry
+        )
+        self.upload_bytes_held = Gauge(
+            "adafocus_upload_bytes_held",
+            "bytes of uploads held in memory (received or being decoded)",
+            registry=self.registry,
+        )
+        self.decoder_rss_bytes = Gauge(
+            "adafocus_decoder_rss_bytes", "resident memory of each decoder process", ["worker"], registry=self.registry
+        )
+        self.decoder_restarts = Counter(
+            "adafocus_decoder_restarts_total",
+            "decoder processes replaced, by cause (crash, timeout, recycled)",
+            ["cause"],
+            registry=self.registry,
+        )
 
         # The same by model and version (see the module's docstring).
         self.model_request_seconds = Histogram(

@@ -1,7 +1,8 @@
-"""HTTP endpoints: health, readiness, the served models, and POST /v1/classify (alias /classify).
+"""HTTP endpoint POST /v1/classify (alias /classify).
 
 Only the HTTP lives here (admission, the upload under its size limit, the query options);
-a classify request's work is :func:`service.classify.classify_video`'s."""
+a classify request's work is :func:`service.classify.classify_video`'s. Health, readiness,
+metrics and the model list are in ``operations.py``."""
 
 from __future__ import annotations
 
@@ -9,15 +10,13 @@ from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from .classify import ClassifyRequest, classify_video
 from .dependencies import DecoderDep, MetricsDep, RegistryDep, SettingsDep, require_api_key
 from .metrics import MODEL_LABELS_KEY, model_labels
 from .problems import Problem
 from .registry import ModelRegistry, ServedModel
-from .schemas import ClassifyResponse, ModelsResponse, served_pipeline
+from .schemas import ClassifyResponse
 
 router = APIRouter()
 
@@ -47,35 +46,6 @@ VIDEO_BODY: dict[str, Any] = {
         },
     }
 }
-
-
-@router.get("/healthz", summary="the process is alive")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
-
-
-@router.get("/readyz", summary="models loaded, verified and warmed up")
-async def readyz(registry: RegistryDep) -> JSONResponse:
-    if not registry.ready:
-        return JSONResponse({"status": "loading"}, status_code=503)
-    return JSONResponse({"status": "ready", "models": [f"{n} v{v}" for n, v in sorted(registry.models)]})
-
-
-@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
-async def metrics(metrics: MetricsDep) -> PlainTextResponse:
-    return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-
-@router.get(
-    "/v1/models",
-    summary="the served pipelines' manifests (labels, operating points, costs)",
-    dependencies=[Depends(require_api_key)],
-    response_model=ModelsResponse,
-)
-async def models(registry: RegistryDep) -> ModelsResponse:
-    return ModelsResponse(
-        models=[served_pipeline(model.pipeline.manifest, model.providers) for model in registry.models.values()]
-    )
 
 
 async def _read_limited(chunks, limit: int) -> bytes:

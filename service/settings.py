@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,27 @@ class Settings(BaseSettings):
     max_duration_s: float = Field(600.0, gt=0, description="longest accepted video (422 above)")
     max_pixels: int = Field(3840 * 2160, gt=0, description="largest accepted frame (422 above)")
     decode_timeout_s: float = Field(30.0, gt=0, description="decoding wall-time limit (504 above)")
+    # The decode budget stops amplification: a tiny file that makes the decoder work through
+    # thousands of large frames (one keyframe, a long static 4K video) to reach its samples.
+    decode_budget_mpx: float = Field(
+        6000.0, gt=0, description="most megapixels one request may decode, sampled or not (422 above)"
+    )
+    decoder_max_videos: int = Field(
+        1000, ge=1, description="a decoder process is replaced (when idle) after this many videos"
+    )
+    decoder_max_rss_mb: float = Field(
+        1024.0, gt=0, description="a decoder process is replaced (when idle) once its memory passes this"
+    )
+    upload_idle_timeout_s: float = Field(
+        10.0, gt=0, description="an upload that sends nothing for this long is refused (408)"
+    )
+    upload_min_kb_per_s: float = Field(
+        64.0, ge=0, description="an upload slower than this on average, past its first idle timeout, is refused (408)"
+    )
+    max_uploads: int = Field(16, ge=1, description="uploads being received at once; more get 503 + Retry-After")
+    upload_memory_mb: float = Field(
+        800.0, gt=0, description="upload bytes held in memory at once, all requests together (503 past it)"
+    )
     default_exit: str = Field("balanced", description="operating point used when a request names none")
     max_batch: int = Field(32, ge=1, description="most frames in one batched step (dynamic batching)")
     # 10 rather than 2 on CPU: bigger batches cost less CPU per frame, and the wait only runs
@@ -39,6 +61,15 @@ class Settings(BaseSettings):
     # 87.9 -> 97.1 videos/s, full-frame 36.4 -> 40.8; c4: 68.1 -> 70.7 and 30.1 -> 31.8).
     max_wait_ms: float = Field(10.0, ge=0, description="longest wait for more frames before a batched step runs")
     max_in_flight: int = Field(32, ge=1, description="classify requests served at once; more get 503 + Retry-After")
+    ready_when: Literal["default", "all", "any"] = Field(
+        "default",
+        description="/readyz is 200 when the default model is served (default), every model (all) or one (any)",
+    )
+    public_endpoints: list[Literal["metrics", "docs", "models"]] = Field(
+        default_factory=list,
+        description="with an API key set, what stays open without it: metrics (/metrics), docs (/docs, "
+        "/openapi.json), models (/v1/models and the model list of /readyz); /healthz and /readyz's status always are",
+    )
     api_key: SecretStr | None = Field(
         None,
         description="if set, /v1/classify, /classify and /v1/models need 'Authorization: Bearer KEY' "
