@@ -72,8 +72,9 @@ async def handle_http_exception(request: Request, error: HTTPException) -> JSONR
 async def handle_unexpected_error(request: Request, error: Exception) -> JSONResponse:
     """Any other exception: a 500 with the request id and nothing of the exception (it is logged).
 
-    Starlette calls this from its outermost middleware, outside the one that adds the
-    ``X-Request-ID`` header, so the header is set here."""
+    Called by the request-id middleware (service/middleware.py); also registered with Starlette
+    for an error outside that middleware, where Starlette calls it from its outermost
+    middleware, so the ``X-Request-ID`` header is set here too."""
     request_id = getattr(request.state, "request_id", None)
     logger.error(
         "unexpected error answering %s %s (request id %s)", request.method, request.url.path, request_id, exc_info=error
