@@ -14,7 +14,10 @@
 Whatever FFmpeg raises on the way (opening, seeking, decoding) comes out as the frames'
 typed :class:`~pipeline.frames.errors.UndecodableVideoError`, never as a bare ``av.error``.
 The pixel limit holds for every decoded frame, not only for the size the stream declares:
-a stream can change its frame size mid-way (MJPEG, H.264 with a new sequence header).
+a stream can change its frame size mid-way (MJPEG, H.264 with a new sequence header). The
+decode budget (``DecodeLimits.max_decoded_pixels``) counts the pixels of every frame the
+decoder produces for one clip, sampled or not, so a small file cannot make it work through
+thousands of large frames to reach its samples.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import bisect
 import functools
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +38,7 @@ import av
 import numpy as np
 
 from .errors import (
+    DecodeBudgetError,
     DecodeTimeoutError,
     NoVideoStreamError,
     UndecodableVideoError,
@@ -145,12 +150,13 @@ def read_clip(
         targets = [index.pts[i] for i in indices]
         groups = _keyframe_groups(sorted(set(targets)), index)
         chunks = _parallel_chunks(source, threads, strategy, groups, index)
+        budget = _PixelBudget(limits.max_decoded_pixels, len(index.pts))
         if len(chunks) > 1:
-            raw, decoded, seeks = _decode_in_parallel(source, index, chunks, limits, deadline, strategy)
+            raw, decoded, seeks = _decode_in_parallel(source, index, chunks, limits, deadline, strategy, budget)
         else:
             stream.thread_type = thread_type or _thread_type_for(len(groups), strategy)
             stream.codec_context.thread_count = threads
-            decoder = _SampleDecoder(container, stream, index, limits, deadline)
+            decoder = _SampleDecoder(container, stream, index, limits, deadline, budget)
             raw = decoder.decode(targets, strategy)
             decoded, seeks = decoder.decoded, decoder.seeks
     return _finish(raw, indices, index, geometry, rng, decoded, seeks, previews, normalisation)
@@ -164,7 +170,8 @@ class ClipReader:
     indexing and decoding from the keyframe again for every call: a clip read in stages
     costs the frames up to its last sample read, as one :func:`read_clip` would. Samples
     are bit-identical to :func:`read_clip`'s (``rng=None``). The decoding time of all calls
-    together counts against ``limits.max_wall_s``. Use it as a context manager, or
+    together counts against ``limits.max_wall_s``, and the pixels they decode against
+    ``limits.max_decoded_pixels``. Use it as a context manager, or
     :meth:`close` it.
     """
 
@@ -280,13 +287,14 @@ def _decode_in_parallel(
     limits: DecodeLimits,
     deadline: float | None,
     strategy: Strategy,
+    budget: _PixelBudget,
 ) -> tuple[dict[int, av.VideoFrame], int, int]:
 
     def decode_chunk(targets: list[int]) -> tuple[dict[int, av.VideoFrame], int, int]:
         with _open(source, limits) as container:
             stream = container.streams.video[0]
             stream.thread_type = "NONE"  # the parallelism is across decoders
-            decoder = _SampleDecoder(container, stream, index, limits, deadline)
+            decoder = _SampleDecoder(container, stream, index, limits, deadline, budget)
             try:
                 found = decoder.decode(targets, strategy)
             except UndecodableVideoError:
@@ -429,15 +437,51 @@ def _index_stream(container, stream, limits: DecodeLimits, deadline: float | Non
     return _StreamIndex(pts, keyframes, time_base)
 
 
+class _PixelBudget:
+    """The decode budget of one clip: pixels of every decoded frame, against
+    ``DecodeLimits.max_decoded_pixels`` (``limit`` None: counted, never refused). Shared by
+    the decoders of one clip (threads: the count takes a lock)."""
+
+    def __init__(self, limit: int | None, num_frames: int) -> None:
+        self.limit, self.num_frames = limit, num_frames
+        self.pixels = 0
+        self.frames = 0
+        self._lock = threading.Lock()
+
+    def spend(self, width: int, height: int, frame_number: int) -> None:
+        """Count one decoded frame (``frame_number``: its index in the video); raises
+        :class:`DecodeBudgetError` once the clip has decoded more than the budget."""
+        with self._lock:
+            self.pixels += width * height
+            self.frames += 1
+            pixels, frames = self.pixels, self.frames
+        if self.limit is not None and pixels > self.limit:
+            raise DecodeBudgetError(
+                f"the decode budget of {self.limit / 1e6:g} megapixels per video (ADAFOCUS_DECODE_BUDGET_MPX) "
+                f"is spent before the samples were reached: {frames} frames decoded ({pixels / 1e6:.1f} "
+                f"megapixels), up to frame {frame_number + 1} of {self.num_frames}"
+            )
+
+
 class _SampleDecoder:
     """Decodes the frames at given timestamps, seeking or running forward as planned."""
 
-    def __init__(self, container, stream, index: _StreamIndex, limits: DecodeLimits, deadline: float | None):
+    def __init__(
+        self,
+        container,
+        stream,
+        index: _StreamIndex,
+        limits: DecodeLimits,
+        deadline: float | None,
+        budget: _PixelBudget | None = None,
+    ):
         self.container = container
         self.stream = stream
         self.index = index
         self.limits = limits
         self.deadline = deadline
+        # The clip's own budget unless the caller shares one between decoders (parallel chunks).
+        self.budget = budget or _PixelBudget(limits.max_decoded_pixels, len(index.pts))
         self.decoded = 0
         self.seeks = 0
         self.errors = 0
@@ -538,6 +582,7 @@ class _SampleDecoder:
                 frame.pts if frame.pts is not None else self.index.pts[min(self._position + 1, len(self.index.pts) - 1)]
             )
             self._position = self._frame_number(stamp)
+            self.budget.spend(frame.width, frame.height, self._position)
             if stamp >= target:
                 return frame
         return None

@@ -42,6 +42,12 @@ class VideoLimitError(VideoError):
     title = "Video exceeds a limit"
 
 
+class DecodeBudgetError(VideoLimitError):
+    """Reaching the samples would decode more pixels than the decode budget allows: a small
+    file can make the decoder work through thousands of large frames (one keyframe, a long
+    static video) to reach a few samples."""
+
+
 class DecodeTimeoutError(VideoError):
     """Decoding took longer than the wall-time limit."""
 
