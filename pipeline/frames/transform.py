@@ -17,6 +17,8 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from .errors import VideoLimitError
+
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 IMAGENET_MEAN = np.array(IMAGENET_MEAN_RGB, dtype=np.float32)
@@ -24,6 +26,9 @@ IMAGENET_STD = np.array(IMAGENET_STD_RGB, dtype=np.float32)
 MULTI_SCALES: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
 # swscale interpolation used for every resize, in the decoder and after a training crop.
 INTERPOLATION = "BILINEAR"
+# Widest accepted frame, longer side over shorter (ultra-wide video is 32:9, panoramas 2:1 to 6:1):
+# bounds the resized frame at MAX_ASPECT_RATIO x resize^2 pixels whatever the input's shape.
+MAX_ASPECT_RATIO = 16
 # Scaling contexts kept per thread, one per (input size, format, output size, format).
 _SCALERS = threading.local()
 _MAX_SCALERS = 8
@@ -69,7 +74,19 @@ class FrameGeometry:
             raise ValueError(f"crop ({self.crop}) must be positive and at most resize ({self.resize})")
 
     def resized_size(self, width: int, height: int) -> tuple[int, int]:
-        """``(width, height)`` after the shorter-side resize."""
+        """``(width, height)`` after the shorter-side resize.
+
+        Raises :class:`~pipeline.frames.errors.VideoLimitError` for a frame whose aspect ratio
+        exceeds :data:`MAX_ASPECT_RATIO`, before anything is resized: the resize scales the
+        longer side too, so a thin sliver becomes a huge frame (2x10000 pixels at a shorter side
+        of 128: 128x640000, 245 MB).
+        """
+        longer, shorter = max(width, height), min(width, height)
+        if longer > MAX_ASPECT_RATIO * shorter:
+            raise VideoLimitError(
+                f"{width}x{height} frames: aspect ratio {longer / shorter:.0f}:1; "
+                f"at most {MAX_ASPECT_RATIO}:1 is accepted"
+            )
         if width <= height:
             return self.resize, max(self.resize, round(height * self.resize / width))
         return max(self.resize, round(width * self.resize / height)), self.resize

@@ -309,17 +309,26 @@ def nut(d: Path) -> Path:
     return make_video(d / "clip.nut", frames=8, width=32, height=32, codec="ffv1", container="nut")
 
 
+def _trap(d: Path) -> Path:
+    """A named pipe with no writer: whoever opens it for reading blocks for ever, so a case that
+    names it hangs (and fails on its time limit) if the pipeline follows the reference."""
+    path = d / "secret.mp4"
+    os.mkfifo(path)
+    return path
+
+
 def hls_playlist(d: Path) -> Path:
-    """An HLS playlist naming a local file: must be refused without the file being read."""
-    secret = _h264(d / "secret.mp4")
+    """An HLS playlist naming a local file: must be refused without the file being opened (the
+    file is a :func:`_trap`)."""
+    secret = _trap(d)
     path = d / "playlist.m3u8"
-    path.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\nfile://{secret}\n{secret}\n#EXT-X-ENDLIST\n")
+    path.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\n{secret}\n#EXT-X-ENDLIST\n")
     return path
 
 
 def concat_script(d: Path) -> Path:
-    """FFmpeg's concat demuxer script naming a local file."""
-    secret = _h264(d / "secret.mp4")
+    """FFmpeg's concat demuxer script, named ``.mp4``, naming a local file (a :func:`_trap`)."""
+    secret = _trap(d)
     path = d / "list.mp4"
     path.write_text(f"ffconcat version 1.0\nfile '{secret}'\n")
     return path
