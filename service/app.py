@@ -37,6 +37,7 @@ def decode_limits(settings: Settings) -> DecodeLimits:
         max_duration_s=settings.max_duration_s,
         max_pixels=settings.max_pixels,
         max_wall_s=settings.decode_timeout_s,
+        max_decoded_pixels=int(settings.decode_budget_mpx * 1e6),
     )
 
 
@@ -48,7 +49,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.metrics = metrics
         app.state.registry = ModelRegistry(settings)
-        app.state.decoder = DecoderPool(settings.decode_workers, decode_limits(settings))
+        app.state.decoder = DecoderPool(
+            settings.decode_workers,
+            decode_limits(settings),
+            max_videos=settings.decoder_max_videos,
+            max_rss_bytes=int(settings.decoder_max_rss_mb * 2**20),
+            metrics=metrics,
+        )
         # Loading verifies checksums and warms every graph up: off the event loop.
         await asyncio.to_thread(app.state.registry.load)
         await app.state.decoder.warm_up()

@@ -3,11 +3,24 @@
 Each request's video is opened once, in one worker, as a :class:`pipeline.frames.decode.ClipReader`
 (a *session*): the early-exit loop asks for its samples a few at a time and the worker
 decodes on from where it stopped. Uploads stay in memory (bounded by the upload limit; no
-temporary file) and go to the worker once. A worker that crashes is replaced and the request
-it was decoding gets a 422; one that outlives the hard deadline is killed and replaced and
-the request gets a 504. Other sessions of a replaced worker are opened again in its
-successor at their next read, transparently, and a session whose worker is stalled on
-another request's file moves to another worker.
+temporary file) and go to the worker once.
+
+Recovery. A worker that dies during an exchange is logged (its pid, exit code or signal,
+the session), counted (``adafocus_decoder_restarts_total{cause="crash"}``) and replaced,
+and the read is tried once more in the new process: a file that crashes a fresh decoder
+too is the file's fault (422); a death the file does not reproduce (killed from outside,
+out of memory) costs the request nothing. When the retry cannot be made (the pool is
+closing, the new process does not start) the answer is 503 with ``Retry-After``. A worker
+that outlives the hard deadline is killed and replaced (504, cause ``timeout``). Other
+sessions of a replaced worker are opened again in its successor at their next read,
+transparently, and a session whose worker is stalled on another request's file moves to
+another worker.
+
+Recycling. Decoders keep the memory FFmpeg took for their largest videos. A worker that has
+opened ``max_videos`` videos, or whose resident memory (read after every exchange, and
+reported as ``adafocus_decoder_rss_bytes{worker}``) passes ``max_rss_bytes``, is *draining*:
+new sessions go to other workers, and once its last session closes it is replaced (cause
+``recycled``). Requests in flight on it are never interrupted.
 
 The event loop only awaits: it talks to each worker over the worker's socket with asyncio
 streams, in the framing of ``multiprocessing.connection`` (which the worker side keeps), so
@@ -23,6 +36,7 @@ import asyncio
 import contextlib
 import io
 import itertools
+import logging
 import multiprocessing
 import os
 import pickle
@@ -32,6 +46,7 @@ import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
 import numpy as np
@@ -40,7 +55,10 @@ from pipeline.frames.decode import Clip, ClipReader
 from pipeline.frames.limits import DecodeLimits
 from pipeline.frames.transform import FrameGeometry
 
+from .metrics import Metrics
 from .problems import Problem
+
+log = logging.getLogger(__name__)
 
 # The frames pipeline stops itself at its own deadline (DecodeTimeoutError, 504); this margin
 # is the backstop for a decoder stuck inside FFmpeg, where no Python code runs.
@@ -50,6 +68,39 @@ HARD_DEADLINE_MARGIN_S = 5.0
 STALLED_AFTER_S = 0.5
 # The stream reader's buffer: a reply of a few hundred kB arrives without pausing the socket.
 STREAM_LIMIT = 1 << 24
+# A dead worker has usually exited by the time its socket reads as closed: wait this long
+# for its exit status (the cause we log) before killing it.
+EXIT_WAIT_S = 0.2
+RETRY_AFTER = {"Retry-After": "1"}
+
+
+class WorkerDied(Exception):
+    """A decoder process ended during an exchange (the pool decides what the request gets)."""
+
+
+def process_rss_bytes(pid: int) -> int | None:
+    """Resident memory of process ``pid`` (Linux's ``/proc``; None where it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1]) * 1024  # in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def exit_cause(process: BaseProcess) -> str:
+    """How ``process`` ended, in words: ``exit code 1``, ``signal SIGKILL``, or still running."""
+    code = process.exitcode
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
 
 
 def open_reader(data: bytes, num_samples: int, geometry: FrameGeometry, limits: DecodeLimits) -> ClipReader:
@@ -108,7 +159,10 @@ def _serve(connection: Connection) -> None:
         except Exception as error:  # a bad file: the request gets the error, the session ends
             end(session_id)
             reply = ("error", _picklable(error))
-        connection.send(reply)
+        try:
+            connection.send(reply)
+        except OSError:
+            return  # the server closed our socket while we worked (shutdown, or it gave up on us)
 
 
 def _raw_frame(data: bytes) -> list[bytes]:
@@ -144,23 +198,41 @@ async def _read_framed(reader: asyncio.StreamReader) -> Any:
 class _Worker:
     """The server's handle on one decoder process: its socket (as asyncio streams, opened on
     first use on the running loop), and a lock that keeps one message in flight at a time.
-    ``open_ids`` mirrors the sessions the process holds open."""
+    ``open_ids`` mirrors the sessions the process holds open; ``videos`` counts the videos
+    it has opened, ``rss`` its resident memory after its last exchange. ``process`` is None
+    while no process runs (one that could not be started is tried again at the next use)."""
 
-    def __init__(self, context) -> None:
+    def __init__(self, context, index: int) -> None:
         self.context = context
+        self.index = index
         self.lock = asyncio.Lock()
         self.open_ids: set[int] = set()
         self.sessions = 0  # sessions assigned here (to spread new ones)
         self.busy_since: float | None = None  # when the exchange in flight started
-        self._start()
-
-    def _start(self) -> None:
-        ours, theirs = self.context.Pipe()  # duplex: a Unix socket pair
-        self.process = self.context.Process(target=_serve, args=(theirs,), daemon=True, name="decoder")
-        self.process.start()
-        theirs.close()
-        self._socket = socket_of(ours)
+        self.process: BaseProcess | None = None
+        self._socket: socket.socket | None = None
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self.start()
+
+    def _spawn(self) -> tuple[BaseProcess, socket.socket]:
+        """A new decoder process and the server's end of its socket."""
+        ours, theirs = self.context.Pipe()  # duplex: a Unix socket pair
+        process = self.context.Process(target=_serve, args=(theirs,), daemon=True, name=f"decoder-{self.index}")
+        try:
+            process.start()
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        return process, socket_of(ours)
+
+    def start(self) -> None:
+        """Start a fresh process (raises what starting it raised, leaving none running)."""
+        self.open_ids.clear()  # a new process holds nothing: sessions open again at their next read
+        self.videos, self.rss, self.draining = 0, None, False
+        self.process, self._socket, self._streams = None, None, None
+        self.process, self._socket = self._spawn()
 
     async def _open_streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._streams is None:
@@ -173,18 +245,34 @@ class _Worker:
     def _close_socket(self) -> None:
         if self._streams is not None:
             self._streams[1].close()
-        else:
+        elif self._socket is not None:
             self._socket.close()
 
-    def replace(self) -> None:
-        """Kill the process (a hung decoder ignores everything else) and start a new one."""
-        self.process.kill()
-        self.process.join()
+    def end(self, wait_s: float = 0.0) -> str:
+        """End the process: wait up to ``wait_s`` for it to exit on its own, then kill it (a
+        hung decoder ignores everything else). Returns how it ended (:func:`exit_cause`)."""
+        process = self.process
+        if process is None:
+            return "not running"
+        if wait_s > 0:
+            process.join(wait_s)
+        cause = exit_cause(process)
+        if process.exitcode is None:
+            process.kill()
+            cause = "killed"
+        process.join()
         self._close_socket()
-        self.open_ids.clear()  # its successor holds nothing: sessions open again at their next read
-        self._start()
+        self.process = None
+        return cause
 
-    async def exchange(self, message: tuple, timeout_s: float, data: bytes | None = None) -> tuple[str, Any]:
+    def replace(self) -> None:
+        """Kill the process and start a new one."""
+        self.end()
+        self.start()
+
+    async def exchange(
+        self, message: tuple, timeout_s: float, data: bytes | bytearray | None = None
+    ) -> tuple[str, Any]:
         """Send ``message`` (and ``data`` after it, raw) and wait for the reply. Raises
         ``TimeoutError``, or ``EOFError``/``OSError`` when the process died."""
         reader, writer = await self._open_streams()
@@ -195,39 +283,60 @@ class _Worker:
 
     async def send(self, message: tuple) -> None:
         """Send a message that has no reply (a process that died finds out at the next exchange)."""
+        if self.process is None:
+            return  # nothing runs: nothing to tell
         _, writer = await self._open_streams()
         if not writer.is_closing():
             writer.writelines(_frame(message))
 
     async def stop(self) -> None:
         """Close the socket (the worker's loop ends at the end of its input), then wait for it."""
+        process = self.process
+        if process is None:
+            return
         self._close_socket()
         if self._streams is not None:
             with contextlib.suppress(OSError):  # closed for real: the worker sees the end now
                 await self._streams[1].wait_closed()
-        await asyncio.to_thread(self.process.join, 2.0)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
+        await asyncio.to_thread(process.join, 2.0)
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 class DecoderPool:
-    """Decoder processes with crash and hang recovery; :meth:`session` opens a video."""
+    """Decoder processes with crash and hang recovery and recycling; :meth:`session` opens a video.
 
-    def __init__(self, workers: int, limits: DecodeLimits, open_function: Callable[..., Any] = open_reader) -> None:
+    ``max_videos`` / ``max_rss_bytes`` (None: never): a worker that has opened that many
+    videos, or whose resident memory passes that bound, is replaced once its last session
+    closes. ``metrics``: where restarts and the workers' memory are reported (none: not).
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        limits: DecodeLimits,
+        open_function: Callable[..., Any] = open_reader,
+        *,
+        max_videos: int | None = None,
+        max_rss_bytes: int | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.limits = limits
         # Module-level, so that the workers can unpickle it; tests swap in hostile stand-ins.
         self.open_function = open_function
+        self.max_videos, self.max_rss_bytes, self.metrics = max_videos, max_rss_bytes, metrics
         context = multiprocessing.get_context("forkserver")  # no fork under ONNX Runtime's threads
-        self._workers = [_Worker(context) for _ in range(workers)]
+        self._workers = [_Worker(context, index) for index in range(workers)]
         self._ids = itertools.count()
         self._background: set[asyncio.Task] = set()
+        self._closing = False
 
     @property
     def hard_deadline_s(self) -> float:
         return (self.limits.max_wall_s or 60.0) + HARD_DEADLINE_MARGIN_S
 
-    def session(self, data: bytes, num_samples: int, geometry: FrameGeometry) -> DecodeSession:
+    def session(self, data: bytes | bytearray, num_samples: int, geometry: FrameGeometry) -> DecodeSession:
         """A video to read in stages, in the worker with the fewest open sessions."""
         worker = self._least_loaded()
         worker.sessions += 1
@@ -235,9 +344,14 @@ class DecoderPool:
         return DecodeSession(self, worker, next(self._ids), opening, data)
 
     def _least_loaded(self) -> _Worker:
+        """The worker for a new (or moved) session: not stalled, not draining, fewest sessions."""
         now = time.monotonic()
-        candidates = [w for w in self._workers if not w.stalled(now)] or self._workers
-        return min(candidates, key=lambda w: w.sessions)
+        live = [w for w in self._workers if not w.stalled(now)] or self._workers
+        accepting = [w for w in live if not w.draining]
+        if accepting:
+            return min(accepting, key=lambda w: w.sessions)
+        # Every one is draining: the busiest takes it, so that the others empty and are recycled.
+        return max(live, key=lambda w: w.sessions)
 
     def _unstall(self, session: DecodeSession) -> None:
         """Move ``session`` off a stalled worker: it opens again elsewhere (the server holds its
@@ -250,22 +364,100 @@ class DecoderPool:
             target.sessions += 1
             session.worker = target
 
-    async def _exchange(self, worker: _Worker, message: tuple, data: bytes | None = None) -> tuple[str, Any]:
-        """Send ``message`` and wait for the reply; call with ``worker.lock`` held. A crashed or
-        hung worker is replaced, and the caller gets a 422 or a 504."""
+    @staticmethod
+    def _unavailable(detail: str) -> Problem:
+        return Problem(503, "Decoder unavailable", detail, dict(RETRY_AFTER))
+
+    def _count_restart(self, cause: str) -> None:
+        if self.metrics is not None:
+            self.metrics.decoder_restarts.labels(cause).inc()
+
+    def _ensure_running(self, worker: _Worker) -> None:
+        """Start ``worker``'s process if none runs (its last start failed); 503 if it still cannot."""
+        if self._closing:
+            raise self._unavailable("the service is shutting down")
+        if worker.process is not None:
+            return
+        try:
+            worker.start()
+        except Exception:
+            log.exception("decoder %d could not be started", worker.index)
+            raise self._unavailable("no decoder process could be started") from None
+
+    def _lose(self, worker: _Worker, cause: str, session_id: int | None) -> bool:
+        """Log and count the end of ``worker``'s process (``cause``: crash or timeout) and start
+        its successor; False when the successor could not be started."""
+        pid = worker.process.pid if worker.process is not None else None
+        ended = worker.end(EXIT_WAIT_S if cause == "crash" else 0.0)
+        self._count_restart(cause)
+        what = f"died ({ended})" if cause == "crash" else f"timed out after {self.hard_deadline_s:.0f} s ({ended})"
+        log.warning("decoder %d (pid %s) %s during session %s; replacing it", worker.index, pid, what, session_id)
+        try:
+            worker.start()
+        except Exception:
+            log.exception("decoder %d could not be started again", worker.index)
+            return False
+        return True
+
+    async def _exchange(
+        self, worker: _Worker, message: tuple, data: bytes | bytearray | None = None, session_id: int | None = None
+    ) -> tuple[str, Any]:
+        """Send ``message`` and wait for the reply; call with ``worker.lock`` held. A hung worker
+        is replaced (504); one that died is replaced and :class:`WorkerDied` raised (503 if
+        the pool is closing or no successor starts)."""
+        self._ensure_running(worker)
         worker.busy_since = time.monotonic()
         try:
-            return await worker.exchange(message, self.hard_deadline_s, data)
+            reply = await worker.exchange(message, self.hard_deadline_s, data)
         except TimeoutError:
-            worker.replace()
+            self._lose(worker, "timeout", session_id)
             raise Problem(
                 504, "Decoding timed out", f"the decoder did not finish within {self.hard_deadline_s:.0f} s"
             ) from None
         except (EOFError, OSError):
-            worker.replace()
-            raise Problem(422, "Undecodable video", "the decoder crashed on this file") from None
+            if self._closing:  # we closed its socket: not the file's fault, nor a crash
+                raise self._unavailable("the service is shutting down") from None
+            if not self._lose(worker, "crash", session_id):
+                raise self._unavailable("the decoder process died and no new one could be started") from None
+            raise WorkerDied(session_id) from None
         finally:
             worker.busy_since = None
+        self._observe(worker)
+        return reply
+
+    def _observe(self, worker: _Worker) -> None:
+        """After an exchange: the worker's memory (reported), and whether it is due for recycling."""
+        if worker.process is None:
+            return
+        worker.rss = process_rss_bytes(worker.process.pid)
+        if worker.rss is not None and self.metrics is not None:
+            self.metrics.decoder_rss_bytes.labels(worker=str(worker.index)).set(worker.rss)
+        if not worker.draining and self._due(worker):
+            worker.draining = True  # new sessions go elsewhere; replaced once its last one closes
+            log.info("decoder %d is draining: %s", worker.index, self._usage(worker))
+
+    def _due(self, worker: _Worker) -> bool:
+        too_many = self.max_videos is not None and worker.videos >= self.max_videos
+        too_big = self.max_rss_bytes is not None and worker.rss is not None and worker.rss > self.max_rss_bytes
+        return too_many or too_big
+
+    @staticmethod
+    def _usage(worker: _Worker) -> str:
+        rss = "unknown" if worker.rss is None else f"{worker.rss / 2**20:.0f} MiB"
+        return f"{worker.videos} videos opened, resident memory {rss}"
+
+    def _recycle_if_idle(self, worker: _Worker) -> None:
+        """Replace a draining worker once it holds no session; call with ``worker.lock`` held."""
+        if not worker.draining or worker.sessions or worker.open_ids or worker.process is None or self._closing:
+            return
+        pid, usage = worker.process.pid, self._usage(worker)
+        worker.end()  # it holds nothing: killing it loses nothing
+        self._count_restart("recycled")
+        log.info("decoder %d (pid %s) recycled after %s", worker.index, pid, usage)
+        try:
+            worker.start()
+        except Exception:  # tried again at its next exchange
+            log.exception("decoder %d could not be started again", worker.index)
 
     @staticmethod
     async def _shielded(exchange: Awaitable[tuple[str, Any]]) -> Any:
@@ -280,60 +472,91 @@ class DecoderPool:
 
     async def _read(self, worker: _Worker, session: DecodeSession, positions: list[int], previews: bool) -> Clip:
         """Samples of ``session`` from ``worker``, opening it there first (its upload sent
-        along) if it is not open."""
-        session_id = session.id
+        along) if it is not open. If the worker dies, the read is made once more in its
+        successor: a second death is the file's (422)."""
 
         async def exchange() -> tuple[str, Any]:
             async with worker.lock:
-                if session_id in worker.open_ids:
-                    message, data = ("read", session_id, None, positions, previews), None
-                else:
-                    message, data = ("read", session_id, session.opening, positions, previews), session.data
-                reply = await self._exchange(worker, message, data)
-                if reply[0] == "ok":
-                    worker.open_ids.add(session_id)
-                else:
-                    worker.open_ids.discard(session_id)  # the process ended it
-                return reply
+                try:
+                    return await self._read_once(worker, session, positions, previews)
+                except WorkerDied:
+                    log.info("session %s: reading again in decoder %d's new process", session.id, worker.index)
+                try:
+                    return await self._read_once(worker, session, positions, previews)
+                except WorkerDied:
+                    log.warning("session %s crashed a fresh decoder too: the file is at fault", session.id)
+                    raise Problem(
+                        422, "Undecodable video", "the decoder crashed on this file twice, once in a fresh process"
+                    ) from None
 
         return await self._shielded(exchange())
 
-    def _forget(self, worker: _Worker, session_id: int) -> None:
-        """Close ``session_id`` in ``worker``, in the background (no reply to wait for; a
-        worker that does not have it ignores it)."""
+    async def _read_once(
+        self, worker: _Worker, session: DecodeSession, positions: list[int], previews: bool
+    ) -> tuple[str, Any]:
+        """One read exchange; call with ``worker.lock`` held."""
+        session_id = session.id
+        if session_id in worker.open_ids:
+            message, data = ("read", session_id, None, positions, previews), None
+        else:
+            message, data = ("read", session_id, session.opening, positions, previews), session.data
+            worker.videos += 1  # counted for recycling whether or not it opens
+        reply = await self._exchange(worker, message, data, session_id)
+        if reply[0] == "ok":
+            worker.open_ids.add(session_id)
+        else:
+            worker.open_ids.discard(session_id)  # the process ended it
+        return reply
+
+    def _forget(self, worker: _Worker, session_id: int, sent: bool) -> None:
+        """Close ``session_id`` in ``worker`` if it was ``sent`` there, in the background (no
+        reply to wait for; a worker that does not have it ignores it), then recycle the worker
+        if it is draining and this was its last session."""
 
         async def send_close() -> None:
             async with worker.lock:
-                worker.open_ids.discard(session_id)
-                await worker.send(("close", session_id))
+                if sent:
+                    worker.open_ids.discard(session_id)
+                    await worker.send(("close", session_id))
+                self._recycle_if_idle(worker)
 
         task = asyncio.get_running_loop().create_task(send_close())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def _simple(self, worker: _Worker, message: tuple) -> Any:
+        """An exchange that reads no video (``count``, ``ping``): a death is a 503."""
+
+        async def exchange() -> tuple[str, Any]:
+            async with worker.lock:
+                try:
+                    return await self._exchange(worker, message)
+                except WorkerDied:
+                    raise self._unavailable("a decoder process died") from None
+
+        return await self._shielded(exchange())
+
     async def open_sessions(self) -> list[int]:
         """How many videos each worker holds open (a check that closed ones are gone)."""
-
-        async def count(worker: _Worker) -> tuple[str, Any]:
-            async with worker.lock:
-                return await self._exchange(worker, ("count",))
-
-        return [await self._shielded(count(worker)) for worker in self._workers]
+        return [await self._simple(worker, ("count",)) for worker in self._workers]
 
     async def warm_up(self) -> None:
         """Wait until every worker has started (and imported PyAV)."""
         for worker in self._workers:
-            async with worker.lock:
-                await self._exchange(worker, ("ping",))
+            await self._simple(worker, ("ping",))
 
     async def close(self) -> None:
+        """End every worker; reads still in flight get a 503."""
+        self._closing = True
         await asyncio.gather(*(worker.stop() for worker in self._workers))
 
 
 class DecodeSession:
     """One request's video, open in one decoder worker; see :meth:`DecoderPool.session`."""
 
-    def __init__(self, pool: DecoderPool, worker: _Worker, session_id: int, opening: tuple, data: bytes) -> None:
+    def __init__(
+        self, pool: DecoderPool, worker: _Worker, session_id: int, opening: tuple, data: bytes | bytearray
+    ) -> None:
         self.pool, self.worker, self.id = pool, worker, session_id
         self.opening, self.data = opening, data  # kept: a replaced worker's successor opens it again
         self._sent_to: set[_Worker] = set()  # workers that may hold it (closed at the end)
@@ -351,8 +574,8 @@ class DecodeSession:
         if not self.closed:
             self.closed = True
             self.worker.sessions -= 1
-            for worker in self._sent_to:
-                self.pool._forget(worker, self.id)
+            for worker in self._sent_to | {self.worker}:
+                self.pool._forget(worker, self.id, sent=worker in self._sent_to)
 
 
 class ClipSession(Protocol):

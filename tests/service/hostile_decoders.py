@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 
 def crash(*_args):
     os._exit(1)  # as a segfault inside FFmpeg would end the worker
+
+
+def crash_once(marker: str, *args):
+    """Crashes the first time (leaving ``marker``), opens the video normally after: a death
+    that the file does not reproduce (``functools.partial(crash_once, path)`` as the pool's
+    open function)."""
+    from service.decoding import open_reader
+
+    if not Path(marker).exists():
+        Path(marker).touch()
+        os._exit(1)
+    return open_reader(*args)
 
 
 def hang(*_args):
