@@ -11,6 +11,7 @@ case, not the session), through three readers that must agree: ``read_clip`` on 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import multiprocessing
 import re
@@ -150,22 +151,20 @@ LIMIT_CASES: dict[str, LimitCase] = {
     # A few kB that make the decoder work through every frame to reach the last sample.
     "amplification_budget": LimitCase(
         "static_long_one_keyframe",
-        DecodeLimits(**{**LIMITS.__dict__, "max_decoded_pixels": 64 * 64 * 100}),
+        dataclasses.replace(LIMITS, max_decoded_pixels=64 * 64 * 100),
         (422, r"decode budget of 0\.4096 megapixels"),
     ),
     "amplification_frame_cap": LimitCase(
         "static_long_one_keyframe",
-        DecodeLimits(**{**LIMITS.__dict__, "max_decoded_frames": 100}),
+        dataclasses.replace(LIMITS, max_decoded_frames=100),
         (422, r"more than 100 decoded frames"),
     ),
-    "wall_time": LimitCase(
-        "mp4_faststart", DecodeLimits(**{**LIMITS.__dict__, "max_wall_s": 1e-9}), (504, r"time limit")
-    ),
+    "wall_time": LimitCase("mp4_faststart", dataclasses.replace(LIMITS, max_wall_s=1e-9), (504, r"time limit")),
     "pixels_of_an_ordinary_video": LimitCase(
-        "yuv444p", DecodeLimits(**{**LIMITS.__dict__, "max_pixels": 16 * 16}), (422, r"32x32 pixels")
+        "yuv444p", dataclasses.replace(LIMITS, max_pixels=16 * 16), (422, r"32x32 pixels")
     ),
     "streams_of_a_video_with_audio": LimitCase(
-        "video_with_audio", DecodeLimits(**{**LIMITS.__dict__, "max_streams": 1}), (422, r"2 streams; the limit is 1")
+        "video_with_audio", dataclasses.replace(LIMITS, max_streams=1), (422, r"2 streams; the limit is 1")
     ),
 }
 
@@ -295,7 +294,7 @@ def test_the_playlist_trap_would_catch_a_reader_that_follows_the_playlist(worker
     """The control for the playlist cases: with HLS allowed, FFmpeg opens the file the playlist
     names, a named pipe that blocks; so their quick 415 shows that nothing was opened."""
     path = make_case("hls_playlist", tmp_path)
-    follows = DecodeLimits(**{**LIMITS.__dict__, "allowed_formats": ("hls", *LIMITS.allowed_formats)})
+    follows = dataclasses.replace(LIMITS, allowed_formats=("hls", *LIMITS.allowed_formats))
     with pytest.raises(NoAnswer):
         worker.run(path, follows, ("path",), timeout_s=2.0)
 
@@ -312,6 +311,19 @@ def test_frames_come_in_display_order_whatever_order_the_file_stores_them(worker
     for name in ("non_monotonic_timestamps", "non_monotonic_timestamps_mp4"):
         outcome = worker.run(make_case(name, tmp_path), LIMITS, ("path",))["path"]
         assert [brightness_index(frame) for frame in outcome[1]] == [0, 2, 4, 1, 5, 3, 7, 6], name
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="pipeline.frames.decode._open puts str(error) in its message: FFmpeg's errno and the file's path "
+    "(\"[Errno 1094995529] Invalid data found when processing input: '/tmp/.../header.mp4'\"; '<none>' in the "
+    "service, which reads bytes)",
+)
+def test_no_message_names_the_file_or_ffmpegs_error_number(worker, tmp_path):
+    """A message says what is wrong with the video, not where the file lies or FFmpeg's errno."""
+    for name in ("mp4_header_only", "mkv_header_only", "zero_frames", "avi_truncated_mid_keyframe"):
+        outcome = worker.run(make_case(name, tmp_path), LIMITS, ("path",))["path"]
+        assert outcome[0] == 422 and str(tmp_path) not in outcome[2] and "Errno" not in outcome[2], outcome
 
 
 def test_a_rotated_video_is_displayed_upright(worker, tmp_path):
