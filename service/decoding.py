@@ -506,6 +506,7 @@ class DecoderPool:
             worker.open_ids.add(session_id)
         else:
             worker.open_ids.discard(session_id)  # the process ended it
+            self._recycle_if_idle(worker)  # its session may have moved on while this read ran
         return reply
 
     def _forget(self, worker: _Worker, session_id: int, sent: bool) -> None:
@@ -530,9 +531,11 @@ class DecoderPool:
         async def exchange() -> tuple[str, Any]:
             async with worker.lock:
                 try:
-                    return await self._exchange(worker, message)
+                    reply = await self._exchange(worker, message)
                 except WorkerDied:
                     raise self._unavailable("a decoder process died") from None
+                self._recycle_if_idle(worker)  # due, and nothing to wait for
+                return reply
 
         return await self._shielded(exchange())
 
