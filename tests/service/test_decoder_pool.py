@@ -246,6 +246,29 @@ def test_a_decoder_past_its_memory_bound_is_recycled_when_idle(clip, full, caplo
     assert "resident memory" in caplog.text
 
 
+def test_recycling_under_concurrent_requests_fails_none(clip, full):
+    """Eight videos arriving one after another, each read in stages, through two workers that
+    take two videos each: workers drain and are replaced while others are mid-video, and
+    every sample comes back right."""
+    metrics = Metrics()
+
+    async def one(pool, delay_s: float) -> np.ndarray:
+        await asyncio.sleep(delay_s)
+        session = pool.session(clip, 8, GEOMETRY)
+        try:
+            parts = [normalise((await session.read(stage)).frames) for stage in ([0], [1], [2, 3], [4, 5, 6, 7])]
+        finally:
+            session.close()
+        return np.concatenate(parts)
+
+    async def scenario(pool):
+        for frames in await asyncio.gather(*(one(pool, 0.02 * i) for i in range(8))):
+            np.testing.assert_array_equal(frames, full)
+
+    run(scenario, max_videos=2, metrics=metrics)
+    assert restarts(metrics, "recycled") >= 2 and restarts(metrics, "crash") == 0
+
+
 def test_the_resident_memory_of_a_process_is_read():
     assert decoding.process_rss_bytes(os.getpid()) > 10e6
     assert decoding.process_rss_bytes(2**30) is None  # no such process: none, no error
