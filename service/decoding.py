@@ -344,10 +344,12 @@ class DecoderPool:
         return DecodeSession(self, worker, next(self._ids), opening, data)
 
     def _least_loaded(self) -> _Worker:
-        """The worker for a new (or moved) session: not stalled, not draining, fewest sessions."""
+        """The worker for a new (or moved) session: running, not stalled, not draining, with
+        the fewest sessions."""
+        self._revive()
         now = time.monotonic()
         live = [w for w in self._workers if not w.stalled(now)] or self._workers
-        accepting = [w for w in live if not w.draining]
+        accepting = [w for w in live if not w.draining and w.process is not None]
         if accepting:
             return min(accepting, key=lambda w: w.sessions)
         # Every one is draining: the busiest takes it, so that the others empty and are recycled.
@@ -371,6 +373,16 @@ class DecoderPool:
     def _count_restart(self, cause: str) -> None:
         if self.metrics is not None:
             self.metrics.decoder_restarts.labels(cause).inc()
+
+    def _revive(self) -> None:
+        """Try again to start the workers whose last start failed (a failure is logged; they
+        take no new session until they run)."""
+        for worker in self._workers:
+            if worker.process is None and not worker.lock.locked() and not self._closing:
+                try:
+                    worker.start()
+                except Exception:
+                    log.exception("decoder %d could not be started", worker.index)
 
     def _ensure_running(self, worker: _Worker) -> None:
         """Start ``worker``'s process if none runs (its last start failed); 503 if it still cannot."""

@@ -118,26 +118,49 @@ def test_a_file_that_crashes_a_fresh_decoder_too_is_the_files_fault(clip, full, 
 
 def test_no_retry_possible_is_a_503_and_the_decoder_starts_again_later(clip, full):
     async def scenario(pool):
-        worker = pool._workers[0]
+        broken, other = pool._workers
 
         def cannot_start():
             raise OSError("fork failed")
 
         pool.open_function = hostile_decoders.crash
         doomed = pool.session(clip, 8, GEOMETRY)
-        worker._spawn = cannot_start
+        pool.open_function = open_reader
+        assert doomed.worker is broken
+        broken._spawn = cannot_start
         with pytest.raises(Problem) as refused:
             await doomed.read([0])
-        assert worker.process is None
-        with pytest.raises(Problem) as still:  # a read while it cannot start: 503 too
+        assert broken.process is None
+        doomed.close()
+        # New videos go to the worker that runs (the other is tried again, in vain, first).
+        elsewhere = pool.session(clip, 8, GEOMETRY)
+        assert elsewhere.worker is other
+        np.testing.assert_array_equal(normalise((await elsewhere.read([0])).frames), full[:1])
+        del broken._spawn  # starting works again: the next new video starts it
+        assert pool.session(clip, 8, GEOMETRY).worker is broken and broken.process is not None
+        return refused.value
+
+    problem = run(scenario)
+    assert problem.status == 503 and problem.headers["Retry-After"] == "1"
+
+
+def test_with_no_decoder_able_to_start_every_read_is_a_503(clip, full):
+    async def scenario(pool):
+        (worker,) = pool._workers
+        worker.end()
+
+        def cannot_start():
+            raise OSError("fork failed")
+
+        worker._spawn = cannot_start
+        with pytest.raises(Problem) as refused:
             await pool.session(clip, 8, GEOMETRY).read([0])
         del worker._spawn
-        pool.open_function = open_reader
         np.testing.assert_array_equal(normalise((await pool.session(clip, 8, GEOMETRY).read([0])).frames), full[:1])
-        return refused.value, still.value
+        return refused.value
 
-    for problem in run(scenario, workers=1):
-        assert problem.status == 503 and problem.headers["Retry-After"] == "1"
+    problem = run(scenario, workers=1)
+    assert problem.status == 503 and problem.headers["Retry-After"] == "1"
 
 
 def test_a_read_in_flight_when_the_pool_closes_is_a_503(clip):
