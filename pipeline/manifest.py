@@ -12,15 +12,18 @@ Layout of a repository (Triton's, plus one manifest per pipeline version)::
 
 The manifest is the contract between export and serving: frame sampling and geometry,
 normalisation, the graphs and their tensors, the exit operating points, GMACs per graph,
-the training run it came from, and the sha256 of every file it names.
+the training run it came from, the sha256 of every file it names, and (optional) the outputs
+on a fixed computed clip that the service checks before serving the model (``reference``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MANIFEST_FORMAT = "adafocus-pipeline/1"
 
@@ -89,6 +92,62 @@ class SourceRun(_Strict):
     test_videos: int | None = None
 
 
+REFERENCE_INPUT = "adafocus-reference/1"
+
+
+def reference_clip(frames: FrameSpec, formula: str = REFERENCE_INPUT) -> np.ndarray:
+    """The reference clip of a pipeline: ``(num_frames, crop, crop, 3)`` uint8 crops, indexed by
+    sample position, as the decoder hands them to the step loop.
+
+    ``adafocus-reference/1``: pixel ``[t, y, x, c] = (x (2c + 3) + y (c + 5) + 29 t
+    + 64 ((x // 16 + y // 16 + t) mod 2)) mod 256``: ramps in every channel under a
+    checkerboard that moves with t. Integer arithmetic only, so every machine and numpy version
+    computes the same bytes (a random generator's stream, or a float ``sin``, could change).
+    """
+    if formula != REFERENCE_INPUT:
+        raise ValueError(f"unknown reference input {formula!r} (known: {REFERENCE_INPUT})")
+    t, y, x, c = np.ogrid[0 : frames.num_frames, 0 : frames.crop, 0 : frames.crop, 0:3]
+    pixels = (x * (2 * c + 3) + y * (c + 5) + 29 * t + 64 * ((x // 16 + y // 16 + t) % 2)) % 256
+    return np.ascontiguousarray(pixels, dtype=np.uint8)
+
+
+class ReferenceOutputs(_Strict):
+    """What the pipeline computes on its reference clip (:func:`reference_clip`), recorded at export
+    with ONNX Runtime on CPU: every step run (``OnnxPipeline.run_clip`` without exit). The
+    service runs the same clip at warm-up and serves the model only if its outputs match."""
+
+    input: Literal["adafocus-reference/1"] = Field(
+        REFERENCE_INPUT, description="the reference clip's formula (pipeline.manifest.reference_clip)"
+    )
+    step_logits: list[list[float]] = Field(min_length=1, description="logits after each step, in processing order")
+    logits: list[float] = Field(description="the final logits (the last step's)")
+    atol: float = Field(gt=0, description="absolute tolerance of the comparison")
+    rtol: float = Field(ge=0, description="relative tolerance: |got - expected| <= atol + rtol |expected|")
+
+    @model_validator(mode="after")
+    def _final_is_last(self) -> ReferenceOutputs:
+        if self.logits != self.step_logits[-1]:
+            raise ValueError("logits must be the last step's logits")
+        return self
+
+    def mismatch(self, step_logits: Sequence[np.ndarray]) -> str | None:
+        """None if ``step_logits`` (one row per step) match within the tolerance, else where they differ most."""
+        if len(step_logits) != len(self.step_logits):
+            return f"{len(step_logits)} steps computed, {len(self.step_logits)} recorded"
+        got = np.asarray([np.asarray(row, dtype=np.float64).ravel() for row in step_logits])
+        expected = np.asarray(self.step_logits, dtype=np.float64)
+        if got.shape != expected.shape:
+            return f"logits of shape {got.shape}, {expected.shape} recorded"
+        excess = np.abs(got - expected) - (self.atol + self.rtol * np.abs(expected))
+        if not np.isfinite(got).all() or (excess > 0).any():
+            step, label = np.unravel_index(int(np.argmax(np.where(np.isfinite(got), excess, np.inf))), got.shape)
+            return (
+                f"step {step}, logit {label}: {got[step, label]:.5g} against {expected[step, label]:.5g} "
+                f"(tolerance {self.atol:g} + {self.rtol:g} x |expected|)"
+            )
+        return None
+
+
 class Manifest(_Strict):
     """One exported pipeline version (``<name>.v<version>.json``)."""
 
@@ -110,6 +169,20 @@ class Manifest(_Strict):
     gmacs_per_frame: float = Field(description="every graph, one frame")
     source: SourceRun
     files: dict[str, str] = Field(description="sha256 of every file of this version, by path relative to the root")
+    reference: ReferenceOutputs | None = Field(
+        None, description="outputs on a fixed computed clip, checked before the model is served (optional)"
+    )
+
+    @model_validator(mode="after")
+    def _reference_fits(self) -> Manifest:
+        if self.reference is not None:
+            steps, width = len(self.reference.step_logits), {len(row) for row in self.reference.step_logits}
+            if steps != self.frames.num_frames or width != {len(self.labels)}:
+                raise ValueError(
+                    f"reference: {steps} steps of {sorted(width)} logits, expected {self.frames.num_frames} "
+                    f"of {len(self.labels)}"
+                )
+        return self
 
     @staticmethod
     def file_name(name: str, version: int) -> str:

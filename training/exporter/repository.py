@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 
-from pipeline.manifest import MANIFEST_FORMAT, Manifest, manifest_schema
-from pipeline.repository import find_pipelines, sha256_of
+from pipeline.manifest import MANIFEST_FORMAT, Manifest, ReferenceOutputs, manifest_schema, reference_clip
+from pipeline.onnx_steps import OnnxPipeline, create_sessions
+from pipeline.repository import LoadedPipeline, find_pipelines, load_pipeline, sha256_of
 from training.adafocus.costs import step_costs
 from training.adafocus.model import AdaFocusV2
 from training.adafocus.record import ModelRecord, load_model
@@ -21,6 +22,13 @@ from training.exporter.graphs import GraphDefinition, focus_kind, graph_definiti
 from training.exporter.onnx_export import export_onnx
 from training.exporter.triton import triton_config
 from training.exporter.verify import compare_with_onnxruntime
+
+# The reference comparison's tolerance, sized for fp16 TensorRT as well as CPU: the shipped
+# graphs with every weight and activation rounded to fp16 moved the reference logits by at most
+# 0.058 (adafocus_v2; full_frame 0.007; |logits| up to 14), so 0.15 + 2% leaves room for
+# TensorRT's own kernels, while the reference clip with its channels swapped (BGR), transposed
+# or its frames reversed moves them past it by 0.66-3.5.
+REFERENCE_ATOL, REFERENCE_RTOL = 0.15, 0.02
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -148,11 +156,44 @@ def export_run(
             "files": files,
         }
     )
+    manifest = with_reference(out, manifest)
     atomic_write_text(out / "manifest.schema.json", manifest_schema())
     manifest_path = out / Manifest.file_name(name, version)
     atomic_write_text(manifest_path, manifest.to_json())
     log(f"wrote {manifest_path} ({len(files)} files, {manifest.gmacs_per_frame:.4f} GMACs per frame)")
     return manifest_path
+
+
+def reference_outputs(
+    root: Path, manifest: Manifest, atol: float = REFERENCE_ATOL, rtol: float = REFERENCE_RTOL
+) -> ReferenceOutputs:
+    """What ``manifest``'s graphs under ``root`` compute on the reference clip, with ONNX Runtime on
+    CPU, every step run (the service checks the same at warm-up)."""
+    pipeline = LoadedPipeline(root, manifest)
+    runner = OnnxPipeline(pipeline, create_sessions(pipeline, ["CPUExecutionProvider"]))
+    result = runner.run_clip(reference_clip(manifest.frames))
+    steps = [[float(value) for value in logits] for logits in result.step_logits]
+    return ReferenceOutputs(step_logits=steps, logits=steps[-1], atol=atol, rtol=rtol)
+
+
+def with_reference(root: Path, manifest: Manifest) -> Manifest:
+    """``manifest`` with its :func:`reference_outputs` (validated again, as a whole)."""
+    reference = reference_outputs(root, manifest)
+    return Manifest.model_validate({**manifest.model_dump(mode="json"), "reference": reference.model_dump(mode="json")})
+
+
+def add_reference(root: str | Path, name: str, version: int, log: Any = print) -> Path:
+    """Record the reference outputs in an exported manifest whose graphs are already there (an
+    export made before manifests carried them). The files are verified first and left as they
+    are, checksums included: only the manifest is written again."""
+    root = Path(root)
+    pipeline = load_pipeline(root, name, version)
+    manifest = with_reference(root, pipeline.manifest.model_copy(update={"reference": None}))
+    path = root / Manifest.file_name(name, version)
+    atomic_write_text(path, manifest.to_json())
+    atomic_write_text(root / "manifest.schema.json", manifest_schema())
+    log(f"wrote the reference outputs of {name} v{version} into {path}")
+    return path
 
 
 def _source(run_dir: Path, record: ModelRecord) -> dict[str, Any]:
