@@ -13,6 +13,7 @@ from pipeline.frames.errors import VideoError
 from pipeline.frames.limits import DecodeLimits
 
 from .decoding import DecoderPool
+from .dependencies import configured_key
 from .metrics import Metrics
 from .middleware import RequestIdMiddleware
 from .operations import router as operations_router
@@ -27,8 +28,8 @@ from .problems import (
 from .registry import ModelRegistry
 from .routes import CLASSIFY_PATHS, router
 from .settings import Settings
+from .web import TITLE, docs_router, static_files
 from .web import router as web_router
-from .web import static_files
 
 
 def decode_limits(settings: Settings) -> DecodeLimits:
@@ -42,7 +43,11 @@ def decode_limits(settings: Settings) -> DecodeLimits:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """The service's application; its models load when it starts (``lifespan``).
+
+    Raises ``ValueError`` for an API key no client could present (service.dependencies.configured_key)."""
     settings = settings or Settings()
+    configured_key(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -67,10 +72,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.decoder.close()
 
     metrics = Metrics()
+    # The documentation pages and /openapi.json are service/web.py's: served from the package
+    # (offline) and behind the API key unless public, so FastAPI's own are turned off.
     app = FastAPI(
-        title="AdaFocus video recognition",
+        title=TITLE,
         summary="Upload a video, get its class: glance, focus on one patch per frame, exit early.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
 
     app.add_middleware(
@@ -86,5 +96,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(operations_router)
     app.include_router(router)
     app.include_router(web_router)
+    app.include_router(docs_router)
     app.mount("/static", static_files(), name="static")
     return app

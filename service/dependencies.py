@@ -7,7 +7,8 @@ is spelled once, here.
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 
@@ -41,10 +42,26 @@ async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
+# What ADAFOCUS_PUBLIC_ENDPOINTS can open without the key (service/settings.py).
+PublicGroup = Literal["metrics", "docs", "models"]
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 DecoderDep = Annotated[DecoderPool, Depends(get_decoder)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+
+def configured_key(settings: Settings) -> str | None:
+    """The API key the settings set, or None. An empty ``ADAFOCUS_API_KEY=""`` sets none (Compose
+    passes ``${ADAFOCUS_API_KEY:-}``): it never makes an empty ``X-API-Key:`` valid. A key with
+    spaces around it is refused (ValueError): HTTP strips them from headers, so no client could
+    present it."""
+    if settings.api_key is None or settings.api_key.get_secret_value() == "":
+        return None
+    key = settings.api_key.get_secret_value()
+    if key != key.strip():
+        raise ValueError("ADAFOCUS_API_KEY starts or ends with whitespace, which no HTTP header can carry")
+    return key
 
 
 def presented_key(request: Request) -> str | None:
@@ -57,12 +74,41 @@ def presented_key(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+def authorised(request: Request, settings: Settings, group: PublicGroup | None = None) -> bool:
+    """Whether ``request`` may see what the API key guards: no key is set, ``group`` is public
+    (``ADAFOCUS_PUBLIC_ENDPOINTS``), or it presents the key (compared in constant time)."""
+    expected = configured_key(settings)
+    if expected is None or (group is not None and group in settings.public_endpoints):
+        return True
+    given = presented_key(request)
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _refuse() -> Problem:
+    return Problem(401, "Unauthorized", "a valid API key is required", {"WWW-Authenticate": "Bearer"})
+
+
 async def require_api_key(request: Request, settings: SettingsDep) -> None:
     """With ``ADAFOCUS_API_KEY`` set, ``Authorization: Bearer KEY`` or ``X-API-Key: KEY`` is
     required, compared in constant time."""
-    if settings.api_key is None:
-        return
-    expected = settings.api_key.get_secret_value()
-    given = presented_key(request)
-    if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
-        raise Problem(401, "Unauthorized", "a valid API key is required", {"WWW-Authenticate": "Bearer"})
+    if not authorised(request, settings):
+        raise _refuse()
+
+
+def require_api_key_unless_public(group: PublicGroup) -> Callable[..., Awaitable[None]]:
+    """A dependency for the endpoints of ``group``: the key is required unless the settings name
+    ``group`` in ``public_endpoints``."""
+
+    async def dependency(request: Request, settings: SettingsDep) -> None:
+        if not authorised(request, settings, group):
+            raise _refuse()
+
+    return dependency
+
+
+async def models_visible(request: Request, settings: SettingsDep) -> bool:
+    """Whether ``/readyz`` may list the models: they are public, or the request presents the key."""
+    return authorised(request, settings, "models")
+
+
+ModelsVisibleDep = Annotated[bool, Depends(models_visible)]

@@ -9,10 +9,12 @@ from functools import partial
 import numpy as np
 
 from pipeline.early_exit import OperatingPoint
+from pipeline.manifest import reference_clip
 from pipeline.onnx_steps import OnnxPipeline, create_sessions, run_step
 from pipeline.repository import LoadedPipeline, ModelRepositoryError, find_pipelines, load_pipeline
 
 from .batching import ActiveClips, StepBatcher
+from .problems import Problem
 from .settings import Settings
 
 log = logging.getLogger("service")
@@ -53,46 +55,139 @@ def providers_in_use(sessions: dict, preferred: list[str]) -> list[str]:
     return [p for p in preferred if all(p in t for t in taken)]
 
 
+@dataclass(frozen=True)
+class UnavailableModel:
+    """A pipeline version that could not be served, and why (one line)."""
+
+    name: str
+    version: int | None  # None: the settings name a pipeline the repository does not have
+    reason: str
+
+    @property
+    def label(self) -> str:
+        return self.name if self.version is None else f"{self.name} v{self.version}"
+
+
+class ModelUnavailableError(Problem):
+    """A request named a pipeline version that failed to load: 503 with the reason (not 404, it exists)."""
+
+    def __init__(self, model: UnavailableModel) -> None:
+        super().__init__(503, "Model unavailable", f"model {model.label} is not served: {model.reason}")
+        self.model = model
+
+
+class SessionError(Exception):
+    """ONNX Runtime refused a pipeline's graph (not an ONNX model, an operator it lacks...)."""
+
+
+class ReferenceMismatchError(Exception):
+    """A pipeline's outputs on its manifest's reference clip differ from those recorded at export."""
+
+
+# Failures whose one-line reason says it all; any other (a warm-up that raised) is logged with its traceback.
+_EXPLAINED = (ModelRepositoryError, SessionError, ReferenceMismatchError)
+
+
+def _one_line(error: BaseException) -> str:
+    """``error`` as one line for a log and an answer (ONNX Runtime's messages span several)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 500 else f"{text[:497]}..."
+
+
 class ModelRegistry:
-    """Every served pipeline version, by name and version."""
+    """Every pipeline version of the repository (or those the settings name), by name and version.
+
+    Each version loads on its own: one that fails verification, session creation or warm-up is
+    kept in :attr:`unavailable` with its reason, and the others are served.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.models: dict[tuple[str, int], ServedModel] = {}
-        self.ready = False
+        self.unavailable: dict[tuple[str, int | None], UnavailableModel] = {}
+        self.ready = False  # loading has finished (whatever it served); readiness() applies ready_when
 
     def load(self) -> None:
-        """Load, verify and warm up every pipeline (or those named in the settings); raises on a bad repository."""
+        """Load, verify and warm up every pipeline (or those named in the settings).
+
+        Raises :class:`ModelRepositoryError` only if the repository has no pipeline at all
+        (a wrong path: nothing could ever be served, so start-up fails and says so)."""
         root = self.settings.model_repo
-        found = find_pipelines(root) if root.is_dir() else {}
-        names = self.settings.models or sorted(found)
-        if not names:
-            raise ModelRepositoryError(f"no pipelines in {root}")
+        if not root.is_dir():
+            raise ModelRepositoryError(f"model repository {root} does not exist (ADAFOCUS_MODEL_REPO)")
+        found = find_pipelines(root)
+        if not found:
+            raise ModelRepositoryError(f"no pipeline manifests (<name>.v<version>.json) in {root}")
         providers = available_providers(self.settings.providers)
-        for name in names:
+        for name in self.settings.models or sorted(found):
             for version in found.get(name, [None]):  # None: load_pipeline says what is missing
-                pipeline = load_pipeline(root, name, version)
-                sessions = create_sessions(
-                    pipeline,
-                    providers,
-                    self.settings.threads,
-                    allow_spinning=self.settings.ort_spinning,
-                    cache_dir=self.settings.trt_cache_dir,
-                )
-                points = [OperatingPoint.from_dict(p.model_dump()) for p in pipeline.manifest.operating_points]
-                running = providers_in_use(sessions, providers)
-                model = ServedModel(pipeline, OnnxPipeline(pipeline, sessions), points, running)
-                self._warm_up(model)
-                self.models[(name, pipeline.manifest.version)] = model
-                log.info("loaded %s v%d on %s", name, pipeline.manifest.version, ", ".join(running))
+                self._load_one(name, version, providers)
         self.ready = True
+
+    def _load_one(self, name: str, version: int | None, providers: list[str]) -> None:
+        """Serve one pipeline version, or record why it cannot be served (and log it)."""
+        try:
+            model = self._build(name, version, providers)
+        except Exception as error:  # whatever fails, only this version is lost
+            failed = UnavailableModel(name, version, _one_line(error))
+            self.unavailable[(name, version)] = failed
+            explained = isinstance(error, _EXPLAINED)
+            log.error("model %s is unavailable: %s", failed.label, failed.reason, exc_info=None if explained else error)
+            return
+        self.models[(name, model.version)] = model
+        log.info("loaded %s v%d on %s", name, model.version, ", ".join(model.providers))
+
+    def _build(self, name: str, version: int | None, providers: list[str]) -> ServedModel:
+        pipeline = load_pipeline(self.settings.model_repo, name, version)
+        try:
+            sessions = create_sessions(
+                pipeline,
+                providers,
+                self.settings.threads,
+                allow_spinning=self.settings.ort_spinning,
+                cache_dir=self.settings.trt_cache_dir,
+            )
+        except Exception as error:
+            raise SessionError(f"ONNX Runtime cannot create its sessions: {error}") from error
+        points = [OperatingPoint.from_dict(p.model_dump()) for p in pipeline.manifest.operating_points]
+        model = ServedModel(pipeline, OnnxPipeline(pipeline, sessions), points, providers_in_use(sessions, providers))
+        try:
+            self._warm_up(model)
+        except ReferenceMismatchError:
+            raise
+        except Exception as error:
+            raise RuntimeError(f"warm-up failed: {error}") from error
+        return model
 
     @staticmethod
     def _warm_up(model: ServedModel) -> None:
         """One clip through every graph, fed as requests feed it: uint8 crops, normalised in the
-        step with the manifest's statistics (so that lookup table is built here, not at the first request)."""
-        frames = model.pipeline.manifest.frames
-        model.runner.run_clip(np.zeros((frames.num_frames, frames.crop, frames.crop, 3), dtype=np.uint8))
+        step with the manifest's statistics (so that lookup table is built here, not at the first
+        request). With a reference in the manifest, the clip is the reference's and the outputs
+        must match those recorded at export (:class:`ReferenceMismatchError` otherwise)."""
+        manifest = model.pipeline.manifest
+        frames, reference = manifest.frames, manifest.reference
+        if reference is None:
+            model.runner.run_clip(np.zeros((frames.num_frames, frames.crop, frames.crop, 3), dtype=np.uint8))
+            return
+        result = model.runner.run_clip(reference_clip(frames))
+        mismatch = reference.mismatch(result.step_logits)
+        if mismatch is not None:
+            raise ReferenceMismatchError(f"outputs differ from the manifest's reference: {mismatch}")
+
+    def readiness(self) -> str | None:
+        """None when ``ready_when`` holds (the service is ready), else why it does not."""
+        if not self.ready:
+            return "models are still loading"
+        rule = self.settings.ready_when
+        if rule == "all" and self.unavailable:
+            return f"{len(self.unavailable)} model version(s) unavailable"
+        if rule == "any" and not self.models:
+            return "no model is served"
+        default = self.settings.default_model
+        if rule == "default" and not any(n == default for n, _ in self.models):
+            return f"the default model {default} is not served"
+        return None
 
     def start_batching(self, on_batch=None) -> None:
         """One step batcher per model (call from the running event loop)."""
@@ -111,11 +206,23 @@ class ModelRegistry:
                 model.batcher.close()
 
     def get(self, name: str | None, version: int | None = None) -> ServedModel:
+        """The served version ``version`` of ``name`` (the default model; its latest served version).
+
+        Raises :class:`ModelUnavailableError` (a 503) for a version that failed to load (with
+        no version given: when no version of ``name`` is served and one failed), ``KeyError``
+        for a pipeline the repository does not have."""
         name = name or self.settings.default_model
         versions = sorted(v for (n, v) in self.models if n == name)
         if not versions or (version is not None and version not in versions):
+            failed = self._unavailable(name, version)
+            if failed is not None:
+                raise ModelUnavailableError(failed)
             served = ", ".join(f"{n} v{v}" for n, v in sorted(self.models)) or "none"
             raise KeyError(
                 f"model {name}{'' if version is None else f' version {version}'} is not served; served: {served}"
             )
         return self.models[(name, version if version is not None else versions[-1])]
+
+    def _unavailable(self, name: str, version: int | None) -> UnavailableModel | None:
+        failed = [m for (n, v), m in self.unavailable.items() if n == name and (version is None or v == version)]
+        return max(failed, key=lambda m: m.version or 0) if failed else None

@@ -8,7 +8,7 @@ the time of a frame never decoded) is left unset and the routes leave unset fiel
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
@@ -108,24 +108,50 @@ def _manifest_fields(*excluded: str) -> dict[str, Any]:
     return {name: (field.annotation, field) for name, field in Manifest.model_fields.items() if name not in excluded}
 
 
-# Checksums and the training run stay private: a client needs neither to call the model.
-_PRIVATE_FIELDS = ("files", "source")
+# Checksums and the training run stay private: a client needs neither to call the model. The
+# reference outputs are the service's own check at start-up (and 80 numbers per model).
+_PRIVATE_FIELDS = ("files", "source", "reference")
+_ADDED_FIELDS = ("providers", "status")
 
 ServedPipeline = create_model(
     "ServedPipeline",
     __doc__="A served pipeline version: its manifest without checksums and source run, and its providers.",
     **_manifest_fields(*_PRIVATE_FIELDS),
     providers=(list[str], Field(description="ONNX Runtime execution providers its sessions run on, preferred first")),
+    status=(Literal["available"], Field("available", description="always available: see `unavailable`")),
 )
 
 
 def served_pipeline(manifest: Manifest, providers: list[str]) -> BaseModel:
     """``manifest`` as ``GET /v1/models`` lists it."""
-    fields = {name: getattr(manifest, name) for name in ServedPipeline.model_fields if name != "providers"}
+    fields = {name: getattr(manifest, name) for name in ServedPipeline.model_fields if name not in _ADDED_FIELDS}
     return ServedPipeline(**fields, providers=providers)
+
+
+class UnavailablePipeline(BaseModel):
+    """A pipeline version of the repository that is not served: it failed verification (a missing
+    or corrupt file), ONNX Runtime refused it, or its warm-up failed or differed from its reference."""
+
+    name: str
+    version: int | None = Field(description="null: the settings name a pipeline the repository does not have")
+    status: Literal["unavailable"] = "unavailable"
+    reason: str = Field(description="why, in one line (also logged at start-up)")
 
 
 class ModelsResponse(BaseModel):
     """What ``GET /v1/models`` answers."""
 
     models: list[ServedPipeline]  # type: ignore[valid-type]  # a model built by create_model
+    unavailable: list[UnavailablePipeline] = Field(
+        default_factory=list, description="versions that could not be served, with the reason (requests get 503)"
+    )
+
+
+class ReadinessResponse(BaseModel):
+    """What ``GET /readyz`` answers (200 when ready, 503 otherwise). The model lists are left out
+    when an API key is set and the models are not public (``ADAFOCUS_PUBLIC_ENDPOINTS``)."""
+
+    status: Literal["ready", "loading", "not ready"]
+    reason: str | None = Field(None, description="why it is not ready (ADAFOCUS_READY_WHEN)")
+    models: list[str] | None = Field(None, description="the served versions, as 'name vN'")
+    unavailable: list[UnavailablePipeline] | None = None
