@@ -265,11 +265,6 @@ class _Worker:
         self.process = None
         return cause
 
-    def replace(self) -> None:
-        """Kill the process and start a new one."""
-        self.end()
-        self.start()
-
     async def exchange(
         self, message: tuple, timeout_s: float, data: bytes | bytearray | None = None
     ) -> tuple[str, Any]:
