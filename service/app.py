@@ -13,7 +13,6 @@ from pipeline.frames.errors import VideoError
 from pipeline.frames.limits import DecodeLimits
 
 from .decoding import DecoderPool
-from .dependencies import configured_key
 from .metrics import Metrics
 from .middleware import RequestIdMiddleware
 from .operations import router as operations_router
@@ -43,11 +42,8 @@ def decode_limits(settings: Settings) -> DecodeLimits:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The service's application; its models load when it starts (``lifespan``).
-
-    Raises ``ValueError`` for an API key no client could present (service.dependencies.configured_key)."""
+    """The service's application; its models load when it starts (``lifespan``)."""
     settings = settings or Settings()
-    configured_key(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

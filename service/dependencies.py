@@ -52,16 +52,8 @@ MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
 def configured_key(settings: Settings) -> str | None:
-    """The API key the settings set, or None. An empty ``ADAFOCUS_API_KEY=""`` sets none (Compose
-    passes ``${ADAFOCUS_API_KEY:-}``): it never makes an empty ``X-API-Key:`` valid. A key with
-    spaces around it is refused (ValueError): HTTP strips them from headers, so no client could
-    present it."""
-    if settings.api_key is None or settings.api_key.get_secret_value() == "":
-        return None
-    key = settings.api_key.get_secret_value()
-    if key != key.strip():
-        raise ValueError("ADAFOCUS_API_KEY starts or ends with whitespace, which no HTTP header can carry")
-    return key
+    """The API key the settings set, or None (an empty one sets none: ``Settings`` checks it)."""
+    return settings.api_key.get_secret_value() if settings.api_key is not None else None
 
 
 def presented_key(request: Request) -> str | None:

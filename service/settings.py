@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,7 +42,7 @@ class Settings(BaseSettings):
         1000, ge=1, description="a decoder process is replaced (when idle) after this many videos"
     )
     decoder_max_rss_mb: float = Field(
-        1024.0, gt=0, description="a decoder process is replaced (when idle) once its memory passes this"
+        1024.0, gt=0, description="a decoder process is replaced (when idle) once its resident memory passes this (MiB)"
     )
     upload_idle_timeout_s: float = Field(
         10.0, gt=0, description="an upload that sends nothing for this long is refused (408)"
@@ -67,11 +67,25 @@ class Settings(BaseSettings):
     )
     public_endpoints: list[Literal["metrics", "docs", "models"]] = Field(
         default_factory=list,
-        description="with an API key set, what stays open without it: metrics (/metrics), docs (/docs, "
-        "/openapi.json), models (/v1/models and the model list of /readyz); /healthz and /readyz's status always are",
+        description="with an API key set, what stays open without it: metrics (/metrics), docs (/docs, /redoc, "
+        "/openapi.json, /docs/assets), models (/v1/models and the model list of /readyz); "
+        "/healthz and /readyz's status always are",
     )
     api_key: SecretStr | None = Field(
         None,
-        description="if set, /v1/classify, /classify and /v1/models need 'Authorization: Bearer KEY' "
-        "or 'X-API-Key: KEY'",
+        description="if set, /v1/classify, /classify, /v1/models, /metrics, the docs and /readyz's model list "
+        "need 'Authorization: Bearer KEY' or 'X-API-Key: KEY' (those not named in public_endpoints); "
+        "empty: no key",
     )
+
+    @field_validator("api_key")
+    @classmethod
+    def _usable_key(cls, key: SecretStr | None) -> SecretStr | None:
+        """An empty key sets none (Compose passes ``${ADAFOCUS_API_KEY:-}``), so an empty
+        ``X-API-Key:`` never passes; a key with spaces around it is refused: HTTP strips them
+        from headers, so no client could present it."""
+        if key is None or key.get_secret_value() == "":
+            return None
+        if key.get_secret_value() != key.get_secret_value().strip():
+            raise ValueError("ADAFOCUS_API_KEY starts or ends with whitespace, which no HTTP header can carry")
+        return key
