@@ -2,6 +2,7 @@
 
     python training/export.py runs/adafocus --out model_repo
     python training/export.py runs/compare/full_frame --out model_repo --name full_frame --version 1
+    python training/export.py --add-reference adafocus_v2:2 --out model_repo
 
 Writes the run's graphs (``training/exporter/graphs.py``) as ONNX (opset 17, batch axis dynamic,
 ``onnx.checker`` full check), a Triton ``config.pbtxt`` per graph, ``labels.txt``, and the
@@ -9,6 +10,9 @@ pipeline manifest ``<name>.v<version>.json`` with the sha256 of every file
 (``pipeline/manifest.py``). Every graph is compared with PyTorch through ONNX Runtime
 before the manifest is written; a graph that disagrees by more than ``--tolerance`` stops
 the export. The manifest is written last, so an interrupted export leaves no loadable version.
+It carries reference outputs (a fixed clip through the whole pipeline), which the service
+checks when it warms the model up; ``--add-reference`` adds them to an export made before
+manifests had them, leaving its graphs and checksums as they are.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ import sys
 from pathlib import Path
 
 from pipeline.manifest import Manifest
-from training.exporter.repository import export_run
+from pipeline.repository import ModelRepositoryError
+from training.exporter.repository import add_reference, export_run
 from training.exporter.tensorrt_engines import TensorRTUnavailable, build_pipeline_engines, require_tensorrt
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python training/export.py", description=__doc__.split("\n")[0])
-    parser.add_argument("run_dir", type=Path, help="a finished training run (with model.pt)")
+    parser.add_argument("run_dir", type=Path, nargs="?", help="a finished training run (with model.pt)")
     parser.add_argument("--out", type=Path, default=Path("model_repo"), help="model repository")
     parser.add_argument("--name", help="pipeline name (default: the run's variant, e.g. adafocus_v2)")
     parser.add_argument("--version", type=int, help="version number (default: the next free one)")
@@ -35,22 +40,40 @@ def main(argv: list[str] | None = None) -> int:
         help="also build TensorRT engines for this machine's GPU (FP16 with the crop in FP32; needs tensorrt)",
     )
     parser.add_argument("--fp32", action="store_true", help="with --tensorrt: FP32 engines instead of mixed FP16")
+    parser.add_argument(
+        "--add-reference",
+        metavar="NAME:VERSION",
+        help="instead of exporting a run: record the reference outputs in --out's existing NAME vVERSION",
+    )
     args = parser.parse_args(argv)
+    if (args.run_dir is None) == (args.add_reference is None):
+        parser.error("give either a run directory to export or --add-reference NAME:VERSION")
 
     def log(text: str) -> None:
         print(text, file=sys.stderr)
 
     try:
+        if args.add_reference is not None:
+            name, version = _name_and_version(args.add_reference)
+            add_reference(args.out, name, version, log=log)
+            return 0
         if args.tensorrt:
             require_tensorrt()  # before the export: say at once that it cannot be done here
         manifest_path = export_run(args.run_dir, args.out, args.name, args.version, args.tolerance, log=log)
         if args.tensorrt:
             manifest = Manifest.model_validate_json(manifest_path.read_text())
             build_pipeline_engines(args.out, manifest.name, manifest.version, fp16=not args.fp32, log=log)
-    except (FileNotFoundError, ValueError, TensorRTUnavailable) as error:
+    except (FileNotFoundError, ValueError, TensorRTUnavailable, ModelRepositoryError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _name_and_version(text: str) -> tuple[str, int]:
+    name, _, version = text.rpartition(":")
+    if not name or not version.isdigit():
+        raise ValueError(f"--add-reference wants NAME:VERSION (e.g. adafocus_v2:2), got {text!r}")
+    return name, int(version)
 
 
 if __name__ == "__main__":

@@ -114,3 +114,19 @@ def test_add_reference_rewrites_only_the_manifests(tmp_path: Path):
     assert (root / "manifest.schema.json").read_text() == manifest_schema()
     assert (SHIPPED_MODELS / "manifest.schema.json").read_text() == manifest_schema()
     assert served(root).unavailable == {}
+
+
+def test_the_export_command_adds_the_reference_to_an_older_export(tmp_path, capsys):
+    from training.export import main
+
+    root = copy_of_shipped(tmp_path)
+    shipped = json.loads((SHIPPED_MODELS / "adafocus_v2.v2.json").read_text())["reference"]
+    edit_manifest(root, lambda manifest: manifest.pop("reference"))
+    assert "reference" not in json.loads((root / "adafocus_v2.v2.json").read_text())
+
+    assert main(["--add-reference", "adafocus_v2:2", "--out", str(root)]) == 0
+    assert json.loads((root / "adafocus_v2.v2.json").read_text())["reference"] == shipped
+
+    assert main(["--add-reference", "adafocus_v2", "--out", str(root)]) == 2  # no version
+    assert main(["--add-reference", "adafocus_v2:9", "--out", str(root)]) == 2  # not exported
+    assert "error:" in capsys.readouterr().err
