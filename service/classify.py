@@ -1,18 +1,17 @@
 """One classify request's journey, from its checked options to its answer.
 
-``routes.py`` does the HTTP (admission, the upload's size limit) and hands over a
-:class:`ClassifyRequest`; :func:`classify_video` does the rest: choose the exit point, read the
-upload, open a decode session (a :class:`LazyClip`: frames are decoded as the steps ask for
-them), drive the step loop through the model's batcher (glance -> policy -> crop -> focus ->
-classify, with early exit), describe the result, record its stage and exit metrics. Data
-flows one way: routes -> classify -> decoding and batching -> back.
+``routes.py`` does the HTTP (admission, the exit option checked by :func:`choose_exit`, the
+upload received by ``uploads.py``) and hands over a :class:`ClassifyRequest`;
+:func:`classify_video` does the rest: open a decode session (a :class:`LazyClip`: frames are
+decoded as the steps ask for them), drive the step loop through the model's batcher (glance ->
+policy -> crop -> focus -> classify, with early exit), describe the result, record its stage
+and exit metrics. Data flows one way: routes -> classify -> decoding and batching -> back.
 """
 
 from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +40,7 @@ from .schemas import (
     StageTimings,
     VideoInfo,
 )
+from .uploads import shown
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,10 @@ class ClassifyRequest:
     """What a classify request asks for, its options checked by the HTTP layer."""
 
     model: ServedModel
-    # The video's bytes, read by the HTTP layer under the upload limit. Called only once the
-    # exit has been chosen, so that a bad option is refused before a large upload is read.
-    upload: Callable[[], Awaitable[bytes]]
-    exit: str  # off, an operating point's name, or a GMACs-per-video budget
+    # The video's bytes, received under the upload limits (uploads.py). A bytearray, not
+    # bytes: a copy of up to the upload limit would double the memory it holds.
+    video: bytes | bytearray
+    exit: ExitChoice | None  # from choose_exit; None runs every frame
     top_k: int
     thumbnails: bool  # a JPEG of each decoded frame in the answer (the web page's)
     request_id: str
@@ -63,10 +63,8 @@ async def classify_video(request: ClassifyRequest, decoder: DecoderPool, metrics
     Raises :class:`Problem` (unknown operating point, bad upload, decoder crash or timeout)
     or a frames ``VideoError`` (a file that is not a readable video); both become problem details.
     """
-    model = request.model
-    exit = choose_point(model, parse_exit(request.exit))
-    data = await request.upload()
-    clip = _open_clip(model, data, decoder, exit, request.thumbnails)
+    model, exit = request.model, request.exit
+    clip = _open_clip(model, request.video, decoder, exit, request.thumbnails)
     try:
         result = await _run_steps(model, clip, exit)
     finally:
@@ -75,9 +73,10 @@ async def classify_video(request: ClassifyRequest, decoder: DecoderPool, metrics
     return describe(model, clip, exit, result, request.top_k, request.request_id)
 
 
-def _shown(value: str, limit: int = 40) -> str:
-    """A client's value, quoted, cut to ``limit`` characters (an answer never echoes much)."""
-    return repr(value if len(value) <= limit else value[:limit] + "...")
+def choose_exit(model: ServedModel, value: str) -> ExitChoice | None:
+    """The exit a request's ``exit`` option names for ``model`` (:func:`parse_exit`, then
+    :func:`choose_point`); 422 for a bad one."""
+    return choose_point(model, parse_exit(value))
 
 
 def parse_exit(value: str) -> str | float | None:
@@ -93,7 +92,7 @@ def parse_exit(value: str) -> str | float | None:
         raise Problem(
             422,
             "Invalid exit",
-            f"an exit budget must be a finite positive number of GMACs per video, got {_shown(value)}",
+            f"an exit budget must be a finite positive number of GMACs per video, got {shown(value)}",
         )
     return budget
 
@@ -131,7 +130,7 @@ def choose_point(model: ServedModel, choice: str | float | None) -> ExitChoice |
         raise Problem(
             422,
             "Unknown operating point",
-            f"no operating point named {_shown(str(choice))}; use one of: {', '.join(['off', *names])}, "
+            f"no operating point named {shown(str(choice))}; use one of: {', '.join(['off', *names])}, "
             f"or a budget in GMACs per video of at least {cheapest!r}",
         ) from None
     if isinstance(choice, str):
@@ -148,7 +147,7 @@ def _softmax(logits: np.ndarray, multi_label: bool) -> np.ndarray:
 
 
 def _open_clip(
-    model: ServedModel, data: bytes, decoder: DecoderPool, exit: ExitChoice | None, thumbnails: bool
+    model: ServedModel, data: bytes | bytearray, decoder: DecoderPool, exit: ExitChoice | None, thumbnails: bool
 ) -> LazyClip:
     """``data`` as a clip of ``model``'s samples, opened in a decoder process and read as needed.
     :meth:`LazyClip.close` it when done."""
