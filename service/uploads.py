@@ -38,6 +38,9 @@ VIDEO_CONTENT_TYPES = ("video/", "application/octet-stream")
 MULTIPART_OVERHEAD = 64 * 1024
 MAX_PARTS = 16  # a form with the video and a few fields; more is not a client of ours
 CLOSE = {"Connection": "close"}  # the rest of the body is never read
+# How long an upload runs before its rate counts for cutting it to make room for another
+# (UploadGate): a second at least, so that a rate measures more than the first packets.
+EVICTION_GRACE_S = 1.0
 
 
 def shown(value: str, limit: int = 40) -> str:
@@ -67,27 +70,45 @@ class UploadLimits:
 
 
 class UploadGate:
-    """Admission of uploads, one per app: how many are being received, and the bytes all
+    """Admission of uploads, one per app: the uploads being received, and the bytes all
     requests hold, against their limits; both are kept in ``metrics`` (uploads in progress,
-    upload bytes held). Used from the event loop only, so it needs no lock."""
+    upload bytes held). Used from the event loop only, so it needs no lock.
+
+    When every upload slot is taken, a new upload does not get a 503 while one of them is
+    slower than the minimum rate (past :data:`EVICTION_GRACE_S`): the slowest of those is cut
+    (408) and its slot goes to the newcomer. So slow-loris connections cannot hold the slots
+    for the whole idle timeout; uploads at the minimum rate or better are never cut for another."""
 
     def __init__(self, limits: UploadLimits, metrics: Metrics) -> None:
         self.limits, self.metrics = limits, metrics
-        self.receiving = 0
+        self.receiving: set[Progress] = set()
         self.held = 0
 
-    def admit(self) -> None:
-        """One more upload being received; 503 past ``max_uploads``. :meth:`received` ends it."""
-        if self.receiving >= self.limits.max_uploads:
-            raise Problem(
-                503, "Too many uploads", "too many uploads are being received; retry shortly", _retry_and_close()
-            )
-        self.receiving += 1
-        self.metrics.uploads_in_progress.set(self.receiving)
+    def admit(self) -> Progress:
+        """One more upload being received (its :class:`Progress`); 503 past ``max_uploads``
+        unless a slower one can be cut. :meth:`received` ends it."""
+        if len(self.receiving) >= self.limits.max_uploads:
+            victim = self._slowest_below_minimum()
+            if victim is None:
+                raise Problem(
+                    503, "Too many uploads", "too many uploads are being received; retry shortly", _retry_and_close()
+                )
+            self.received(victim)
+            victim.evict()
+        progress = Progress(self.limits)
+        self.receiving.add(progress)
+        self.metrics.uploads_in_progress.set(len(self.receiving))
+        return progress
 
-    def received(self) -> None:
-        self.receiving -= 1
-        self.metrics.uploads_in_progress.set(self.receiving)
+    def received(self, progress: Progress) -> None:
+        """``progress``'s upload is no longer being received (complete, refused or cut)."""
+        self.receiving.discard(progress)
+        self.metrics.uploads_in_progress.set(len(self.receiving))
+
+    def _slowest_below_minimum(self) -> Progress | None:
+        now = asyncio.get_running_loop().time()
+        slow = [p for p in self.receiving if p.age(now) >= EVICTION_GRACE_S and p.too_slow(now)]
+        return min(slow, key=lambda p: p.rate(now), default=None)
 
     def reserve(self, size: int) -> None:
         """Hold ``size`` more bytes; 503 if all uploads together would pass the memory budget."""
@@ -151,14 +172,14 @@ async def receive_upload(request: Request, gate: UploadGate) -> AsyncIterator[by
         raise _too_large(limits.max_bytes)
     reader = _reader_for(request.headers.get("content-type", ""), limits.max_bytes)
     reservation = Reservation(gate)
-    gate.admit()
+    progress = gate.admit()
     try:
         try:
             reservation.grow_to(declared or 0)
-            async with aclosing(_chunks(request, limits, reservation)) as chunks:
+            async with aclosing(_chunks(request, limits, reservation, progress)) as chunks:
                 video = await reader.read(chunks)
         finally:
-            gate.received()
+            gate.received(progress)
         if not video:
             raise Problem(422, "Empty upload", "the uploaded video is empty")
         reservation.settle(len(video))
@@ -177,18 +198,31 @@ def _too_large(limit: int) -> Problem:
 
 
 # -- the body as it streams in ----------------------------------------------------------------
-class _Clock:
-    """When the next chunk must have come: within the idle timeout of the last one, and, once
-    the upload is older than the idle timeout, before its average rate falls below the minimum."""
+class Progress:
+    """One upload's progress, and when its next chunk must have come: within the idle timeout
+    of the last one, and, once the upload is older than the idle timeout, before its average
+    rate falls below the minimum. :meth:`evict` ends the wait at once (with a 408)."""
 
     def __init__(self, limits: UploadLimits) -> None:
         self.limits = limits
         self.started = self.last = asyncio.get_running_loop().time()
         self.received = 0
+        self.waiting: asyncio.Timeout | None = None  # while it waits for a chunk
+        self.evicted = False
 
     def arrived(self, size: int) -> None:
         self.received += size
         self.last = asyncio.get_running_loop().time()
+
+    def age(self, now: float) -> float:
+        return now - self.started
+
+    def rate(self, now: float) -> float:
+        """Average bytes per second so far."""
+        return self.received / max(self.age(now), 1e-9)
+
+    def too_slow(self, now: float) -> bool:
+        return self.rate(now) < self.limits.min_bytes_per_s
 
     def deadline(self) -> float:
         idle = self.last + self.limits.idle_timeout_s
@@ -198,43 +232,57 @@ class _Clock:
         too_slow = self.started + max(self.limits.idle_timeout_s, self.received / self.limits.min_bytes_per_s)
         return min(idle, too_slow)
 
+    def evict(self) -> None:
+        """Cut this upload (it is too slow and another needs its slot)."""
+        self.evicted = True
+        if self.waiting is not None:
+            self.waiting.reschedule(asyncio.get_running_loop().time())
+
     def timed_out(self) -> Problem:
         now = asyncio.get_running_loop().time()
         if now >= self.last + self.limits.idle_timeout_s:
             detail = f"nothing was received for {self.limits.idle_timeout_s:g} s"
         else:
-            rate = self.received / max(now - self.started, 1e-9) / 1e3
             detail = (
-                f"the upload averaged {rate:.3g} KB/s, below the minimum of {self.limits.min_bytes_per_s / 1e3:g} KB/s"
+                f"the upload averaged {self.rate(now) / 1e3:.3g} KB/s, below the minimum of "
+                f"{self.limits.min_bytes_per_s / 1e3:g} KB/s"
             )
+            if self.evicted:
+                detail += ", and was cut to make room for another upload"
         return Problem(408, "Upload too slow", detail + "; the connection is closed", CLOSE)
 
 
-async def _chunks(request: Request, limits: UploadLimits, reservation: Reservation) -> AsyncIterator[bytes]:
+async def _chunks(
+    request: Request, limits: UploadLimits, reservation: Reservation, progress: Progress
+) -> AsyncIterator[bytes]:
     """The body's chunks as they arrive, each counted against the memory budget (503) and the
     body's size limit with a multipart form's overhead (413), under the body timeouts (408)."""
-    clock = _Clock(limits)
     total = 0
     while True:
-        message = await _next_message(request, clock)
+        message = await _next_message(request, progress)
         chunk = message.get("body", b"")
         total += len(chunk)
         if total > limits.max_bytes + MULTIPART_OVERHEAD:
             raise _too_large(limits.max_bytes)
         reservation.grow_to(total)
-        clock.arrived(len(chunk))
+        progress.arrived(len(chunk))
         if chunk:
             yield chunk
         if not message.get("more_body", False):
             return
 
 
-async def _next_message(request: Request, clock: _Clock) -> Message:
+async def _next_message(request: Request, progress: Progress) -> Message:
     try:
-        async with asyncio.timeout_at(clock.deadline()):
+        async with asyncio.timeout_at(progress.deadline()) as waiting:
+            if progress.evicted:
+                raise TimeoutError
+            progress.waiting = waiting
             message = await request.receive()
     except TimeoutError:
-        raise clock.timed_out() from None
+        raise progress.timed_out() from None
+    finally:
+        progress.waiting = None
     if message["type"] == "http.disconnect":
         raise Problem(400, "Upload interrupted", "the client closed the connection before the upload was complete")
     return message

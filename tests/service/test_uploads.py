@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service import routes
 from service.app import create_app
+from service.uploads import EVICTION_GRACE_S
 from tests.service.test_service import settings
 from tests.videos import make_video
 
@@ -113,17 +114,19 @@ def _open_upload(port: int, content_length: int, first: bytes) -> socket.socket:
     return connection
 
 
-def _trickle_until_answered(connection: socket.socket, every_s: float | None, timeout_s: float = 10.0) -> bytes:
-    """Send a byte every ``every_s`` (never, if None) until the server answers; then read the
-    answer to the end of the connection. Stops sending once an answer arrives: a byte sent to a
-    closed connection would reset it and lose the answer."""
-    deadline = time.monotonic() + timeout_s
+def _trickle_until_answered(connection: socket.socket, every_s: float | None, for_s: float = 0.0) -> bytes:
+    """Send a byte every ``every_s`` for ``for_s`` seconds (never, if None), then wait for the
+    server's answer and read it to the end of the connection. The sending stops well before
+    the server cuts the upload: a byte that reaches a closed connection resets it, and the
+    reset loses the answer before it is read."""
+    stop = time.monotonic() + for_s
+    deadline = time.monotonic() + 10
     while not select.select([connection], [], [], every_s or 0.05)[0]:
         assert time.monotonic() < deadline, "no answer: the upload was never cut"
-        if every_s is not None:
+        if every_s is not None and time.monotonic() < stop:
             connection.sendall(b"x")
     answer = b""
-    connection.settimeout(timeout_s)
+    connection.settimeout(10)
     while chunk := connection.recv(65536):
         answer += chunk
     connection.close()
@@ -147,7 +150,8 @@ def test_slow_uploads_hold_no_inference_slot_and_are_cut_off(live, clip):
     slow = [_open_upload(port, 1000, b"x") for _ in range(4)]
     lying = _open_upload(port, 150_000_000, b"abc")
     with ThreadPoolExecutor(len(slow) + 1) as pool:
-        answers = [pool.submit(_trickle_until_answered, c, 0.25) for c in slow]
+        # 4 bytes/s until 1.1 s: cut at 1.5 s by the rate rule (not idle for 1.5 s).
+        answers = [pool.submit(_trickle_until_answered, c, 0.25, 1.1) for c in slow]
         answers.append(pool.submit(_trickle_until_answered, lying, None))
         for _ in range(3):
             response = httpx.post(f"{url}/v1/classify", files={"video": ("x.mp4", clip)}, timeout=30)
@@ -200,13 +204,9 @@ def test_an_idle_or_too_slow_body_is_a_408_that_closes_the_connection():
     async def silent():  # never sends a byte
         await asyncio.Event().wait()
 
-    async def trickle():  # a byte every 50 ms: never idle, 20 bytes/s
-        await asyncio.sleep(0.05)
-        return {"type": "http.request", "body": b"x", "more_body": True}
-
     async def scenario(client):
         results = []
-        for receive in (silent, trickle):
+        for receive in (silent, _trickle):
             began = time.monotonic()
             status, headers, body = await _answer(app, RAW, receive)
             results.append((status, headers, body, time.monotonic() - began))
@@ -217,6 +217,37 @@ def test_an_idle_or_too_slow_body_is_a_408_that_closes_the_connection():
         assert status == 408 and headers["connection"] == "close" and 0.25 < seconds < 2.0
     assert "nothing was received for 0.3 s" in idle[2]["detail"]
     assert "below the minimum of 1 KB/s" in slow[2]["detail"]
+    assert gauges == (0, 0)
+
+
+async def _trickle() -> dict:
+    """A byte every 50 ms: never idle, 20 bytes/s."""
+    await asyncio.sleep(0.05)
+    return {"type": "http.request", "body": b"x", "more_body": True}
+
+
+def test_a_new_upload_cuts_the_slowest_one_when_every_slot_is_taken(clip):
+    """Two slots, both held by uploads at 20 bytes/s (under the 1 KB/s minimum, but younger
+    than the 5 s idle timeout, so not cut yet): a newcomer gets a 503 while they are young,
+    then, past the grace, one of them is cut (408) for it and it is served."""
+    app = create_app(settings(max_uploads=2, upload_idle_timeout_s=5.0, upload_min_kb_per_s=1.0))
+
+    async def scenario(client):
+        slow = [asyncio.create_task(_answer(app, RAW, _trickle)) for _ in range(2)]
+        await until(lambda: held_and_receiving(app)[1] == 2)
+        young = await client.post("/v1/classify", files={"video": ("x.mp4", clip)})
+        await asyncio.sleep(EVICTION_GRACE_S)
+        served = await client.post("/v1/classify", files={"video": ("x.mp4", clip)})
+        cut = [task.result() for task in slow if task.done()]
+        for task in slow:
+            task.cancel()
+        await asyncio.gather(*slow, return_exceptions=True)
+        return young, served, cut, held_and_receiving(app)
+
+    young, served, cut, gauges = run_app(app, scenario)
+    assert problem(young, 503)["title"] == "Too many uploads"
+    assert served.status_code == 200, served.text
+    assert len(cut) == 1 and cut[0][0] == 408 and "make room" in cut[0][2]["detail"]
     assert gauges == (0, 0)
 
 
