@@ -70,8 +70,13 @@ def _ffmpeg_errors(action: str) -> Iterator[None]:
     except av.error.FFmpegError as error:
         if isinstance(error, FileNotFoundError):
             raise
-        reason = getattr(error, "strerror", None) or type(error).__name__
-        raise UndecodableVideoError(f"the video cannot be decoded: {action} failed ({reason})") from error
+        raise UndecodableVideoError(f"the video cannot be decoded: {action} failed ({_reason(error)})") from error
+
+
+def _reason(error: Exception) -> str:
+    """What FFmpeg (or the OS) says went wrong, without the errno and the file name that
+    ``str(error)`` adds: a message is about the video, never about the server's paths."""
+    return getattr(error, "strerror", None) or type(error).__name__
 
 
 def _typed_errors(function: Callable[_P, _R]) -> Callable[_P, _R]:
@@ -322,6 +327,8 @@ def _video_stream_and_index(container, limits: DecodeLimits, deadline: float | N
     if not container.streams.video:
         raise NoVideoStreamError("the file has no video stream")
     stream = container.streams.video[0]
+    if stream.codec_context is None:  # FFmpeg has no decoder for the stream's codec (id or tag)
+        raise UndecodableVideoError("the video stream's codec is not one this build of FFmpeg decodes")
     _check_pixels(stream.codec_context.width, stream.codec_context.height, limits)
     return stream, _index_stream(container, stream, limits, deadline)
 
@@ -385,7 +392,9 @@ def _open(source: VideoSource, limits: DecodeLimits) -> av.container.InputContai
         if isinstance(error, FileNotFoundError):
             raise
         if _looks_like_allowed_container(source, limits):
-            raise UndecodableVideoError(f"the container cannot be read (truncated or damaged?): {error}") from None
+            raise UndecodableVideoError(
+                f"the container cannot be read (truncated or damaged?): {_reason(error)}"
+            ) from None
         raise UnsupportedFormatError(
             f"not a video in an accepted container ({', '.join(limits.allowed_formats)})"
         ) from None

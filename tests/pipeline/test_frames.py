@@ -338,6 +338,18 @@ def test_a_clip_reader_goes_back_for_a_sample_it_has_passed(tmp_path):
     assert early.seeks >= 1
 
 
+def test_an_error_message_names_neither_the_file_nor_ffmpegs_error_number(tmp_path):
+    path = make_video(tmp_path / "v.mp4", frames=8)
+    header = path.read_bytes()[:64]  # the ftyp box and a little: a damaged MP4
+    (tmp_path / "header.mp4").write_bytes(header)
+    for source in (tmp_path / "header.mp4", io.BytesIO(header)):
+        with pytest.raises(UndecodableVideoError) as error:
+            read_clip(source, 8, GEOMETRY)
+        message = str(error.value)
+        assert "cannot be read" in message and "Invalid data" in message, message
+        assert str(tmp_path) not in message and "Errno" not in message and "<none>" not in message, message
+
+
 def test_a_truncated_clip_read_in_stages_is_the_truncated_full_clip(tmp_path):
     path = make_video(tmp_path / "v.mkv", frames=48, gop=250, container="matroska")  # header first
     data = path.read_bytes()

@@ -64,7 +64,7 @@ EXPECTED: dict[str, str | tuple[int, str]] = {
     "avi_truncated_mid_keyframe": DAMAGED,
     "garbage_packets": DAMAGED,
     "polyglot_mp4_zip": OK,  # the MP4 part is a valid video; the archive after it is never read
-    "unknown_codec_avi": (422, r"codec|cannot be decoded"),
+    "unknown_codec_avi": (422, r"codec is not one this build of FFmpeg decodes"),
     "avi_declares_huge_frames": OK,  # the decoder's size is the JPEGs' (32x32), not the header's
     "mp4_declared_duration_far_too_long": OK,  # the duration is the frames', not the header's
     # containers outside the allow-list
@@ -129,8 +129,6 @@ EXPECTED: dict[str, str | tuple[int, str]] = {
 # Known bugs, found by this suite and reported (the decode code is another change's): each
 # is strict, so the fix shows as an XPASS to be turned into a plain case.
 KNOWN_BUGS: dict[str, str] = {
-    "unknown_codec_avi": "AttributeError: an AVI with an unknown codec tag has stream.codec_context None, "
-    "read in _video_stream_and_index's pixel check",
     "non_monotonic_timestamps_mp4": "the readers disagree: the decoder returns intra-only frames in stored order "
     "with shuffled pts, and _advance_to takes the first frame at or after the target in that order "
     "(path and staged give brightness 0,1,7,7,..., the seek strategy 0,7,7,...; display order is 0,2,4,1,5,3,7,6)",
@@ -313,12 +311,6 @@ def test_frames_come_in_display_order_whatever_order_the_file_stores_them(worker
         assert [brightness_index(frame) for frame in outcome[1]] == [0, 2, 4, 1, 5, 3, 7, 6], name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline.frames.decode._open puts str(error) in its message: FFmpeg's errno and the file's path "
-    "(\"[Errno 1094995529] Invalid data found when processing input: '/tmp/.../header.mp4'\"; '<none>' in the "
-    "service, which reads bytes)",
-)
 def test_no_message_names_the_file_or_ffmpegs_error_number(worker, tmp_path):
     """A message says what is wrong with the video, not where the file lies or FFmpeg's errno."""
     for name in ("mp4_header_only", "mkv_header_only", "zero_frames", "avi_truncated_mid_keyframe"):

@@ -33,13 +33,10 @@ EXPECTED: dict[str, tuple[int, str]] = {
     "pal8_raw_avi": (200, ""),
     "yuva420p": (200, ""),
     "rotated_90": (200, ""),
-    "unknown_codec_avi": (422, "codec"),
+    "unknown_codec_avi": (422, "codec is not one this build"),
 }
-# Known bugs of the decode code, reported; strict, so a fix shows as an XPASS.
-KNOWN_BUGS = {
-    "unknown_codec_avi": "answered 500 (Internal server error): the AVI's unknown codec tag leaves "
-    "stream.codec_context None, and the decoder's pixel check raises AttributeError on it",
-}
+# Known bugs of the decode code, reported; strict, so a fix shows as an XPASS. None open.
+KNOWN_BUGS: dict[str, str] = {}
 
 SETTINGS = {
     "max_pixels": 640 * 480,
