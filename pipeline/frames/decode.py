@@ -11,6 +11,14 @@
    keyframes seek, dense samples decode sequentially, and both give identical frames.
 4. Convert and resize in one swscale call (``transform.scale``), undo any rotation, crop, normalise.
 
+Frame ``i`` is the ``i``-th frame in presentation order (sorted timestamps), as a player shows
+them. Decoders return frames in that order for ordinary files, B-frames included; a file whose
+frames are stored out of it (intra-only frames with shuffled timestamps: the decoder returns
+them as stored) is detected by the index pass and decoded from its start, without seeking, each
+sample being the frame whose timestamp is the sample's (``_StreamIndex.in_order``). Every
+reader (a path, a file object, :class:`ClipReader` in stages, :func:`read_all_resized`) takes
+the same frames.
+
 Whatever FFmpeg raises on the way (opening, seeking, decoding) comes out as the frames'
 typed :class:`~pipeline.frames.errors.UndecodableVideoError`, never as a bare ``av.error``.
 The pixel limit holds for every decoded frame, not only for the size the stream declares:
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import math
 import os
 import threading
 import time
@@ -109,6 +118,10 @@ class _StreamIndex:
     pts: list[int]  # presentation timestamps, sorted: pts[i] is frame i
     keyframes: list[int]  # presentation timestamps of keyframes, sorted
     time_base: float
+    # False: frames are stored out of presentation order across keyframes, so the decoder
+    # returns them out of it too and a seek lands anywhere: decode from the start, match exactly.
+    in_order: bool = True
+    rewind_to: int = -1  # a timestamp below every packet's: seeking there goes to the first packet
 
 
 @_typed_errors
@@ -153,6 +166,8 @@ def read_clip(
                 raise ValueError("positions are for evaluation sampling (rng=None) only")
             indices = indices[np.asarray(positions, dtype=np.int64)]
         targets = [index.pts[i] for i in indices]
+        if not index.in_order:
+            strategy = "sequential"  # from the start, in one decoder: seeking is no use (_StreamIndex)
         groups = _keyframe_groups(sorted(set(targets)), index)
         chunks = _parallel_chunks(source, threads, strategy, groups, index)
         budget = _PixelBudget(limits.max_decoded_pixels, len(index.pts))
@@ -412,10 +427,22 @@ def _check_deadline(deadline: float | None) -> None:
 
 
 def _index_stream(container, stream, limits: DecodeLimits, deadline: float | None) -> _StreamIndex:
-    """Demux the video stream (no decoding): every frame's timestamp and the keyframes."""
+    """Demux the video stream (no decoding): every frame's timestamp and the keyframes, and
+    whether they are stored in presentation order (``_StreamIndex.in_order``).
+
+    Packets are stored in decoding order, so within a group of pictures timestamps go back
+    and forth (B-frames, which the decoder puts back in order); but no packet is shown before
+    one stored ahead of the keyframe it follows, open GOPs' leading pictures included. A packet
+    that is (its timestamp is below the highest one stored before its keyframe) means the file
+    is stored out of presentation order.
+    """
     pts: list[int] = []
     keyframes: list[int] = []
     cap = limits.max_decoded_frames
+    # The highest timestamp stored so far, and before the last keyframe (two comparisons a packet).
+    highest = floor = -math.inf
+    in_order = True
+    first_dts = None
     try:
         for count, packet in enumerate(container.demux(stream)):
             if packet.size == 0:
@@ -426,6 +453,13 @@ def _index_stream(container, stream, limits: DecodeLimits, deadline: float | Non
             pts.append(stamp)
             if packet.is_keyframe:
                 keyframes.append(stamp)
+                floor = highest
+            if stamp < floor:
+                in_order = False
+            if stamp > highest:
+                highest = stamp
+            if count == 0:
+                first_dts = packet.dts
             if count % 256 == 0:
                 _check_deadline(deadline)
             if cap is not None and len(pts) > 20 * cap:
@@ -443,7 +477,9 @@ def _index_stream(container, stream, limits: DecodeLimits, deadline: float | Non
     duration = (pts[-1] - pts[0] + step) * time_base
     if limits.max_duration_s is not None and duration > limits.max_duration_s:
         raise VideoLimitError(f"{duration:.1f} s long; the limit is {limits.max_duration_s:.0f} s")
-    return _StreamIndex(pts, keyframes, time_base)
+    # Below every timestamp: decoding times never go back, so the first is the lowest.
+    rewind_to = min(pts[0], pts[0] if first_dts is None else first_dts) - 1
+    return _StreamIndex(pts, keyframes, time_base, in_order, rewind_to)
 
 
 class _PixelBudget:
@@ -499,6 +535,10 @@ class _SampleDecoder:
         self._position = -1  # index of the last frame decoded, -1 before the first
         # The latest target decoded so far: it stands in for targets past a truncation.
         self.last_good: tuple[int, av.VideoFrame] | None = None
+        # Files out of presentation order (index.in_order False): samples decoded before their
+        # turn, and the timestamps decoded since the decoder last started from the beginning.
+        self._early: dict[int, av.VideoFrame] = {}
+        self._passed: set[int] = set()
 
     def decode(
         self, targets: list[int], strategy: Strategy, wanted: set[int] | None = None
@@ -512,18 +552,23 @@ class _SampleDecoder:
         found: dict[int, av.VideoFrame] = {}
         self._wanted = set(targets) if wanted is None else wanted | set(targets)
         for target in sorted(set(targets)):
-            if self._should_seek(target, strategy):
+            if self.index.in_order and self._should_seek(target, strategy):
                 self._seek(target)
             frame = self._advance_to(target)
             if frame is None:
-                break  # the stream ended early (truncated): the last good frame stands in
+                if self.index.in_order:
+                    break  # the stream ended early (truncated): the last good frame stands in
+                if self.last_good is not None:  # out of order: a later target may still be there
+                    found[target] = self.last_good[1]
+                continue
             found[target] = frame
             if self.last_good is None or target > self.last_good[0]:
                 self.last_good = (target, frame)
         if self.last_good is None:
             raise UndecodableVideoError("no frame of the video stream could be decoded")
-        last = self.last_good[1]
-        return {t: found.get(t, last) for t in targets}
+        # Targets left: past a truncation (in order), or before any found (out of order).
+        stand_in = self.last_good[1] if self.index.in_order or not found else found[min(found)]
+        return {t: found.get(t, stand_in) for t in targets}
 
     def _frame_number(self, pts: int) -> int:
         return bisect.bisect_left(self.index.pts, pts)
@@ -573,28 +618,64 @@ class _SampleDecoder:
             return  # truncated: the stream ends here
 
     def _advance_to(self, target: int) -> av.VideoFrame | None:
-        """Decode forward to the first frame at or after ``target``."""
+        """Decode forward to the first frame at or after ``target`` (None: the stream ended);
+        in a file out of presentation order, to the frame at ``target`` exactly."""
+        if not self.index.in_order:
+            return self._take_exactly(target)
         if self._frames is None:  # rewind: the index pass left the demuxer at the end
             with _ffmpeg_errors("seeking to the first frame"):
                 self.container.seek(self.index.keyframes[0], stream=self.stream, backward=True, any_frame=False)
             self._frames = self._decoded_frames()
         for frame in self._frames:
-            self.decoded += 1
-            # Every frame, not only the header's size: a stream may change size mid-way.
-            _check_pixels(frame.width, frame.height, self.limits)
-            cap = self.limits.max_decoded_frames
-            if cap is not None and self.decoded > cap:
-                raise VideoLimitError(f"needed more than {cap} decoded frames")
-            if self.decoded % 32 == 0:
-                _check_deadline(self.deadline)
             stamp = (
                 frame.pts if frame.pts is not None else self.index.pts[min(self._position + 1, len(self.index.pts) - 1)]
             )
             self._position = self._frame_number(stamp)
-            self.budget.spend(frame.width, frame.height, self._position)
+            self._count(frame, self._position)
             if stamp >= target:
                 return frame
         return None
+
+    def _take_exactly(self, target: int) -> av.VideoFrame | None:
+        """The frame whose timestamp is ``target``, in a file out of presentation order: the
+        decoder runs forward from the file's first packet (no seeks: where one lands depends
+        on the demuxer), keeping the samples that come before their turn. A target it has
+        already passed (asked for again by a later call) starts it from the beginning again."""
+        if target in self._early:
+            return self._early.pop(target)
+        if self._frames is None or target in self._passed:
+            self._rewind()
+        for frame in self._frames:
+            self._count(frame, self._frame_number(frame.pts) if frame.pts is not None else 0)
+            if frame.pts is None:
+                continue  # no timestamp: it cannot be told which frame it is
+            if frame.pts == target:
+                self._passed.add(frame.pts)
+                return frame
+            if frame.pts in self._wanted and frame.pts not in self._passed:  # not a repeated timestamp
+                self._early[frame.pts] = frame
+            self._passed.add(frame.pts)
+        return None
+
+    def _rewind(self) -> None:
+        """Back to the first packet the file stores (seeking below every timestamp it has)."""
+        with _ffmpeg_errors("seeking to the first frame"):
+            self.container.seek(self.index.rewind_to, stream=self.stream, backward=True, any_frame=False)
+        self._early.clear()
+        self._passed.clear()
+        self._frames = self._decoded_frames()
+
+    def _count(self, frame: av.VideoFrame, frame_number: int) -> None:
+        """One more decoded frame, against the limits and the clip's decode budget."""
+        self.decoded += 1
+        # Every frame, not only the header's size: a stream may change size mid-way.
+        _check_pixels(frame.width, frame.height, self.limits)
+        cap = self.limits.max_decoded_frames
+        if cap is not None and self.decoded > cap:
+            raise VideoLimitError(f"needed more than {cap} decoded frames")
+        if self.decoded % 32 == 0:
+            _check_deadline(self.deadline)
+        self.budget.spend(frame.width, frame.height, frame_number)
 
 
 def _finish(
@@ -683,20 +764,38 @@ def read_all_resized(source: VideoSource, geometry: FrameGeometry, limits: Decod
         stream.thread_type = "AUTO"
         decoder = _SampleDecoder(container, stream, index, limits, deadline)
         decoder._wanted = set(index.pts)
-        frames: list[np.ndarray] = []
+        # One frame per distinct timestamp, as read_clip decodes them: frames that share a
+        # timestamp are one frame to both.
+        stamps = list(dict.fromkeys(index.pts))
+        resized: list[np.ndarray | None] = []
         display = (0, 0)
-        for target in index.pts:
+        for target in stamps:
             frame = decoder._advance_to(target)
             if frame is None:
-                break  # truncated: the last good frame stands in for the rest, as in read_clip
-            frames.append(resize_upright(frame, geometry))
+                if index.in_order:
+                    break  # truncated: the last good frame stands in for the rest, as in read_clip
+                resized.append(None)  # out of order: later frames may still come
+                continue
+            resized.append(resize_upright(frame, geometry))
             display = _display_size(frame)
-    if not frames:
+    if not any(frame is not None for frame in resized):
         raise UndecodableVideoError("no frame of the video stream could be decoded")
-    frames += [frames[-1]] * (len(index.pts) - len(frames))
+    by_stamp = dict(zip(stamps, _stand_ins(resized, len(stamps))))
+    frames = [by_stamp[stamp] for stamp in index.pts]
     first = index.pts[0]
     timestamps = np.array([(p - first) * index.time_base for p in index.pts], dtype=np.float64)
     return ResizedVideo(np.stack(frames), timestamps, display)
+
+
+def _stand_ins(frames: list[np.ndarray | None], count: int) -> list[np.ndarray]:
+    """``count`` frames: a missing one (None, or past the end) takes the last frame before it,
+    as in :func:`read_clip` (leading ones the first frame there is)."""
+    previous = next(frame for frame in frames if frame is not None)
+    filled = []
+    for frame in frames + [None] * (count - len(frames)):
+        previous = frame if frame is not None else previous
+        filled.append(previous)
+    return filled
 
 
 def clip_from_resized(

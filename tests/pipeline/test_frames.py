@@ -19,10 +19,11 @@ from pipeline.frames import (
     VideoTooLargeError,
     segment_indices,
 )
-from pipeline.frames.decode import ClipReader, read_all_resized, read_clip
+from pipeline.frames.decode import ClipReader, clip_from_resized, read_all_resized, read_clip
 from pipeline.frames.preview import encode_jpeg
 from pipeline.frames.transform import normalise
 from tests.paths import REPO
+from tests.pipeline.hostile_videos import mjpeg_with_timestamps
 from tests.videos import CONTAINERS, brightness_index, make_audio_only, make_video, set_mp4_rotation
 
 GEOMETRY = FrameGeometry(resize=40, crop=32)
@@ -336,6 +337,49 @@ def test_a_clip_reader_goes_back_for_a_sample_it_has_passed(tmp_path):
     assert np.array_equal(late.frames, full.frames[[6, 7]]) and np.array_equal(early.frames, full.frames[[1, 0]])
     assert [brightness_index(f) for f in early.frames] == full.frame_indices[[1, 0]].tolist()
     assert early.seeks >= 1
+
+
+# Frame i of each MJPEG file has brightness 8 i; its timestamp (ms) and the frames in presentation
+# order. In the Matroska file the first stored frame is not the earliest. (An MP4 file so stored
+# has an edit list that drops frames: its first stored frame is the earliest.)
+OUT_OF_ORDER = {
+    "mkv": ([500, 100, 300, 200, 700, 400, 600, 800], [1, 3, 2, 5, 0, 6, 4, 7]),
+    "mp4": ([0, 300, 100, 500, 200, 400, 700, 600], [0, 2, 4, 1, 5, 3, 7, 6]),
+}
+
+
+@pytest.mark.parametrize("container, ext", [("matroska", "mkv"), ("mp4", "mp4")])
+def test_frames_stored_out_of_presentation_order_come_in_it_from_every_reader(tmp_path, container, ext):
+    """Frame i is the i-th in presentation order, whichever reader: the path (auto), a file
+    object with seeks, the frame cache (read_all_resized) and a clip reader asked for samples
+    out of order (5 twice: the second time it has passed it)."""
+    stamps, in_presentation_order = OUT_OF_ORDER[ext]
+    path = mjpeg_with_timestamps(tmp_path / f"shuffled.{ext}", stamps, container=container)
+    data = path.read_bytes()
+    clips = {
+        "path": read_clip(path, 8, GEOMETRY),
+        "seek": read_clip(io.BytesIO(data), 8, GEOMETRY, strategy="seek"),
+        "cache": clip_from_resized(read_all_resized(path, GEOMETRY), 8, GEOMETRY),
+    }
+    for name, clip in clips.items():
+        assert [brightness_index(f) for f in clip.frames] == in_presentation_order, name
+        assert clip.timestamps.tolist() == pytest.approx([0.1 * i for i in range(8)]), name
+    with ClipReader(io.BytesIO(data), 8, GEOMETRY) as reader:
+        late, early = reader.read([7, 5]), reader.read([0, 1, 2, 3, 4, 5, 6])
+    assert [brightness_index(f) for f in late.frames] == [in_presentation_order[7], in_presentation_order[5]]
+    np.testing.assert_array_equal(early.frames, clips["path"].frames[:7])
+    rng = np.random.default_rng(5), np.random.default_rng(5)  # training: random frames and crop
+    trained = read_clip(path, 4, GEOMETRY, rng=rng[0])
+    cached = clip_from_resized(read_all_resized(path, GEOMETRY), 4, GEOMETRY, rng=rng[1])
+    np.testing.assert_array_equal(trained.frames, cached.frames)
+
+
+def test_the_frame_cache_gives_read_clips_frames_when_timestamps_repeat(tmp_path):
+    """Two frames with one timestamp are one frame to read_clip (it decodes by timestamp);
+    the frame cache, which training reads, must take the same one for both."""
+    path = mjpeg_with_timestamps(tmp_path / "repeats.mkv", [0, 0, 100, 100, 200, 200, 300, 300])
+    cached = clip_from_resized(read_all_resized(path, GEOMETRY), 8, GEOMETRY)
+    np.testing.assert_array_equal(cached.frames, read_clip(path, 8, GEOMETRY).frames)
 
 
 def test_an_error_message_names_neither_the_file_nor_ffmpegs_error_number(tmp_path):

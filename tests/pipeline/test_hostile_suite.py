@@ -85,7 +85,7 @@ EXPECTED: dict[str, str | tuple[int, str]] = {
     # frame counts and timestamps
     "one_frame": OK,
     "fewer_frames_than_samples": OK,
-    "non_monotonic_timestamps": OK,
+    "non_monotonic_timestamps": OK,  # in presentation order from every reader (see below)
     "non_monotonic_timestamps_mp4": OK,
     "far_future_timestamps": OK,
     "duplicate_timestamps": OK,
@@ -126,13 +126,9 @@ EXPECTED: dict[str, str | tuple[int, str]] = {
     "ffv1_avi": OK,
 }
 
-# Known bugs, found by this suite and reported (the decode code is another change's): each
-# is strict, so the fix shows as an XPASS to be turned into a plain case.
-KNOWN_BUGS: dict[str, str] = {
-    "non_monotonic_timestamps_mp4": "the readers disagree: the decoder returns intra-only frames in stored order "
-    "with shuffled pts, and _advance_to takes the first frame at or after the target in that order "
-    "(path and staged give brightness 0,1,7,7,..., the seek strategy 0,7,7,...; display order is 0,2,4,1,5,3,7,6)",
-}
+# Known bugs, found by this suite and reported: each is a strict xfail, so a fix shows as an
+# XPASS to be turned into a plain case. None open (issue 22's three are fixed).
+KNOWN_BUGS: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -298,11 +294,6 @@ def test_the_playlist_trap_would_catch_a_reader_that_follows_the_playlist(worker
 
 
 # -- what a few cases must show beyond "a valid clip" -----------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="decoded in stored order: Matroska gives brightness 0,1,1,1,3,3,6,6 (the first frame whose pts is at "
-    "or after each target, in stored order), MP4 0,1,7,7,7,7,7,7",
-)
 def test_frames_come_in_display_order_whatever_order_the_file_stores_them(worker, tmp_path):
     """Frame ``i`` has brightness ``8 i``; the file stores them at 0, 300, 100, ... ms, so in
     display order they are frames 0, 2, 4, 1, 5, 3, 7, 6."""
