@@ -4,6 +4,7 @@ Torch-free, so the service and training share it and can never disagree on what 
 """
 
 from .errors import (
+    DecodeBudgetError,
     DecodeTimeoutError,
     NoVideoStreamError,
     UndecodableVideoError,
@@ -20,6 +21,7 @@ __all__ = [
     "IMAGENET",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "DecodeBudgetError",
     "DecodeLimits",
     "DecodeTimeoutError",
     "FrameGeometry",
