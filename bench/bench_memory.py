@@ -86,13 +86,20 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of ``pid`` and every process under it, now."""
+def budget_mib(base_mib: float, settings: Settings) -> float:
+    """The memory budget in MiB: ``base + decode_workers x decoder_max_rss_mb`` (MiB) ``+ 2 x
+    upload_memory_mb`` (MB, decimal: the upload settings count bytes by 1e6)."""
+    decoders = settings.decode_workers * settings.decoder_max_rss_mb
+    return base_mib + decoders + 2 * settings.upload_memory_mb * 1e6 / 2**20
+
+
+def tree_rss_mib(pid: int) -> float:
+    """Resident memory of ``pid`` and every process under it, now, in MiB."""
     return sum(_rss_kb(p) for p in [pid, *descendants(pid)]) / 1024
 
 
 class Sampler:
-    """Samples :func:`tree_rss_mb` every 50 ms in a thread; the peak by phase."""
+    """Samples :func:`tree_rss_mib` every 50 ms in a thread; the peak by phase."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self.phase, self.peaks = pid, "start", {}
@@ -109,7 +116,7 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.wait(0.05):
-            rss = tree_rss_mb(self.pid)
+            rss = tree_rss_mib(self.pid)
             self.peaks[self.phase] = max(self.peaks.get(self.phase, 0.0), rss)
 
 
@@ -249,8 +256,8 @@ def write(results: dict) -> None:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     (OUT_DIR / "memory.json").write_text(json.dumps(results, indent=2) + "\n")
     s, large, slow = results["settings"], results["large_uploads"], results["slow_uploads"]
-    budget = results["budget_mb"]
-    peak_large, peak_slow = results["peaks_mb"]["large uploads"], results["peaks_mb"]["slow uploads"]
+    budget = results["budget_mib"]
+    peak_large, peak_slow = results["peaks_mib"]["large uploads"], results["peaks_mib"]["slow uploads"]
     lines = [
         "# Memory and upload admission under hostile load",
         "",
@@ -261,10 +268,10 @@ def write(results: dict) -> None:
         f"upload_idle_timeout_s {s['upload_idle_timeout_s']:g}, upload_min_kb_per_s {s['upload_min_kb_per_s']:g}).",
         "Resident memory of the server and its decoder processes, summed, sampled every 50 ms.",
         "",
-        "| | MB |",
+        "| | MiB |",
         "|---|---|",
-        f"| base (ready, after 2 s of small requests) | {results['base_mb']:.0f} |",
-        f"| budget: base + {s['decode_workers']} x {s['decoder_max_rss_mb']:g} + 2 x {s['upload_memory_mb']:g} "
+        f"| base (ready, after 2 s of small requests) | {results['base_mib']:.0f} |",
+        f"| budget: base + {s['decode_workers']} x {s['decoder_max_rss_mb']:g} MiB + 2 x {s['upload_memory_mb']:g} MB "
         f"| {budget:.0f} |",
         f"| peak, large uploads | {peak_large:.0f} ({100 * peak_large / budget:.0f}% of the budget) |",
         f"| peak, slow uploads | {peak_slow:.0f} |",
@@ -298,7 +305,7 @@ def main() -> int:
     server = start_server(args.repo, port, threads=0)
     try:
         asyncio.run(warm(port, small))
-        base = tree_rss_mb(server.pid)
+        base = tree_rss_mib(server.pid)
         with Sampler(server.pid) as sampler:
             sampler.phase = "large uploads"
             large_results = asyncio.run(phase_large(port, large, small))
@@ -316,15 +323,15 @@ def main() -> int:
             "upload_idle_timeout_s": settings.upload_idle_timeout_s,
             "upload_min_kb_per_s": settings.upload_min_kb_per_s,
         },
-        "base_mb": base,
-        "budget_mb": base + settings.decode_workers * settings.decoder_max_rss_mb + 2 * settings.upload_memory_mb,
+        "base_mib": base,
+        "budget_mib": budget_mib(base, settings),
         "large_upload_mb": len(large) / 1e6,
-        "peaks_mb": sampler.peaks,
+        "peaks_mib": sampler.peaks,
         "large_uploads": large_results,
         "slow_uploads": slow_results,
     }
     write(results)
-    print(json.dumps({k: results[k] for k in ("base_mb", "budget_mb", "peaks_mb")}, indent=2))
+    print(json.dumps({k: results[k] for k in ("base_mib", "budget_mib", "peaks_mib")}, indent=2))
     return 0
 
 
