@@ -6,7 +6,8 @@ One concept: the video's bytes, read from the request body as they stream in, un
   ``video/*`` body, ``multipart/form-data``, with a ``Content-Length`` or chunked);
 - a body timeout: 408 when nothing arrives for ``upload_idle_timeout_s``, or when the upload,
   once older than that, averages less than ``upload_min_kb_per_s``;
-- an admission limit (``max_uploads`` received at once) and a memory budget
+- an admission limit (``max_uploads`` received at once; when they are all taken, the slowest
+  one under the minimum rate is cut for a newcomer, see :class:`UploadGate`) and a memory budget
   (``upload_memory_mb``, the upload bytes all requests hold together, from the first byte
   until the request is done: the decoder session keeps them): 503 with ``Retry-After``.
 
