@@ -27,6 +27,7 @@ from .problems import (
 from .registry import ModelRegistry
 from .routes import CLASSIFY_PATHS, router
 from .settings import Settings
+from .uploads import UploadGate, UploadLimits
 from .web import TITLE, docs_router, static_files
 from .web import router as web_router
 
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         app.state.settings = settings
         app.state.metrics = metrics
+        app.state.upload_gate = UploadGate(UploadLimits.from_settings(settings), metrics)
         app.state.registry = ModelRegistry(settings)
         app.state.decoder = DecoderPool(
             settings.decode_workers,

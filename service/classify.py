@@ -26,7 +26,7 @@ from pipeline.onnx_steps import ClipResult
 from .batching import run_clip_batched
 from .decoding import DecoderPool, LazyClip
 from .metrics import Metrics, model_labels
-from .problems import Problem
+from .problems import Problem, shown
 from .registry import ServedModel
 from .schemas import (
     ClassifyResponse,
@@ -40,7 +40,6 @@ from .schemas import (
     StageTimings,
     VideoInfo,
 )
-from .uploads import shown
 
 
 @dataclass(frozen=True)

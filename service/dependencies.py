@@ -17,6 +17,7 @@ from .metrics import Metrics
 from .problems import Problem
 from .registry import ModelRegistry
 from .settings import Settings
+from .uploads import UploadGate
 
 # Every dependency is ``async def``: FastAPI runs a plain ``def`` one in a worker thread, a
 # thread hop per dependency per request (about 20 per classify request, measured).
@@ -45,10 +46,17 @@ async def get_metrics(request: Request) -> Metrics:
 # What ADAFOCUS_PUBLIC_ENDPOINTS can open without the key (service/settings.py).
 PublicGroup = Literal["metrics", "docs", "models"]
 
+
+async def get_upload_gate(request: Request) -> UploadGate:
+    """What admits uploads: counts them and the bytes they hold, for the whole app."""
+    return request.app.state.upload_gate
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 DecoderDep = Annotated[DecoderPool, Depends(get_decoder)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+UploadGateDep = Annotated[UploadGate, Depends(get_upload_gate)]
 
 
 def configured_key(settings: Settings) -> str | None:

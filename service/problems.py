@@ -24,6 +24,11 @@ PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger(__name__)
 
 
+def shown(value: str, limit: int = 40) -> str:
+    """A client's value, quoted, cut to ``limit`` characters (an answer never echoes much)."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
 class Problem(Exception):
     """An error answered with ``status`` and a problem+json body that says what was wrong."""
 

@@ -16,13 +16,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from .classify import ClassifyRequest, choose_exit, classify_video
-from .dependencies import DecoderDep, MetricsDep, RegistryDep, SettingsDep, require_api_key
-from .metrics import MODEL_LABELS_KEY, Metrics, model_labels
+from .dependencies import DecoderDep, MetricsDep, RegistryDep, SettingsDep, UploadGateDep, require_api_key
+from .metrics import MODEL_LABELS_KEY, model_labels
 from .problems import Problem
 from .registry import ModelRegistry, ServedModel
 from .schemas import ClassifyResponse
-from .settings import Settings
-from .uploads import UploadGate, UploadLimits, receive_upload
+from .uploads import receive_upload
 
 router = APIRouter()
 
@@ -53,14 +52,6 @@ VIDEO_BODY: dict[str, Any] = {
 }
 
 
-def upload_gate(app_state: Any, settings: Settings, metrics: Metrics) -> UploadGate:
-    """The app's upload gate, made on first use (one per app: it counts all its uploads)."""
-    gate = getattr(app_state, "upload_gate", None)
-    if gate is None:
-        gate = app_state.upload_gate = UploadGate(UploadLimits.from_settings(settings), metrics)
-    return gate
-
-
 def served_model(request: Request, registry: ModelRegistry, name: str | None, version: int | None) -> ServedModel:
     """The model a request names (the default one if none); 404 if it is not served. Its name
     and version label the request's metrics from here on (service/metrics.py)."""
@@ -88,6 +79,7 @@ async def classify(
     registry: RegistryDep,
     decoder: DecoderDep,
     metrics: MetricsDep,
+    uploads: UploadGateDep,
     top_k: Annotated[int, Query(ge=1, le=1000)] = 5,
     exit: Annotated[
         str | None,
@@ -106,7 +98,7 @@ async def classify(
         raise Problem(503, "Not ready", "models are still loading", {"Retry-After": "5"})
     served = served_model(request, registry, model, version)
     chosen = choose_exit(served, exit or settings.default_exit)  # a bad option is refused before the upload
-    async with receive_upload(request, upload_gate(request.app.state, settings, metrics)) as video:
+    async with receive_upload(request, uploads) as video:
         if metrics.in_flight >= settings.max_in_flight:
             raise Problem(503, "Overloaded", "too many requests in flight; retry shortly", {"Retry-After": "1"})
         metrics.enter()

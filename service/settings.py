@@ -50,7 +50,12 @@ class Settings(BaseSettings):
     upload_min_kb_per_s: float = Field(
         64.0, ge=0, description="an upload slower than this on average, past its first idle timeout, is refused (408)"
     )
-    max_uploads: int = Field(16, ge=1, description="uploads being received at once; more get 503 + Retry-After")
+    max_uploads: int = Field(
+        16,
+        ge=1,
+        description="uploads being received at once; a new one cuts the slowest under upload_min_kb_per_s (408), "
+        "else gets 503 + Retry-After",
+    )
     upload_memory_mb: float = Field(
         800.0, gt=0, description="upload bytes held in memory at once, all requests together (503 past it)"
     )
@@ -60,7 +65,12 @@ class Settings(BaseSettings):
     # while clips that can still send a row are missing (A/B on 2 cores, c16: balanced exit
     # 87.9 -> 97.1 videos/s, full-frame 36.4 -> 40.8; c4: 68.1 -> 70.7 and 30.1 -> 31.8).
     max_wait_ms: float = Field(10.0, ge=0, description="longest wait for more frames before a batched step runs")
-    max_in_flight: int = Field(32, ge=1, description="classify requests served at once; more get 503 + Retry-After")
+    max_in_flight: int = Field(
+        32,
+        ge=1,
+        description="classify requests decoded and classified at once, counted once their upload is complete; "
+        "more get 503 + Retry-After",
+    )
     ready_when: Literal["default", "all", "any"] = Field(
         "default",
         description="/readyz is 200 when the default model is served (default), every model (all) or one (any)",

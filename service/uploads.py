@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.types import Message
 
 from .metrics import Metrics
-from .problems import Problem
+from .problems import Problem, shown
 from .settings import Settings
 
 VIDEO_CONTENT_TYPES = ("video/", "application/octet-stream")
@@ -42,11 +42,6 @@ CLOSE = {"Connection": "close"}  # the rest of the body is never read
 # How long an upload runs before its rate counts for cutting it to make room for another
 # (UploadGate): a second at least, so that a rate measures more than the first packets.
 EVICTION_GRACE_S = 1.0
-
-
-def shown(value: str, limit: int = 40) -> str:
-    """A client's value, quoted, cut to ``limit`` characters (an answer never echoes much)."""
-    return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
 @dataclass(frozen=True)
