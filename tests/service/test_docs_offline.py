@@ -7,19 +7,12 @@ Debian's Chromium, as in test_web.py (skipped without it, except under CI).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
-from tests.paths import REPO
-from tests.service.test_web import CHROMIUM, CHROMIUM_ARGS, OUTPUT, _free_port
+from tests.service.browser import OUTPUT, chromium, running_service
 
 RENDER_TIMEOUT_MS = 30_000
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
@@ -27,54 +20,14 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 
 @pytest.fixture(scope="module")
 def service_url() -> Iterator[str]:
-    port = _free_port()
-    environment = {
-        **os.environ,
-        "ADAFOCUS_MODEL_REPO": str(REPO / "model_repo"),
-        "ADAFOCUS_PROVIDERS": json.dumps(["CPUExecutionProvider"]),
-        "ADAFOCUS_DECODE_WORKERS": "1",
-        "ADAFOCUS_THREADS": "1",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "service", "--port", str(port)],
-        cwd=REPO,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"the service exited: {server.stderr.read().decode()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("the service was not ready within 120 s")
-            time.sleep(0.25)
+    with running_service() as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: `make test` installs Debian's chromium package"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

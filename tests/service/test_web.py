@@ -1,101 +1,35 @@
 """The web page in a real headless browser: Debian's Chromium driven by Playwright.
 
 The service runs as users start it (``python -m service`` on the shipped model, CPU) on a free
-loopback port. ``make test`` installs Chromium (package ``chromium``); without it these tests
-skip on a developer's machine and fail under CI, where it must be there. Screenshots are
+loopback port (tests/service/browser.py, which says when these tests skip). Screenshots are
 saved under ``test-output/web/``.
 """
 
 from __future__ import annotations
 
 import base64
-import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.paths import REPO
+from tests.service.browser import OUTPUT, chromium, running_service
 from training.data.synthetic import SyntheticConfig, generate
 
-CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-# Headless as root on a machine without network: no sandbox, no background connections.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-OUTPUT = REPO / "test-output" / "web"
 RESULT_TIMEOUT_MS = 60_000
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def service_url() -> Iterator[str]:
-    port = _free_port()
-    environment = {
-        **os.environ,
-        "ADAFOCUS_MODEL_REPO": str(REPO / "model_repo"),
-        "ADAFOCUS_PROVIDERS": json.dumps(["CPUExecutionProvider"]),
-        "ADAFOCUS_DECODE_WORKERS": "1",
-        "ADAFOCUS_THREADS": "1",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "service", "--port", str(port)],
-        cwd=REPO,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"the service exited: {server.stderr.read().decode()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("the service was not ready within 120 s")
-            time.sleep(0.25)
+    with running_service() as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: `make test` installs Debian's chromium package"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
