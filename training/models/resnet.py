@@ -1,4 +1,4 @@
-"""ResNet-18/34 (basic blocks) and ResNet-50 (bottleneck v1.5: stride on the 3x3 conv)."""
+"""ResNet-18/34 (basic blocks) and ResNet-50/101/152 (bottleneck v1.5: stride on the 3x3 conv)."""
 
 from __future__ import annotations
 
@@ -104,3 +104,13 @@ def resnet34(**kwargs) -> ResNet:
 @register_model
 def resnet50(**kwargs) -> ResNet:
     return ResNet(Bottleneck, (3, 4, 6, 3), **kwargs)
+
+
+@register_model
+def resnet101(**kwargs) -> ResNet:
+    return ResNet(Bottleneck, (3, 4, 23, 3), **kwargs)
+
+
+@register_model
+def resnet152(**kwargs) -> ResNet:
+    return ResNet(Bottleneck, (3, 8, 36, 3), **kwargs)
