@@ -58,6 +58,16 @@ class TrainConfig:
         default_factory=lambda: dict(_ARCHITECTURE.local_kwargs),
         metadata=_help("local network builder arguments, as JSON"),
     )
+    global_weights: str | None = field(
+        default=None,
+        metadata=_help(
+            "start the global network from these weights (a torchvision ImageNet file, say; docs/import.md); "
+            "not reloaded when the run resumes"
+        ),
+    )
+    local_weights: str | None = field(
+        default=None, metadata=_help("start the local network from these weights (as --global-weights)")
+    )
     policy_channels: int = field(default=_ARCHITECTURE.policy_channels, metadata=_help("policy 1x1-conv width"))
     policy_hidden: int = field(default=_ARCHITECTURE.policy_hidden, metadata=_help("policy GRU width"))
     classifier: Classifier = field(default=_ARCHITECTURE.classifier, metadata=_help("pooling or gru"))

@@ -38,6 +38,24 @@ def machine_description(device) -> dict[str, Any]:
     return described
 
 
+def load_backbone_weights(model, config: TrainConfig, verbose: bool = True) -> None:
+    """``--global-weights`` / ``--local-weights`` into the model's two CNNs (a fresh run only:
+    a resumed run has its own weights). Every process loads the same file, so DDP replicas agree."""
+    from training.checkpoints.pretrained import load_pretrained
+
+    for flag, path, network in (
+        ("--global-weights", config.global_weights, model.global_net),
+        ("--local-weights", config.local_weights, model.local_net),
+    ):
+        if path is None:
+            continue
+        if network is None:
+            raise ValueError(f"{flag}: the {config.variant} variant has no such network")
+        for note in load_pretrained(network, path, what=flag):
+            if verbose:
+                log(note)
+
+
 def train(config: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any] | None:
     """Run (or resume) training to the end; rank 0 returns the summary, other ranks ``None``."""
     if config.method not in METHODS:
@@ -48,6 +66,8 @@ def train(config: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any
         trainer.run_dir.mkdir(parents=True, exist_ok=True)
         if trainer.maybe_resume():
             log(f"resuming {trainer.checkpoint_path} at step {trainer.state.step} of {trainer.total_steps}")
+        else:
+            load_backbone_weights(trainer.model, config, dist.is_main)
         if dist.is_main:
             (trainer.run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
             for note in trainer.splits.notes:

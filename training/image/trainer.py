@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from training.checkpoints.pretrained import load_pretrained
 from training.data.images import ImageFolderDataset, split_image_folder
 from training.data.synthetic_images import generate as generate_synthetic_images
 from training.engine.commands import StopRequest, log
@@ -50,6 +51,16 @@ class ImageTrainConfig:
     out: str = field(default="runs/image", metadata=_help("run folder"))
     model: str = field(default="condensenetv2_cifar_small", metadata=_help("registry name"))
     model_kwargs: dict = field(default_factory=dict, metadata=_help("extra builder arguments, as JSON"))
+    weights: str | None = field(
+        default=None,
+        metadata=_help(
+            "start from these weights (a torchvision ImageNet file, say; docs/import.md); a head of "
+            "another class count is reported and left new; not reloaded when the run resumes"
+        ),
+    )
+    weights_format: str = field(
+        default="auto", metadata=_help("import format of --weights (auto: recognised from its keys)")
+    )
     input_size: int = field(default=32, metadata=_help("square input side"))
     epochs: int = field(default=15, metadata=_help("training epochs"))
     batch_size: int = field(default=64, metadata=_help("images per step"))
@@ -99,6 +110,15 @@ class ImageTrainer(TrainingLoop):
         self.optimizer = build_optimizer(groups, "sgd", config.lr, momentum=config.momentum)
         self.ema = ModelEma(self.model, config.ema_decay) if config.ema_decay > 0 else None
         self.plan_schedule(len(self.train_set), config.batch_size, config.epochs, config.warmup_epochs, config.lr)
+
+    def load_weights(self) -> None:
+        """Start from ``--weights`` (a fresh run only: a resumed one has its own weights)."""
+        if self.config.weights is None:
+            return
+        for note in load_pretrained(self.model, self.config.weights, self.config.weights_format):
+            log(note)
+        if self.ema:  # the average starts from the loaded weights, not the random ones
+            self.ema = ModelEma(self.model, self.config.ema_decay)
 
     # -- data ---------------------------------------------------------------------------
     def _build_data(self) -> None:
@@ -246,6 +266,8 @@ def train(config: ImageTrainConfig, stop: StopRequest | None = None) -> dict[str
     trainer.run_dir.mkdir(parents=True, exist_ok=True)
     if trainer.maybe_resume():
         log(f"resuming {trainer.checkpoint_path} at step {trainer.state.step} of {trainer.total_steps}")
+    else:
+        trainer.load_weights()
     (trainer.run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     started = time.perf_counter()
     trainer.fit()
