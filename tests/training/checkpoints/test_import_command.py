@@ -112,3 +112,11 @@ def test_a_shape_mismatch_names_the_key(tmp_path, capsys):
     assert (
         "layer2.0.conv2.weight has shape [128, 64, 3, 3], the model needs [128, 128, 3, 3]" in capsys.readouterr().err
     )
+
+
+def test_an_old_file_without_batchnorm_counters_imports_with_a_note(tmp_path, capsys):
+    state = seeded_state_dict(resnet_shapes("basic", (2, 2, 2, 2), num_classes=3))
+    old = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}  # resnet18-5c106cde.pth style
+    torch.save(old, tmp_path / "old.pth")
+    assert main([str(tmp_path / "old.pth"), "--format", "torchvision-resnet", "--out", str(tmp_path / "r")]) == 0
+    assert "no BatchNorm num_batches_tracked in the file" in capsys.readouterr().err
