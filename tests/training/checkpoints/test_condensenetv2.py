@@ -227,3 +227,18 @@ def test_other_format_is_refused(tmp_path):
     torch.save({"state_dict": {"conv1.weight": torch.zeros(64, 3, 7, 7)}}, tmp_path / "resnet.pth")
     with pytest.raises(CheckpointError, match="not a condensenetv2 file"):
         import_file(tmp_path / "resnet.pth", "condensenetv2")
+
+
+def test_command_imports_a_converted_file_and_exits_2_on_a_bad_index(tmp_path, layout, capsys):
+    from training.import_checkpoint import main
+
+    state = authors_state_dict(layout["converted"], seed=1)
+    torch.save({"state_dict": state}, tmp_path / "good.pth")
+    assert main([str(tmp_path / "good.pth"), "--format", "condensenetv2", "--out", str(tmp_path / "run")]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["model"] == "condensenetv2_a" and len(summary["classes"]) == 1000
+    key = "features.denseblock_5.denselayer_8.sfr.index"
+    state[key][0, :] = 0.0
+    torch.save({"state_dict": state}, tmp_path / "bad.pth")
+    assert main([str(tmp_path / "bad.pth"), "--format", "condensenetv2", "--out", str(tmp_path / "run2")]) == 2
+    assert f"{key} is not a selection" in capsys.readouterr().err
