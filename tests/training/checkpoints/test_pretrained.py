@@ -13,6 +13,7 @@ from tests.training.tiny import TINY_TRAINING
 from training.adafocus.config import TrainConfig
 from training.adafocus.model import AdaFocusV2
 from training.adafocus.run import load_backbone_weights
+from training.adafocus.run import train as adafocus_train
 from training.checkpoints import CheckpointError
 from training.checkpoints.pretrained import load_pretrained
 from training.data.synthetic_images import generate
@@ -62,14 +63,15 @@ def test_adafocus_loads_the_local_network_and_refuses_a_missing_one(resnet18_fil
         load_backbone_weights(AdaFocusV2(glance_only.model_config(3)), glance_only)
 
 
-def test_image_training_starts_from_the_weights_and_a_resume_does_not_reload_them(resnet18_file, tmp_path):
+def test_image_training_starts_from_the_weights_and_a_resume_does_not_reload_them(tmp_path):
     folder = generate(tmp_path / "images", seed=1, train_per_class=4, val_per_class=1, size=16)
-    weights = tmp_path / "copy.pth"
-    weights.write_bytes(resnet18_file.read_bytes())
+    weights = tmp_path / "narrow.pth"
+    torch.save(seeded_state_dict(resnet_shapes("basic", (2, 2, 2, 2), width=8)), weights)
     config = ImageTrainConfig(
         data=str(folder),
         out=str(tmp_path / "run"),
         model="resnet18",
+        model_kwargs={"width": 8},
         input_size=16,
         epochs=1,
         batch_size=8,
@@ -88,3 +90,19 @@ def test_image_training_starts_from_the_weights_and_a_resume_does_not_reload_the
     weights.unlink()  # a resumed run must not read the file again
     summary = train(dataclasses.replace(config, max_steps=None))
     assert summary["steps"] == len(trainer.train_set) // 8
+
+
+def test_adafocus_training_loads_the_weights_once_and_not_on_resume(tiny_dataset, tmp_path):
+    weights = tmp_path / "narrow.pth"
+    torch.save(seeded_state_dict(resnet_shapes("basic", (2, 2, 2, 2), width=8)), weights)
+    local = {"local_model": "resnet18", "local_kwargs": {"width": 8}, "local_weights": str(weights)}
+    values = {**TINY_TRAINING, **local}
+    config = TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "run"), **values)
+    with pytest.raises(TrainingStopped):
+        adafocus_train(dataclasses.replace(config, max_steps=1))
+    weights.unlink()  # resuming must not read it again ...
+    with pytest.raises(TrainingStopped, match="max_steps=2"):
+        adafocus_train(dataclasses.replace(config, max_steps=2))
+    model = AdaFocusV2(config.model_config(3))
+    with pytest.raises(CheckpointError, match="narrow.pth does not exist"):  # ... a fresh start must
+        load_backbone_weights(model, config)

@@ -22,13 +22,16 @@ def _bn(prefix: str, channels: int) -> dict[str, tuple[int, ...]]:
     return {f"{prefix}.{e}": (() if e == "num_batches_tracked" else (channels,)) for e in BN}
 
 
-def resnet_shapes(block: str, layers: tuple[int, ...], num_classes: int = 1000) -> dict[str, tuple[int, ...]]:
-    """Key -> shape of ``torchvision.models.resnet`` (V1.5 bottleneck) with ``block`` basic/bottleneck."""
+def resnet_shapes(
+    block: str, layers: tuple[int, ...], num_classes: int = 1000, width: int = 64
+) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of ``torchvision.models.resnet`` (V1.5 bottleneck) with ``block`` basic/bottleneck
+    (``width`` other than 64: the same layout, narrower, as no torchvision builder makes it)."""
     expansion = 4 if block == "bottleneck" else 1
-    shapes: dict[str, tuple[int, ...]] = {"conv1.weight": (64, 3, 7, 7), **_bn("bn1", 64)}
-    inplanes = 64
+    shapes: dict[str, tuple[int, ...]] = {"conv1.weight": (width, 3, 7, 7), **_bn("bn1", width)}
+    inplanes = width
     for stage, repeats in enumerate(layers):
-        planes = 64 * 2**stage
+        planes = width * 2**stage
         for index in range(repeats):
             p = f"layer{stage + 1}.{index}"
             stride = 2 if stage > 0 and index == 0 else 1
