@@ -60,12 +60,18 @@ class ImportFormat:
     summary: str  # one line for --help
     build: Build | None = None  # None: planned, not implemented yet
     matches: Callable[[Mapping[str, Tensor]], bool] | None = None  # recognises its state dicts
+    matches_file: Callable[[Any], bool] | None = None  # recognises the whole file (a format entry, say)
     safe_globals: tuple[Any, ...] = ()  # classes its files may hold (torch.serialization.safe_globals)
     entries: tuple[str, ...] = ("state_dict",)  # where the state dict may sit in the file
 
     @property
     def implemented(self) -> bool:
         return self.build is not None
+
+    def recognises(self, payload: Any, state: Mapping[str, Tensor]) -> bool:
+        """Whether the file looks like one of this format's (every check it has passes)."""
+        checks = [(self.matches, state), (self.matches_file, payload)]
+        return all(check(value) for check, value in checks if check is not None)
 
 
 FORMATS: dict[str, ImportFormat] = {}
@@ -105,7 +111,7 @@ def import_file(path: str | Path, format_name: str, options: ImportOptions | Non
         fmt = get_format(format_name)
         payload = read_checkpoint(path, fmt.safe_globals)
         state = unwrap_state_dict(payload, str(path), fmt.entries)
-        if fmt.matches is not None and not fmt.matches(state):
+        if not fmt.recognises(payload, state):
             raise CheckpointError(
                 f"{path} is not a {fmt.name} file (its keys begin {', '.join(list(state)[:4])}); "
                 f"formats: {', '.join(format_names(True))}"
@@ -126,7 +132,7 @@ def _detect(path: str | Path) -> tuple[ImportFormat, Any, dict[str, Tensor]]:
             state = unwrap_state_dict(payload, str(path), fmt.entries)
         except CheckpointError:
             continue
-        if fmt.matches is not None and fmt.matches(state):
+        if (fmt.matches or fmt.matches_file) and fmt.recognises(payload, state):
             found.append((fmt, payload, state))
     if len(found) != 1:
         what = "no known format" if not found else f"several formats ({', '.join(f[0].name for f in found)})"
@@ -135,7 +141,7 @@ def _detect(path: str | Path) -> tuple[ImportFormat, Any, dict[str, Tensor]]:
 
 
 # Modules whose ``FORMATS`` list is registered on first use (imported late: they import this one).
-BUILTIN_MODULES = ("torchvision_formats", "condensenetv2")
+BUILTIN_MODULES = ("torchvision_formats", "backbone_format", "condensenetv2")
 # Formats of issue 23 not implemented yet: listed in --help, refused with a message saying so.
 PLANNED = (
     ("adafocusv2-actnet", "AdaFocusV2 ActivityNet / FCVID / Mini-Kinetics checkpoints (planned)"),

@@ -19,6 +19,7 @@ from training.checkpoints.pretrained import load_pretrained
 from training.data.synthetic_images import generate
 from training.engine.commands import TrainingStopped
 from training.image.trainer import ImageTrainConfig, ImageTrainer, train
+from training.import_checkpoint import main as import_main
 from training.models import create_model
 
 
@@ -106,3 +107,13 @@ def test_adafocus_training_loads_the_weights_once_and_not_on_resume(tiny_dataset
     model = AdaFocusV2(config.model_config(3))
     with pytest.raises(CheckpointError, match="narrow.pth does not exist"):  # ... a fresh start must
         load_backbone_weights(model, config)
+
+
+def test_an_import_run_folder_is_a_starting_point_of_its_own(tmp_path):
+    source = tmp_path / "narrow.pth"
+    torch.save(seeded_state_dict(resnet_shapes("basic", (2, 2, 2, 2), width=8)), source)
+    assert import_main([str(source), "--format", "torchvision-resnet", "--out", str(tmp_path / "run")]) == 0
+    model = create_model("resnet18", num_classes=10, width=8)
+    notes = load_pretrained(model, tmp_path / "run" / "model_converted.pt")  # format "auto": backbone
+    assert any("1000-class head" in note for note in notes)
+    assert torch.equal(model.stem[0][0].weight, torch.load(source)["conv1.weight"])
