@@ -120,3 +120,12 @@ def test_an_old_file_without_batchnorm_counters_imports_with_a_note(tmp_path, ca
     torch.save(old, tmp_path / "old.pth")
     assert main([str(tmp_path / "old.pth"), "--format", "torchvision-resnet", "--out", str(tmp_path / "r")]) == 0
     assert "no BatchNorm num_batches_tracked in the file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("width_mult", [0.5, 0.75, 1.4])
+def test_the_mobilenetv2_width_multiplier_is_read_from_the_shapes(tmp_path, width_mult):
+    torch.save(seeded_state_dict(mobilenetv2_shapes(num_classes=4, width_mult=width_mult)), tmp_path / "m.pth")
+    assert main([str(tmp_path / "m.pth"), "--format", "torchvision-mobilenetv2", "--out", str(tmp_path / "r")]) == 0
+    model, meta = load_backbone(tmp_path / "r" / "model_converted.pt")
+    assert meta["model_kwargs"].get("width_mult", 1.0) == width_mult
+    assert model(torch.zeros(1, 3, 32, 32)).logits.shape == (1, 4)

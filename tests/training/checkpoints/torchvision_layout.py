@@ -62,11 +62,19 @@ MOBILENETV2_SETTING = (
 )
 
 
-def mobilenetv2_shapes(num_classes: int = 1000) -> dict[str, tuple[int, ...]]:
-    """Key -> shape of ``torchvision.models.mobilenet_v2`` (width 1.0)."""
-    shapes: dict[str, tuple[int, ...]] = {"features.0.0.weight": (32, 3, 3, 3), **_bn("features.0.1", 32)}
-    inp, index = 32, 1
+def _divisible(value: float, divisor: int = 8) -> int:
+    """torchvision's channel rounding (``_make_divisible``), written out."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def mobilenetv2_shapes(num_classes: int = 1000, width_mult: float = 1.0) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of ``torchvision.models.mobilenet_v2(width_mult=...)``."""
+    stem, last = _divisible(32 * width_mult), _divisible(1280 * max(1.0, width_mult))
+    shapes: dict[str, tuple[int, ...]] = {"features.0.0.weight": (stem, 3, 3, 3), **_bn("features.0.1", stem)}
+    inp, index = stem, 1
     for t, c, n, _ in MOBILENETV2_SETTING:
+        c = _divisible(c * width_mult)
         for _ in range(n):
             hidden, p, part = inp * t, f"features.{index}.conv", 0
             if t != 1:
@@ -78,9 +86,9 @@ def mobilenetv2_shapes(num_classes: int = 1000) -> dict[str, tuple[int, ...]]:
             shapes[f"{p}.{part + 1}.weight"] = (c, hidden, 1, 1)
             shapes.update(_bn(f"{p}.{part + 2}", c))
             inp, index = c, index + 1
-    shapes[f"features.{index}.0.weight"] = (1280, inp, 1, 1)
-    shapes.update(_bn(f"features.{index}.1", 1280))
-    shapes["classifier.1.weight"] = (num_classes, 1280)
+    shapes[f"features.{index}.0.weight"] = (last, inp, 1, 1)
+    shapes.update(_bn(f"features.{index}.1", last))
+    shapes["classifier.1.weight"] = (num_classes, last)
     shapes["classifier.1.bias"] = (num_classes,)
     return shapes
 
