@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -24,7 +22,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from training.engine.machine import cpu_name
+from training.engine.machine import machine_facts
 from training.exporter.onnx_export import export_onnx
 from training.models import create_model
 from training.models.macs import count_macs, count_params
@@ -236,14 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     report = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {
-            "cpu": cpu_name(),
-            "cores": os.cpu_count(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "onnxruntime": ort.__version__,
-            "python": platform.python_version(),
-        },
+        "machine": machine_facts(onnxruntime=ort.__version__),
         "input_size": args.input_size,
         "batch": args.batch,
         "repeats": repeats,

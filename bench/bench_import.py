@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -31,7 +29,7 @@ import torch
 from tests.training.checkpoints import condensenetv2_formula as cdnv2
 from tests.training.checkpoints import torchvision_layout as tv
 from training.checkpoints import import_file
-from training.engine.machine import cpu_name
+from training.engine.machine import machine_facts
 from training.models.macs import count_macs, count_params
 
 OUT_DIR = Path("docs/benchmarks")
@@ -197,13 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         torchvision = measure_torchvision(Path(workdir))
     report = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {
-            "cpu": cpu_name(),
-            "cores": os.cpu_count(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
+        "machine": machine_facts(),
         "tolerance": TOLERANCE,
         "condensenetv2": rows,
         "torchvision": torchvision,
