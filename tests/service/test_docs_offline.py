@@ -7,27 +7,14 @@ Debian's Chromium, as in test_web.py (skipped without it, except under CI).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.service.browser import OUTPUT, chromium, running_service
+from tests.service.browser import OUTPUT
 
 RENDER_TIMEOUT_MS = 30_000
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
-
-
-@pytest.fixture(scope="module")
-def service_url() -> Iterator[str]:
-    with running_service() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture

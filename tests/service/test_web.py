@@ -8,28 +8,15 @@ saved under ``test-output/web/``.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.service.browser import OUTPUT, chromium, running_service
+from tests.service.browser import OUTPUT
 from training.data.synthetic import SyntheticConfig, generate
 
 RESULT_TIMEOUT_MS = 60_000
-
-
-@pytest.fixture(scope="module")
-def service_url() -> Iterator[str]:
-    with running_service() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture
