@@ -285,8 +285,45 @@ def write(results: dict) -> None:
         f"{SLOW_SECONDS:g} s; they ended as",
         f"  {slow['slow_connections']}. Normal requests meanwhile: {_normal(slow['normal'])}.",
         "",
+        "## The issue's aims",
+        "",
+        "| aim | figure | verdict |",
+        "|---|---|---|",
+        *(f"| {aim} | {figure} | {'met' if met else '**NOT met**'} |" for aim, figure, met in verdicts(results)),
+        "",
     ]
     (OUT_DIR / "memory.md").write_text("\n".join(lines))
+
+
+def _ok_share(normal: dict) -> float:
+    """The share of normal requests answered 200 (0 when none was made)."""
+    return normal["statuses"].get("200", 0) / normal["requests"] if normal["requests"] else 0.0
+
+
+def verdicts(results: dict) -> list[tuple[str, str, bool]]:
+    """Issue 22's aims, each as (aim, figure, met): the process tree stays within its memory
+    budget, and normal clients keep being served during hostile uploads."""
+    budget, peaks = results["budget_mib"], results["peaks_mib"]
+    peak = max(peaks.values())
+    large, slow = results["large_uploads"], results["slow_uploads"]
+    return [
+        ("peak resident memory within the budget", f"{peak / budget:.2f}x of the budget", peak <= budget),
+        (
+            "every large upload served (after retries)",
+            f"{large['served']} of {len(large['uploads'])}",
+            large["served"] == len(large["uploads"]),
+        ),
+        (
+            "normal requests answered 200 during the large uploads",
+            f"{_ok_share(large['normal']):.0%}",
+            _ok_share(large["normal"]) == 1.0,
+        ),
+        (
+            "normal requests answered 200 during the slow uploads (before: 503s for 20 s)",
+            f"{_ok_share(slow['normal']):.0%}",
+            _ok_share(slow["normal"]) == 1.0,
+        ),
+    ]
 
 
 def _normal(normal: dict) -> str:
@@ -297,7 +334,11 @@ def _normal(normal: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repo", type=Path, default=Path("model_repo"))
+    parser.add_argument("--report-only", action="store_true", help="rewrite memory.md from memory.json, no run")
     args = parser.parse_args()
+    if args.report_only:
+        write(json.loads((OUT_DIR / "memory.json").read_text()))
+        return 0
     settings = Settings()
     small = encode_clip(128, 128, 16)
     large = padded(encode_clip(1920, 1080, 24), int(settings.max_upload_mb * 1e6) - 1_000_000)
