@@ -72,6 +72,9 @@ STREAM_LIMIT = 1 << 24
 # for its exit status (the cause we log) before killing it.
 EXIT_WAIT_S = 0.2
 RETRY_AFTER = {"Retry-After": "1"}
+# A new process (forkserver, then PyAV's import) may take seconds to answer on a loaded
+# machine: its first exchange waits for it this long, outside any video's decode deadline.
+STARTUP_TIMEOUT_S = 60.0
 
 
 class WorkerDied(Exception):
@@ -231,6 +234,7 @@ class _Worker:
         """Start a fresh process (raises what starting it raised, leaving none running)."""
         self.open_ids.clear()  # a new process holds nothing: sessions open again at their next read
         self.videos, self.rss, self.draining = 0, None, False
+        self.answered = False  # the new process has not yet answered a message (see DecoderPool._exchange)
         self.process, self._socket, self._streams = None, None, None
         self.process, self._socket = self._spawn()
 
@@ -415,6 +419,8 @@ class DecoderPool:
         self._ensure_running(worker)
         worker.busy_since = time.monotonic()
         try:
+            if not worker.answered:  # a fresh process: its start-up is not the video's decode time
+                await self._await_start(worker, session_id)
             reply = await worker.exchange(message, self.hard_deadline_s, data)
         except TimeoutError:
             self._lose(worker, "timeout", session_id)
@@ -431,6 +437,18 @@ class DecoderPool:
             worker.busy_since = None
         self._observe(worker)
         return reply
+
+    async def _await_start(self, worker: _Worker, session_id: int | None) -> None:
+        """Wait (up to :data:`STARTUP_TIMEOUT_S`) for ``worker``'s new process to answer a ping;
+        one that does not, or dies first, is the server's fault: 503."""
+        try:
+            await worker.exchange(("ping",), STARTUP_TIMEOUT_S)
+        except (TimeoutError, EOFError, OSError):
+            if self._closing:
+                raise self._unavailable("the service is shutting down") from None
+            self._lose(worker, "crash", session_id)
+            raise self._unavailable("a new decoder process did not start") from None
+        worker.answered = True
 
     def _observe(self, worker: _Worker) -> None:
         """After an exchange: the worker's memory (reported), and whether it is due for recycling."""

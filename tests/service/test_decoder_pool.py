@@ -98,6 +98,34 @@ def test_a_decoder_killed_mid_read_is_replaced_and_the_read_made_again(clip, ful
     assert f"pid {pid}" in deaths[0] and "SIGKILL" in deaths[0] and f"session {session_id}" in deaths[0]
 
 
+def test_a_fresh_process_gets_its_start_up_time_outside_the_retried_reads_deadline(clip, full, monkeypatch):
+    """The retry after a death waits for the new process to answer a ping first (up to
+    STARTUP_TIMEOUT_S), so a slow start on a loaded machine is not read as a hung decode (a
+    504 seen under CI load when the start counted in the read's deadline of a few seconds)."""
+    exchanges: list[tuple[str, float]] = []
+    original = decoding._Worker.exchange
+
+    async def recorded(self, message, timeout_s, data=None):
+        exchanges.append((message[0], timeout_s))
+        return await original(self, message, timeout_s, data)
+
+    monkeypatch.setattr(decoding._Worker, "exchange", recorded)
+
+    async def scenario(pool):
+        pool.open_function = hostile_decoders.slow  # opens after 0.5 s: time to kill it
+        victim = pool.session(clip, 8, GEOMETRY)
+        pool.open_function = open_reader
+        reading = asyncio.ensure_future(victim.read([0, 1]))
+        await asyncio.sleep(0.2)
+        exchanges.clear()
+        os.kill(victim.worker.process.pid, signal.SIGKILL)
+        np.testing.assert_array_equal(normalise((await reading).frames), full[:2])
+        return pool.hard_deadline_s
+
+    deadline = run(scenario, workers=1)
+    assert exchanges == [("ping", decoding.STARTUP_TIMEOUT_S), ("read", deadline)]
+
+
 def test_a_file_that_crashes_a_fresh_decoder_too_is_the_files_fault(clip, full, caplog):
     metrics = Metrics()
 
