@@ -60,7 +60,7 @@ class OperatingPoint:
 
     thresholds: list[float]  # T_k per step; inf = nobody exits there; the last is -inf
     expected_gmacs: float  # average GMACs per video on the calibration split
-    accuracy: float  # calibration accuracy (top-1 hit) with this policy
+    accuracy: float | None  # calibration accuracy (top-1 hit) with this policy; None: not measured
     exit_fractions: list[float]  # share of calibration videos exiting at each step
     p: float | None = None  # the sweep parameter (None for "full": no early exit)
     name: str | None = None
@@ -207,4 +207,8 @@ def choose_operating_point(points: list[OperatingPoint], choice: str | float) ->
     fitting = [point for point in points if point.expected_gmacs <= choice]
     if not fitting:
         return min(points, key=lambda point: point.expected_gmacs)
-    return max(fitting, key=lambda point: (point.accuracy, -point.expected_gmacs))
+    return max(fitting, key=lambda point: (_measured(point.accuracy), -point.expected_gmacs))
+
+
+def _measured(accuracy: float | None) -> float:
+    return -math.inf if accuracy is None else accuracy

@@ -79,7 +79,9 @@ class OperatingPointSpec(_Strict):
     p: float | None
     thresholds: list[float | Literal["inf", "-inf"]]
     expected_gmacs: float = Field(description="average GMACs per video on the calibration split")
-    accuracy: float = Field(description="on the calibration split")
+    accuracy: float | None = Field(
+        description="on the calibration split; null: not measured (an imported model's points before calibration)"
+    )
     exit_fractions: list[float]
 
 

@@ -33,7 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("model_repo"), help="model repository")
     parser.add_argument("--name", help="pipeline name (default: the run's variant, e.g. adafocus_v2)")
     parser.add_argument("--version", type=int, help="version number (default: the next free one)")
-    parser.add_argument("--tolerance", type=float, default=1e-4, help="max abs diff ONNX Runtime vs PyTorch")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-4,
+        help="max abs diff ONNX Runtime vs PyTorch, over max(1, the output's largest magnitude)",
+    )
     parser.add_argument(
         "--tensorrt",
         action="store_true",

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pipeline.frames.transform import IMAGENET, Normalisation
 
-from .model import AdaFocusConfig, Classifier, FrameOrder, Variant
+from .model import AdaFocusConfig, Classifier, FrameOrder, GlanceResize, Variant
 
 Method = Literal["adafocus_v2", "adafocus_v1"]
 Optimizer = Literal["adamw", "sgd"]
@@ -46,6 +46,10 @@ class TrainConfig:
     frame_size: int = field(default=_ARCHITECTURE.frame_size, metadata=_help("side of the model's square frame"))
     glance_size: int = field(
         default=_ARCHITECTURE.glance_size, metadata=_help("side of the global network's downsampled view")
+    )
+    glance_resize: GlanceResize = field(
+        default=_ARCHITECTURE.glance_resize,
+        metadata=_help("auto (average pooling for an integer factor, else bilinear) or bilinear_align_corners"),
     )
     patch_size: int = field(default=_ARCHITECTURE.patch_size, metadata=_help("side of the focus patch"))
     global_model: str = field(default=_ARCHITECTURE.global_model, metadata=_help("registry name of the global network"))
@@ -153,6 +157,7 @@ class TrainConfig:
             num_frames=self.num_frames,
             frame_size=self.frame_size,
             glance_size=self.glance_size,
+            glance_resize=self.glance_resize,
             patch_size=self.patch_size,
             global_model=self.global_model,
             global_kwargs=dict(self.global_kwargs),

@@ -24,6 +24,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -40,6 +41,10 @@ Variant = Literal["adafocus_v2", "adafocus_v1", "random_patch", "centre_patch", 
 Policy = Literal["regression", "grid", "gaussian"]
 Classifier = Literal["pooling", "gru"]
 FrameOrder = Literal["chronological", "coarse_to_fine"]
+# How the frame becomes the glance's view: "auto" = exact average pooling for an integer factor,
+# bilinear otherwise; "bilinear_align_corners" = bilinear with align_corners=True (the AdaFocusV2
+# authors' ResNet-50 glance at 96x96).
+GlanceResize = Literal["auto", "bilinear_align_corners"]
 VARIANTS: tuple[str, ...] = typing.get_args(Variant)
 POLICIES: tuple[str, ...] = typing.get_args(Policy)
 # Where each variant's local network looks (the manifest's vocabulary, pipeline.manifest.Focus).
@@ -67,6 +72,7 @@ class AdaFocusConfig:
     num_frames: int = 8
     frame_size: int = 128
     glance_size: int = 32
+    glance_resize: GlanceResize = "auto"
     patch_size: int = 64
     global_model: str = "mobilenetv2_035"
     global_kwargs: dict = field(default_factory=lambda: {"output_stride": 8, "last_channels": 256})
@@ -92,6 +98,8 @@ class AdaFocusConfig:
             raise ValueError(f"unknown policy {self.policy!r}; use one of {', '.join(POLICIES)}")
         if self.frame_order not in typing.get_args(FrameOrder):
             raise ValueError("frame_order must be 'chronological' or 'coarse_to_fine'")
+        if self.glance_resize not in typing.get_args(GlanceResize):
+            raise ValueError(f"unknown glance resize {self.glance_resize!r}; use auto or bilinear_align_corners")
         if self.classifier not in typing.get_args(Classifier):
             raise ValueError(f"unknown classifier {self.classifier!r}; use pooling or gru")
         if not 0 < self.glance_size <= self.frame_size:
@@ -104,20 +112,24 @@ class AdaFocusConfig:
 
 
 def coarse_to_fine_order(num_frames: int) -> list[int]:
-    """The middle frame, then both ends, then midpoints of the gaps, level by level.
+    """The middle frame, then both ends, then the midpoints of ever finer segments.
 
-    For 16 frames: 7, 0, 15, 3, 11, 1, 5, 9, 13, 2, 4, 6, 8, 10, 12, 14 (the reference
-    code's order, which sees the whole video early but cannot run on a stream).
+    The AdaFocusV2 authors' test order (their ``input_order``): level ``q = 2, 4, 8, ...``
+    cuts ``[0, T - 1]`` into ``q`` segments at ``floor(linspace(0, T - 1, q + 1))`` and adds
+    each segment's ``floor`` midpoint not yet chosen. For 16 frames: 7, 0, 15, 3, 11, 1, 5,
+    9, 13, 2, 4, 6, 8, 10, 12, 14. It sees the whole video early but cannot run on a stream.
     """
     if num_frames <= 2:
         return list(range(num_frames))
     order = [(num_frames - 1) // 2, 0, num_frames - 1]
-    while len(order) < num_frames:
-        chosen = sorted(order)
-        for low, high in zip(chosen, chosen[1:]):
+    segments = 2
+    while len(order) < num_frames:  # ends: once segments >= T - 1 every frame is a bound
+        bounds = np.floor(np.linspace(0, num_frames - 1, segments + 1)).astype(int).tolist()
+        for low, high in zip(bounds, bounds[1:]):
             middle = (low + high) // 2
-            if middle not in order and middle != low:
+            if middle not in order:
                 order.append(middle)
+        segments *= 2
     return order
 
 
@@ -198,12 +210,16 @@ class AdaFocusV2(nn.Module):
     def glance_input(self, frames: Tensor) -> Tensor:
         """The global network's view: the frame, or a downsample of it.
 
-        An integer factor uses exact average pooling (anti-aliased and cheap); any other
-        size falls back to bilinear interpolation.
+        ``glance_resize`` "auto": an integer factor uses exact average pooling (anti-aliased
+        and cheap), any other size bilinear interpolation; "bilinear_align_corners": bilinear
+        with ``align_corners=True`` at any size (what imported AdaFocusV2 ResNet-50 glances
+        were trained with).
         """
         size, glance = self.config.frame_size, self.config.glance_size
         if glance == size:
             return frames
+        if self.config.glance_resize == "bilinear_align_corners":
+            return F.interpolate(frames, size=(glance, glance), mode="bilinear", align_corners=True)
         if size % glance == 0:
             return F.avg_pool2d(frames, size // glance)
         return F.interpolate(frames, size=(glance, glance), mode="bilinear", align_corners=False)

@@ -37,9 +37,11 @@ class ImportedModel:
     """One of our models filled from a file, with what is needed to rebuild and run it.
 
     ``kind`` says which run folder it makes: ``"image"`` (an image classifier: a registry
-    ``model_name`` and its ``model_kwargs``) is the only one so far.
+    ``model_name`` and its ``model_kwargs``) or ``"adafocus"`` (an
+    :class:`~training.adafocus.model.AdaFocusV2`; ``model_kwargs`` is its config).
     ``preprocessing``: how its inputs were prepared in training (``input_size``, ``resize``,
-    ``mean``, ``std``); ``notes``: the tensors of the file that were reported, not used.
+    ``mean``, ``std``); ``notes``: the tensors of the file that were reported, not used;
+    ``confidence``: a video model's exit criterion in its authors' test code.
     """
 
     kind: str
@@ -49,6 +51,7 @@ class ImportedModel:
     num_classes: int
     preprocessing: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    confidence: str | None = None
 
 
 Build = Callable[[TensorReader, ImportOptions], ImportedModel]
@@ -141,13 +144,9 @@ def _detect(path: str | Path) -> tuple[ImportFormat, Any, dict[str, Tensor]]:
 
 
 # Modules whose ``FORMATS`` list is registered on first use (imported late: they import this one).
-BUILTIN_MODULES = ("torchvision_formats", "backbone_format", "condensenetv2")
+BUILTIN_MODULES = ("torchvision_formats", "backbone_format", "condensenetv2", "adafocusv2_actnet")
 # Formats of issue 23 not implemented yet: listed in --help, refused with a message saying so.
-PLANNED = (
-    ("adafocusv2-actnet", "AdaFocusV2 ActivityNet / FCVID / Mini-Kinetics checkpoints (planned)"),
-    ("adafocusv2-sthsth", "AdaFocusV2 Something-Something V1/V2 and Jester checkpoints, TSM (planned)"),
-    ("condensenetv2", "CondenseNetV2 ImageNet checkpoints, converted and training form (planned)"),
-)
+PLANNED = (("adafocusv2-sthsth", "AdaFocusV2 Something-Something V1/V2 and Jester checkpoints, TSM (planned)"),)
 _builtin_done = False
 
 

@@ -1,5 +1,11 @@
 """The run folder an import writes: the layout of the training command of the model's kind.
 
+An AdaFocus video model (``kind == "adafocus"``) gets what ``python training/train.py`` leaves:
+``model.pt`` (:class:`~training.adafocus.record.ModelRecord`: the architecture, classes, frame
+geometry, normalisation, exit criterion and operating points, MACs counted from the model)
+and ``summary.json``; ``python training/export.py RUN_DIR`` exports it unchanged. Without a
+calibration split the only operating point is ``full`` (every frame; its accuracy unmeasured).
+
 An image classifier (``kind == "image"``) gets what ``python training/train_image.py`` leaves
 at the end of a run: ``model_converted.pt`` (:func:`~training.models.serialization.save_backbone`,
 with the classes and where the weights came from), ``config.json`` (an
@@ -17,6 +23,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pipeline.early_exit import NEVER, OperatingPoint
+from pipeline.frames.transform import FrameGeometry, Normalisation
 from training.image.trainer import ImageTrainConfig
 from training.models.serialization import save_backbone
 
@@ -65,11 +73,13 @@ def write_run_folder(
     imported: ImportedModel, out: Path, classes: list[str], source: Path, format_name: str
 ) -> dict[str, Any]:
     """Write the run folder of ``imported`` into ``out``; returns its ``summary.json``."""
-    if imported.kind != "image":
+    if imported.kind not in ("image", "adafocus"):
         raise CheckpointError(f"no run folder layout for a {imported.kind} model yet")
     check_out_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     origin = {"file": str(source), "sha256": sha256_of(source), "format": format_name, "notes": imported.notes}
+    if imported.kind == "adafocus":
+        return _write_adafocus(imported, out, classes, origin)
     model_kwargs = {"num_classes": imported.num_classes, **imported.model_kwargs}
     save_backbone(
         imported.model, out / IMAGE_MODEL_FILE, imported.model_name, model_kwargs, classes=classes, imported=origin
@@ -99,3 +109,54 @@ def _image_config(imported: ImportedModel, out: Path, source: Path, format_name:
     changes["weights"] = str(source)
     changes["weights_format"] = format_name
     return dataclasses.replace(ImageTrainConfig(), **changes)
+
+
+def full_operating_point(num_frames: int, gmacs_per_frame: float) -> OperatingPoint:
+    """The ``full`` point: every frame processed (no early exit), accuracy not measured."""
+    return OperatingPoint(
+        thresholds=[NEVER] * (num_frames - 1) + [-NEVER],
+        expected_gmacs=gmacs_per_frame * num_frames,
+        accuracy=None,
+        exit_fractions=[0.0] * (num_frames - 1) + [1.0],
+        name="full",
+        names=["full"],
+    )
+
+
+def _write_adafocus(imported: ImportedModel, out: Path, classes: list[str], origin: dict) -> dict[str, Any]:
+    """``model.pt`` and ``summary.json`` of an imported AdaFocus model (a run of train.py's layout)."""
+    # Imported late: the image importers must not pull in the video model's modules.
+    from training.adafocus.costs import step_costs
+    from training.adafocus.record import ModelRecord, save_model
+
+    model, pre = imported.model, imported.preprocessing
+    costs = step_costs(model)
+    point = full_operating_point(model.config.num_frames, costs.total / 1e9)
+    record = ModelRecord(
+        config=model.config,
+        method="adafocus_v2",
+        classes=classes,
+        multi_label=False,
+        geometry=FrameGeometry(resize=pre["resize"], crop=pre["input_size"]),
+        normalisation=Normalisation(tuple(pre["mean"]), tuple(pre["std"])),  # type: ignore[arg-type]
+        confidence=imported.confidence or "max_prob",
+        operating_points=[point.as_dict()],
+        step_macs=costs.as_dict(),
+        train_config={"imported": origin},
+    )
+    save_model(out / "model.pt", model, record)
+    summary = {
+        "method": record.method,
+        "variant": model.config.variant,
+        "config": model.config.as_dict(),
+        "classes": classes,
+        "preprocessing": pre,
+        "confidence": record.confidence,
+        "step_macs": costs.as_dict(),
+        "gmacs_per_frame": costs.total / 1e9,
+        "gmacs_per_video_full": point.expected_gmacs,
+        "operating_points": record.operating_points,
+        "imported": origin,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

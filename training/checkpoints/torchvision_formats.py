@@ -50,7 +50,7 @@ RESNET_DEPTHS = {
 BN_ENTRIES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
-class _Mapper:
+class KeyMapper:
     """Builds our-key -> tensor from the reader, each shape checked against our model."""
 
     def __init__(self, reader: TensorReader, model: nn.Module) -> None:
@@ -86,50 +86,93 @@ class _Mapper:
         ]
 
 
+def map_resnet(mapper: KeyMapper, ours: str, theirs: str, block: str, layers: tuple[int, ...]) -> None:
+    """Map a torchvision-layout ResNet under the key prefix ``theirs`` onto ours under ``ours``
+    (prefixes end with a dot, or are empty); the ``fc`` head is left to the caller."""
+    mapper.conv(f"{ours}stem.0.0", f"{theirs}conv1")
+    mapper.batchnorm(f"{ours}stem.0.1", f"{theirs}bn1")
+    convs = 3 if block == "bottleneck" else 2
+    for stage, repeats in enumerate(layers):
+        for index in range(repeats):
+            our_block, their_block = f"{ours}stages.{stage}.{index}", f"{theirs}layer{stage + 1}.{index}"
+            for k in range(1, convs + 1):
+                mapper.conv(f"{our_block}.conv{k}.0", f"{their_block}.conv{k}")
+                mapper.batchnorm(f"{our_block}.conv{k}.1", f"{their_block}.bn{k}")
+            if f"{our_block}.shortcut.0.weight" in mapper.expected:
+                mapper.conv(f"{our_block}.shortcut.0", f"{their_block}.downsample.0")
+                mapper.batchnorm(f"{our_block}.shortcut.1", f"{their_block}.downsample.1")
+
+
+def map_mobilenetv2(mapper: KeyMapper, ours: str, theirs: str, blocks: int, layout: str) -> None:
+    """Map a MobileNetV2 under ``theirs`` onto ours under ``ours`` (the head is left to the caller).
+
+    ``layout`` "torchvision": ``features.N.conv`` holds [expand ConvBNReLU6 (``.0.0``/``.0.1``),]
+    the depthwise ConvBNReLU6, then the projection as a bare conv and BN; "tonylins" (the
+    pytorch-mobilenet-v2 code the AdaFocus authors use): one flat Sequential, conv / BN /
+    ReLU6 per part, so part ``p``'s conv is ``conv.{3p}`` and its BN ``conv.{3p+1}``. Ours:
+    every part a ConvBnAct (conv ``.0``, BN ``.1``). The stem (``features.0``) and the last
+    1x1 (``features.{blocks+1}``) are conv ``.0`` + BN ``.1`` in all three.
+    """
+    if layout not in ("torchvision", "tonylins"):
+        raise ValueError(f"unknown MobileNetV2 layout {layout!r}")
+    for index in (0, blocks + 1):
+        mapper.conv(f"{ours}features.{index}.0", f"{theirs}features.{index}.0")
+        mapper.batchnorm(f"{ours}features.{index}.1", f"{theirs}features.{index}.1")
+    for index in range(1, blocks + 1):
+        our_block, their_block = f"{ours}features.{index}.block", f"{theirs}features.{index}.conv"
+        parts = 3 if f"{our_block}.2.0.weight" in mapper.expected else 2
+        for part in range(parts):
+            if layout == "tonylins":
+                conv, norm = f"{their_block}.{3 * part}", f"{their_block}.{3 * part + 1}"
+            elif part < parts - 1:
+                conv, norm = f"{their_block}.{part}.0", f"{their_block}.{part}.1"
+            else:
+                conv, norm = f"{their_block}.{part}", f"{their_block}.{part + 1}"
+            mapper.conv(f"{our_block}.{part}.0", conv)
+            mapper.batchnorm(f"{our_block}.{part}.1", norm)
+
+
 # -- ResNet ------------------------------------------------------------------------------
 def _looks_like_resnet(state: Mapping[str, Tensor]) -> bool:
     return "conv1.weight" in state and "layer1.0.conv1.weight" in state
 
 
-def _resnet_layout(reader: TensorReader) -> tuple[str, tuple[int, ...]]:
-    """(``basic`` or ``bottleneck``, blocks per stage) from the file's keys."""
+def resnet_layout(reader: TensorReader, prefix: str = "") -> tuple[str, tuple[int, ...]]:
+    """(``basic`` or ``bottleneck``, blocks per stage) of the torchvision ResNet under ``prefix``."""
     blocks = [0, 0, 0, 0]
+    pattern = re.compile(re.escape(prefix) + r"layer([1-4])\.(\d+)\.conv1\.weight$")
     for key in reader.keys():
-        match = re.match(r"layer([1-4])\.(\d+)\.conv1\.weight$", key)
+        match = pattern.match(key)
         if match:
             stage = int(match.group(1)) - 1
             blocks[stage] = max(blocks[stage], int(match.group(2)) + 1)
     if min(blocks) == 0:
-        raise CheckpointError(f"{reader.source}: not a torchvision ResNet (stages with blocks: {blocks})")
-    return ("bottleneck" if "layer1.0.conv3.weight" in reader else "basic"), tuple(blocks)
+        where = f" under {prefix!r}" if prefix else ""
+        raise CheckpointError(f"{reader.source}: not a torchvision ResNet{where} (stages with blocks: {blocks})")
+    return ("bottleneck" if f"{prefix}layer1.0.conv3.weight" in reader else "basic"), tuple(blocks)
+
+
+def resnet_name(reader: TensorReader, prefix: str = "") -> tuple[str, str, tuple[int, ...]]:
+    """Our registry name of the ResNet under ``prefix``, with its block kind and blocks per stage."""
+    block, layers = resnet_layout(reader, prefix)
+    name = RESNET_DEPTHS.get((block, layers))
+    if name is None:
+        known = ", ".join(f"{n} ({b}, {list(d)})" for (b, d), n in RESNET_DEPTHS.items())
+        raise CheckpointError(f"{reader.source}: a {block} ResNet with {list(layers)} blocks per stage; known: {known}")
+    return name, block, layers
 
 
 def build_resnet(reader: TensorReader, options: ImportOptions) -> ImportedModel:
     """A torchvision ResNet state dict as our ResNet of the same depth, width and classes."""
     _no_patch_size(options, "torchvision-resnet")
-    block, layers = _resnet_layout(reader)
-    name = RESNET_DEPTHS.get((block, layers))
-    if name is None:
-        known = ", ".join(f"{n} ({b}, {list(d)})" for (b, d), n in RESNET_DEPTHS.items())
-        raise CheckpointError(f"{reader.source}: a {block} ResNet with {list(layers)} blocks per stage; known: {known}")
+    name, block, layers = resnet_name(reader)
     width = reader.shape("conv1.weight")[0]
     num_classes = reader.shape("fc.weight")[0] if "fc.weight" in reader else 0
     kwargs = {"width": width} if width != 64 else {}
     # drop_rate 0: torchvision's ResNet has no dropout before fc.
     model = create_model(name, num_classes=num_classes, zero_init_residual=False, **kwargs)
-    mapper = _Mapper(reader, model)
-    mapper.conv("stem.0.0", "conv1")
-    mapper.batchnorm("stem.0.1", "bn1")
-    convs = 3 if block == "bottleneck" else 2
-    for stage, repeats in enumerate(layers):
-        for index in range(repeats):
-            ours, theirs = f"stages.{stage}.{index}", f"layer{stage + 1}.{index}"
-            for k in range(1, convs + 1):
-                mapper.conv(f"{ours}.conv{k}.0", f"{theirs}.conv{k}")
-                mapper.batchnorm(f"{ours}.conv{k}.1", f"{theirs}.bn{k}")
-            if f"{ours}.shortcut.0.weight" in mapper.expected:
-                mapper.conv(f"{ours}.shortcut.0", f"{theirs}.downsample.0")
-                mapper.batchnorm(f"{ours}.shortcut.1", f"{theirs}.downsample.1")
+    mapper = KeyMapper(reader, model)
+    map_resnet(mapper, "", "", block, layers)
     if num_classes:
         mapper.linear("classifier", "fc")
     load_mapped(model, mapper.mapping, reader.source)
@@ -149,51 +192,45 @@ def _looks_like_mobilenetv2(state: Mapping[str, Tensor]) -> bool:
     return "features.0.0.weight" in state and any(re.match(r"features\.\d+\.conv\.", key) for key in state)
 
 
-def _width_mult(reader: TensorReader) -> float:
-    """The width multiplier whose channel counts match the file (stem and last block)."""
-    stem = reader.shape("features.0.0.weight")[0]
+MOBILENETV2_BLOCKS = sum(n for _, _, n, _ in INVERTED_RESIDUAL_SETTING)  # 17 inverted residuals
+
+
+def mobilenetv2_kwargs(reader: TensorReader, prefix: str = "", layout: str = "torchvision") -> dict:
+    """Our MobileNetV2 builder arguments (``width_mult``, ``last_channels``) for the network
+    under ``prefix`` (layouts as in :func:`map_mobilenetv2`), read from the channel counts of
+    its stem, last block and last 1x1 conv."""
+    stem = reader.shape(f"{prefix}features.0.0.weight")[0]
     last = INVERTED_RESIDUAL_SETTING[-1][1]
-    blocks = sum(n for _, _, n, _ in INVERTED_RESIDUAL_SETTING)
-    project = f"features.{blocks}.conv.2.weight"
+    # The last block expands (t = 6): its projection is part 2.
+    project = f"{prefix}features.{MOBILENETV2_BLOCKS}.conv." + ("6" if layout == "tonylins" else "2") + ".weight"
     if project not in reader:
-        raise CheckpointError(f"{reader.source}: no {project}: not torchvision's MobileNetV2 layout (17 blocks)")
+        raise CheckpointError(f"{reader.source}: no {project}: not a {layout} MobileNetV2 layout (17 blocks)")
     out = reader.shape(project)[0]
+    width_mult = None
     # The usual multipliers first, then the one the last block's width implies.
     for candidate in (1.0, 0.35, 0.5, 0.75, 1.3, 1.4, out / last):
         if make_divisible(32 * candidate) == stem and make_divisible(last * candidate) == out:
-            return candidate
-    raise CheckpointError(
-        f"{reader.source}: no width multiplier gives a {stem}-channel stem and {out}-channel last block"
-    )
+            width_mult = candidate
+            break
+    if width_mult is None:
+        raise CheckpointError(
+            f"{reader.source}: no width multiplier gives a {stem}-channel stem and {out}-channel last block"
+        )
+    kwargs: dict = {"width_mult": width_mult} if width_mult != 1.0 else {}
+    last_channels = reader.shape(f"{prefix}features.{MOBILENETV2_BLOCKS + 1}.0.weight")[0]
+    if last_channels != make_divisible(1280 * max(1.0, width_mult)):
+        kwargs["last_channels"] = last_channels
+    return kwargs
 
 
 def build_mobilenetv2(reader: TensorReader, options: ImportOptions) -> ImportedModel:
     """A torchvision ``mobilenet_v2`` state dict as our MobileNetV2."""
     _no_patch_size(options, "torchvision-mobilenetv2")
-    width_mult = _width_mult(reader)
-    blocks = sum(n for _, _, n, _ in INVERTED_RESIDUAL_SETTING)
-    last_key = f"features.{blocks + 1}.0.weight"
-    last_channels = reader.shape(last_key)[0]
+    kwargs = mobilenetv2_kwargs(reader)
     num_classes = reader.shape("classifier.1.weight")[0] if "classifier.1.weight" in reader else 0
-    kwargs: dict = {"width_mult": width_mult} if width_mult != 1.0 else {}
-    if last_channels != make_divisible(1280 * max(1.0, width_mult)):
-        kwargs["last_channels"] = last_channels
     model = create_model("mobilenetv2", num_classes=num_classes, **kwargs)
-    mapper = _Mapper(reader, model)
-    mapper.conv("features.0.0", "features.0.0")
-    mapper.batchnorm("features.0.1", "features.0.1")
-    for index in range(1, blocks + 1):
-        ours, theirs = f"features.{index}.block", f"features.{index}.conv"
-        # torchvision: [expand ConvBNReLU6,] depthwise ConvBNReLU6, then the projection as a
-        # bare conv + BN; ours: every part a ConvBnAct (conv .0, BN .1).
-        parts = 3 if f"{ours}.2.0.weight" in mapper.expected else 2
-        for part in range(parts - 1):
-            mapper.conv(f"{ours}.{part}.0", f"{theirs}.{part}.0")
-            mapper.batchnorm(f"{ours}.{part}.1", f"{theirs}.{part}.1")
-        mapper.conv(f"{ours}.{parts - 1}.0", f"{theirs}.{parts - 1}")
-        mapper.batchnorm(f"{ours}.{parts - 1}.1", f"{theirs}.{parts}")
-    mapper.conv(f"features.{blocks + 1}.0", f"features.{blocks + 1}.0")
-    mapper.batchnorm(f"features.{blocks + 1}.1", f"features.{blocks + 1}.1")
+    mapper = KeyMapper(reader, model)
+    map_mobilenetv2(mapper, "", "", MOBILENETV2_BLOCKS, "torchvision")
     if num_classes:
         mapper.linear("classifier", "classifier.1")
     load_mapped(model, mapper.mapping, reader.source)

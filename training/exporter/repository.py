@@ -102,10 +102,13 @@ def export_run(
         relative = f"{triton_model}/{version}/model.onnx"
         path = export_onnx(graph.module, graph.inputs, out / relative, graph.input_names, graph.output_names)
         expected = _outputs(graph)
-        difference = compare_with_onnxruntime(graph, path, expected)
-        log(f"{relative}: ONNX Runtime vs PyTorch max abs diff {difference:.2e}")
-        if difference > tolerance:
-            raise ValueError(f"{relative} differs from PyTorch by {difference:.2e} (> {tolerance:g})")
+        difference, scaled = compare_with_onnxruntime(graph, path, expected)
+        log(f"{relative}: ONNX Runtime vs PyTorch max abs diff {difference:.2e} ({scaled:.2e} of max(1, |output|))")
+        if scaled > tolerance:
+            raise ValueError(
+                f"{relative} differs from PyTorch by {difference:.2e}, {scaled:.2e} of max(1, the output's largest "
+                f"magnitude) (> {tolerance:g})"
+            )
         inputs = _tensor_specs(graph.input_names, graph.inputs)
         outputs = _tensor_specs(graph.output_names, expected)
         is_classifier = graph.name == "classifier"

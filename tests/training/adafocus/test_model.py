@@ -181,6 +181,9 @@ def test_real_early_exit_matches_the_offline_simulation(frame_order: str):
 
 def test_frame_orders():
     assert coarse_to_fine_order(16) == [7, 0, 15, 3, 11, 1, 5, 9, 13, 2, 4, 6, 8, 10, 12, 14]
+    # The authors' input_order (LeapLabTHU/AdaFocusV2 test_early_exit.py, run at e97987c) where a
+    # plain "midpoints of the gaps" order would differ from theirs:
+    assert coarse_to_fine_order(20) == [9, 0, 19, 4, 14, 2, 6, 11, 16, 1, 3, 5, 8, 10, 12, 15, 17, 7, 13, 18]
     for n in range(1, 20):
         assert sorted(coarse_to_fine_order(n)) == list(range(n))
     model = tiny_model(frame_order="coarse_to_fine")

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tests.training.checkpoints.weight_formula import tensor_value
+
 DATA = Path(__file__).resolve().parents[2] / "data" / "condensenetv2"
 GROUPS_A = 8
 GROUPS = {"a": 8, "b": 6, "c": 8}  # the authors' group counts of cdnv2_a / b / c
@@ -40,37 +42,10 @@ def load_reference(variant: str) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
-def uniform(number: int, count: int) -> np.ndarray:
-    """``count`` values in [-1, 1): splitmix64 of ``number * 2**32 + i``."""
-    with np.errstate(over="ignore"):
-        x = np.arange(count, dtype=np.uint64) + np.uint64(number) * np.uint64(1 << 32)
-        x = x + np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        x = x ^ (x >> np.uint64(31))
-    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53) * 2.0 - 1.0
-
-
 def keeps(channels: int, groups: int) -> np.ndarray:
     """``(G, N)`` bool: which channels each group keeps."""
     g, j = np.meshgrid(np.arange(groups), np.arange(channels), indexing="ij")
     return (j * 1009 + g * 37) % channels < channels // groups
-
-
-def _value(key: str, shape: list[int], number: int, seed: int) -> np.ndarray:
-    count = int(np.prod(shape)) if shape else 1
-    u = uniform(seed * 100_000 + number, count).reshape(shape)
-    name = key.rsplit(".", 1)[-1]
-    if name == "num_batches_tracked":
-        return np.zeros(shape, np.int64)
-    if name == "running_var":
-        return (1.0 + 0.25 * (u + 1.0)).astype(np.float32)
-    if name in ("running_mean", "bias"):
-        return (0.1 * u).astype(np.float32)
-    if name == "weight" and len(shape) == 1:  # BN gamma
-        return (1.0 + 0.2 * u).astype(np.float32)
-    gain = 2.0 if len(shape) == 4 else 1.0
-    return (u * np.sqrt(3.0 * gain / int(np.prod(shape[1:])))).astype(np.float32)
 
 
 def _structure(key: str, shape: list[int], groups: int) -> np.ndarray:
@@ -104,7 +79,7 @@ def authors_state_dict(layout: list, seed: int, groups: int = GROUPS_A) -> dict[
         if name in ("_mask", "_stage", "_count", "index"):
             array = _structure(key, shape, groups)
         else:
-            array = _value(key, shape, number, seed)
+            array = tensor_value(key, shape, number, seed)
         state[key] = torch.from_numpy(np.array(array, copy=True))  # keeps 0-d shapes
     for key in [k for k in state if k.endswith(".conv_1.index")]:
         # a converted LGC's BN holds kept channel index[i]'s statistics at i (copies agree)

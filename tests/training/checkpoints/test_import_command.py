@@ -55,7 +55,7 @@ def test_without_labels_the_classes_are_numbered_with_a_warning(resnet18_file, t
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--format", "adafocusv2-actnet"], "adafocusv2-actnet is planned but not implemented yet"),
+        (["--format", "adafocusv2-actnet", "--patch-size", "128"], "is not a adafocusv2-actnet file"),
         (["--format", "nope"], "unknown format 'nope'"),
         (["--format", "torchvision-mobilenetv2"], "is not a torchvision-mobilenetv2 file"),
         (["--format", "torchvision-resnet", "--patch-size", "96"], "--patch-size applies to the AdaFocus formats"),
