@@ -110,3 +110,15 @@ def test_bad_calibration_input_is_refused():
         calibrate(np.zeros((0, 4, 3)), np.zeros(0), [1.0] * 4)
     with pytest.raises(ValueError, match="step costs"):
         calibrate(np.zeros((2, 4, 3)), np.zeros(2), [1.0] * 3)
+
+
+def test_a_point_whose_accuracy_was_not_measured_is_chosen_after_measured_ones():
+    """An imported model's ``full`` point has no accuracy (nothing was calibrated): a budget that fits it
+    and a measured point takes the measured one, and a budget that fits only it takes it."""
+    unmeasured = OperatingPoint([math.inf, -math.inf], 2.0, None, [0.0, 1.0], name="full", names=["full"])
+    measured = OperatingPoint([0.5, -math.inf], 1.5, 0.7, [0.5, 0.5], p=1.0, name="fast", names=["fast"])
+    restored = OperatingPoint.from_dict(unmeasured.as_dict())
+    assert restored.accuracy is None
+    assert choose_operating_point([restored, measured], 5.0) is measured
+    assert choose_operating_point([restored], 5.0) is restored
+    assert choose_operating_point([restored, measured], "full") is restored

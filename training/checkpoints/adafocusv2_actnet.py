@@ -87,36 +87,42 @@ def _glance(reader: TensorReader) -> tuple[str, dict, int, str, list[str]]:
     )
 
 
-def build_actnet(reader: TensorReader, options: ImportOptions) -> ImportedModel:
-    """An AdaFocusV2 ActivityNet-family checkpoint as our :class:`AdaFocusV2`, every tensor used or reported."""
+def _config(reader: TensorReader, options: ImportOptions) -> tuple[AdaFocusConfig, list[str]]:
+    """Our architecture for the file (every size read from its shapes), and the glance's unused head keys."""
     if options.patch_size is None:
         raise CheckpointError(f"{FORMAT}: the file does not record the patch size; give --patch-size (96, 128 or 160)")
     global_model, global_kwargs, glance_size, glance_resize, glance_head = _glance(reader)
     local_model, _, _ = resnet_name(reader, "local_CNN.")
-    hidden = reader.shape("policy_stn.gru.weight_hh_l0")[1]
-    config = AdaFocusConfig(
-        num_classes=reader.shape("global_CNN_fc.1.weight")[0],
-        num_frames=_num_steps(reader),
-        frame_size=FRAME_SIZE,
-        glance_size=glance_size,
-        glance_resize=glance_resize,  # type: ignore[arg-type]
-        patch_size=options.patch_size,
-        global_model=global_model,
-        global_kwargs=global_kwargs,
-        local_model=local_model,
-        local_kwargs={},
-        policy_channels=reader.shape("policy_stn.encoder.0.weight")[0],
-        policy_hidden=hidden,
-        classifier="pooling",
-        classifier_width=reader.shape("classifier.mlp.layers.0.weight")[0],
-        dropout=0.2,  # their --dropout; inactive at inference
-        frame_order="coarse_to_fine",
-    )
     try:
-        model = AdaFocusV2(config)
+        config = AdaFocusConfig(
+            num_classes=reader.shape("global_CNN_fc.1.weight")[0],
+            num_frames=_num_steps(reader),
+            frame_size=FRAME_SIZE,
+            glance_size=glance_size,
+            glance_resize=glance_resize,  # type: ignore[arg-type]
+            patch_size=options.patch_size,
+            global_model=global_model,
+            global_kwargs=global_kwargs,
+            local_model=local_model,
+            local_kwargs={},
+            policy_channels=reader.shape("policy_stn.encoder.0.weight")[0],
+            policy_hidden=reader.shape("policy_stn.gru.weight_hh_l0")[1],
+            classifier="pooling",
+            classifier_width=reader.shape("classifier.mlp.layers.0.weight")[0],
+            dropout=0.2,  # their --dropout; inactive at inference
+            frame_order="coarse_to_fine",
+        )
     except ValueError as error:  # a patch size larger than the frame, say
         raise CheckpointError(f"{FORMAT}: {error}") from None
+    return config, glance_head
+
+
+def build_actnet(reader: TensorReader, options: ImportOptions) -> ImportedModel:
+    """An AdaFocusV2 ActivityNet-family checkpoint as our :class:`AdaFocusV2`, every tensor used or reported."""
+    config, glance_head = _config(reader, options)
+    model = AdaFocusV2(config)
     mapper = KeyMapper(reader, model)
+    global_model = config.global_model
     if global_model == "mobilenetv2":
         map_mobilenetv2(mapper, "global_net.", "global_CNN.", MOBILENETV2_BLOCKS, "tonylins")
     else:
