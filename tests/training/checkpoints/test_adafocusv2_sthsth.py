@@ -15,8 +15,9 @@ their README's options: ``--arch resnet50 --num_segments 8 --shift --shift_div 8
   ``(row, col)``).
 
 Weights: :func:`tests.training.checkpoints.weight_formula.tensor_value`, except the policy's
-last Linear (``policy_stn.10``), scaled by :data:`POLICY_HEAD_SCALE` so that the sigmoid stays
-away from 0 and 1 (unscaled, the patch sits in a corner and the location test tests nothing).
+last Linear (``policy_stn.10``), scaled by :data:`POLICY_HEAD_SCALE` so that the locations spread
+over the frame (0.27 to 0.74; unscaled they all lie within 0.07 of the centre, where a wrong
+crop or a (row, col) swap would hardly move the logits).
 """
 
 from __future__ import annotations
