@@ -78,6 +78,17 @@ def choose_exit(model: ServedModel, value: str) -> ExitChoice | None:
     return choose_point(model, parse_exit(value))
 
 
+def default_exit(model: ServedModel, value: str) -> ExitChoice | None:
+    """The exit of a request that names none: the server's default (``ADAFOCUS_DEFAULT_EXIT``) where
+    ``model`` has it, else every frame. An imported model has only the ``full`` point until it is
+    calibrated; a request to it without ``exit`` is served in full, not refused for a name it
+    never asked for. (A request that names a point the model lacks is still a 422.)"""
+    try:
+        return choose_exit(model, value)
+    except Problem:
+        return None
+
+
 def parse_exit(value: str) -> str | float | None:
     """``off`` (every frame), an operating point's name, or a GMACs-per-video budget: a finite
     positive number (422 otherwise, never another operating point in silence)."""

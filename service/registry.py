@@ -88,6 +88,14 @@ class ReferenceMismatchError(Exception):
 _EXPLAINED = (ModelRepositoryError, SessionError, ReferenceMismatchError)
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _one_line(error: BaseException) -> str:
     """``error`` as one line for a log and an answer (ONNX Runtime's messages span several)."""
     text = " ".join(str(error).split()) or type(error).__name__
@@ -136,6 +144,17 @@ class ModelRegistry:
             return
         self.models[(name, model.version)] = model
         log.info("loaded %s v%d on %s", name, model.version, ", ".join(model.providers))
+        default = self.settings.default_exit
+        names = {point_name for point in model.operating_points for point_name in point.names}
+        if default != "off" and default not in names and not _is_number(default):
+            log.warning(
+                "%s v%d has no operating point %r (ADAFOCUS_DEFAULT_EXIT): requests that name no exit run "
+                "every frame (it has: %s)",
+                name,
+                model.version,
+                default,
+                ", ".join(sorted(names)),
+            )
 
     def _build(self, name: str, version: int | None, providers: list[str]) -> ServedModel:
         pipeline = load_pipeline(self.settings.model_repo, name, version)

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from .classify import ClassifyRequest, choose_exit, classify_video
+from .classify import ClassifyRequest, choose_exit, classify_video, default_exit
 from .dependencies import DecoderDep, MetricsDep, RegistryDep, SettingsDep, UploadGateDep, require_api_key
 from .metrics import MODEL_LABELS_KEY, model_labels
 from .problems import Problem
@@ -97,7 +97,8 @@ async def classify(
     if not registry.ready:
         raise Problem(503, "Not ready", "models are still loading", {"Retry-After": "5"})
     served = served_model(request, registry, model, version)
-    chosen = choose_exit(served, exit or settings.default_exit)  # a bad option is refused before the upload
+    # A bad option is refused before the upload.
+    chosen = choose_exit(served, exit) if exit else default_exit(served, settings.default_exit)
     async with receive_upload(request, uploads) as video:
         if metrics.in_flight >= settings.max_in_flight:
             raise Problem(503, "Overloaded", "too many requests in flight; retry shortly", {"Retry-After": "1"})

@@ -59,7 +59,10 @@ class Settings(BaseSettings):
     upload_memory_mb: float = Field(
         800.0, gt=0, description="upload bytes held in memory at once, all requests together (503 past it)"
     )
-    default_exit: str = Field("balanced", description="operating point used when a request names none")
+    default_exit: str = Field(
+        "balanced",
+        description="operating point used when a request names none; a model without it runs every frame",
+    )
     max_batch: int = Field(32, ge=1, description="most frames in one batched step (dynamic batching)")
     # 10 rather than 2 on CPU: bigger batches cost less CPU per frame, and the wait only runs
     # while clips that can still send a row are missing (A/B on 2 cores, c16: balanced exit
