@@ -1,6 +1,7 @@
 """Full-size parity of the checkpoint importer with the authors' code (issue 23).
 
-    .venv/bin/python -m bench.bench_import     # writes docs/benchmarks/import.{json,md}
+    .venv/bin/python -m bench.bench_import                # writes docs/benchmarks/import.{json,md}
+    .venv/bin/python -m bench.bench_import --only served  # re-measures one part, keeps the other's results
 
 For each of CondenseNetV2 A, B and C it writes the converted file and the training-form file
 (``module.``-prefixed, as the authors' training saves it) from the reference data's weight
@@ -12,6 +13,11 @@ tests/data/condensenetv2): the converted file as imported, our inference form of
 authors' conversion of the same model. Parameters and MACs are counted from the imported models
 (training/models/macs.py). The torchvision formats are checked on the suite's small data
 (tests/data/checkpoints, 64x64 input). The suite checks A only; this checks the full sizes.
+
+The ``served`` part (bench/import_served.py) imports, exports and serves a paper-size AdaFocusV2
+ActivityNet checkpoint and compares the service's answer on the reference video with the
+authors' code; its results are the JSON's ``adafocusv2_actnet_served``. ``--only parity`` or
+``--only served`` re-measures that part and keeps the other's results from ``--out``'s JSON.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.import_served import markdown_section, measure_actnet_served
 from tests.training.checkpoints import condensenetv2_formula as cdnv2
 from tests.training.checkpoints import torchvision_layout as tv
 from training.checkpoints import import_file
@@ -35,6 +42,8 @@ from training.models.macs import count_macs, count_params
 OUT_DIR = Path("docs/benchmarks")
 VARIANTS = ("a", "b", "c")
 TOLERANCE = 1e-4  # the suite's
+PARTS = ("parity", "served")
+SERVED = "adafocusv2_actnet_served"  # the served part's key in the JSON
 TORCHVISION = Path(__file__).resolve().parents[1] / "tests" / "data" / "checkpoints" / "torchvision_parity.npz"
 TORCHVISION_CASES = {
     "resnet18": ("torchvision-resnet", lambda: tv.resnet_shapes("basic", (2, 2, 2, 2))),
@@ -173,7 +182,28 @@ def write_report(report: dict, out_dir: Path) -> None:
         for c in row["parity"].values()
     ) and all(r["max_abs_diff"] < report["tolerance"] and r["same_top1"] for r in report["torchvision"])
     lines += ["", f"All within tolerance with the same top-1: **{'yes' if verdict else 'no'}**.", ""]
+    if SERVED in report:
+        lines += [*markdown_section(report[SERVED]), ""]
     (out_dir / "import.md").write_text("\n".join(lines))
+
+
+def measure_parity(variants: list[str]) -> dict:
+    """The parity part: CondenseNetV2 variants and the torchvision formats, with the machine."""
+    rows = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for variant in variants:
+            print(f"condensenetv2_{variant} ...", file=sys.stderr, flush=True)
+            rows.append(measure_condensenetv2(variant, Path(workdir)))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        print("torchvision formats ...", file=sys.stderr, flush=True)
+        torchvision = measure_torchvision(Path(workdir))
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine_facts(),
+        "tolerance": TOLERANCE,
+        "condensenetv2": rows,
+        "torchvision": torchvision,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,25 +211,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     parser.add_argument("--report-only", action="store_true", help="rewrite the table from --out's JSON")
+    parser.add_argument(
+        "--only", choices=PARTS, help="re-measure this part only, keeping the other's results from --out's JSON"
+    )
     args = parser.parse_args(argv)
     if args.report_only:
         write_report(json.loads((args.out / "import.json").read_text()), args.out)
         return 0
-    rows = []
-    with tempfile.TemporaryDirectory() as workdir:
-        for variant in args.variants:
-            print(f"condensenetv2_{variant} ...", file=sys.stderr, flush=True)
-            rows.append(measure_condensenetv2(variant, Path(workdir)))
-            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-        print("torchvision formats ...", file=sys.stderr, flush=True)
-        torchvision = measure_torchvision(Path(workdir))
-    report = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": machine_facts(),
-        "tolerance": TOLERANCE,
-        "condensenetv2": rows,
-        "torchvision": torchvision,
-    }
+    # --only: the other part's results (and the machine block of the parity part) stay as they are
+    report = json.loads((args.out / "import.json").read_text()) if args.only else {}
+    if args.only != "served":
+        report.update(measure_parity(args.variants))
+    if args.only != "parity":
+        print("adafocusv2 actnet, paper size, served ...", file=sys.stderr, flush=True)
+        with tempfile.TemporaryDirectory() as workdir:
+            report[SERVED] = measure_actnet_served(Path(workdir))
     write_report(report, args.out)
     print((args.out / "import.md").read_text())
     return 0
