@@ -144,7 +144,7 @@ def _detect(path: str | Path) -> tuple[ImportFormat, Any, dict[str, Tensor]]:
 
 
 # Modules whose ``FORMATS`` list is registered on first use (imported late: they import this one).
-BUILTIN_MODULES = ("torchvision_formats", "backbone_format", "condensenetv2", "adafocusv2_actnet")
+BUILTIN_MODULES = ("torchvision_formats", "backbone_format", "condensenetv2", "adafocusv2_actnet", "adafocusv2_sthsth")
 # Formats of issue 23 not implemented yet: listed in --help, refused with a message saying so.
 PLANNED = (("adafocusv2-sthsth", "AdaFocusV2 Something-Something V1/V2 and Jester checkpoints, TSM (planned)"),)
 _builtin_done = False
