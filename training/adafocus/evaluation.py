@@ -89,9 +89,26 @@ def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
     return float(precision[hits].mean())
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (float64, shifted by the maximum for stability)."""
+    shifted = np.asarray(logits, dtype=np.float64)
+    shifted = shifted - shifted.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
 def mean_average_precision(logits: np.ndarray, multi_hot: np.ndarray) -> float:
-    """mAP over the classes that have at least one positive."""
-    values = [average_precision(logits[:, k], multi_hot[:, k]) for k in range(logits.shape[1])]
+    """mAP of ``(N, K)`` logits against ``(N, K)`` multi-hot targets, as the AdaFocusV2 authors
+    compute it for ActivityNet / FCVID (``cal_map`` in their ``ops/utils.py``): each class ranks
+    the videos by its softmax probability over all ``K`` classes, not by its raw logit. The two
+    rankings differ because a video's softmax also depends on its other classes' logits.
+
+    The mean is over the classes with at least one positive; the authors' code also averages in
+    the classes without one, as AP 0, which makes no difference on a split where every class
+    has a video (their benchmarks' validation splits) and only lowers the figure otherwise.
+    """
+    probabilities = softmax(logits)
+    values = [average_precision(probabilities[:, k], multi_hot[:, k]) for k in range(logits.shape[1])]
     values = [v for v in values if not np.isnan(v)]
     return float(np.mean(values)) if values else float("nan")
 
