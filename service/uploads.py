@@ -220,13 +220,17 @@ class Progress:
     def too_slow(self, now: float) -> bool:
         return self.rate(now) < self.limits.min_bytes_per_s
 
-    def deadline(self) -> float:
-        idle = self.last + self.limits.idle_timeout_s
+    def idle_deadline(self) -> float:
+        return self.last + self.limits.idle_timeout_s
+
+    def rate_deadline(self) -> float:
+        """When the average falls below the minimum (never before the idle timeout)."""
         if self.limits.min_bytes_per_s <= 0:
-            return idle
-        # The average falls below the minimum at started + received / rate.
-        too_slow = self.started + max(self.limits.idle_timeout_s, self.received / self.limits.min_bytes_per_s)
-        return min(idle, too_slow)
+            return float("inf")
+        return self.started + max(self.limits.idle_timeout_s, self.received / self.limits.min_bytes_per_s)
+
+    def deadline(self) -> float:
+        return min(self.idle_deadline(), self.rate_deadline())
 
     def evict(self) -> None:
         """Cut this upload (it is too slow and another needs its slot)."""
@@ -236,7 +240,9 @@ class Progress:
 
     def timed_out(self) -> Problem:
         now = asyncio.get_running_loop().time()
-        if now >= self.last + self.limits.idle_timeout_s:
+        # Name the rule whose deadline came first, not whichever holds by the time the timer
+        # fired (both often do, and which one then depends on the event loop's latency).
+        if not self.evicted and self.idle_deadline() <= self.rate_deadline():
             detail = f"nothing was received for {self.limits.idle_timeout_s:g} s"
         else:
             detail = (

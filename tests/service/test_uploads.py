@@ -141,14 +141,15 @@ def _parsed(answer: bytes) -> tuple[int, dict[str, str], dict]:
 
 
 def test_slow_uploads_hold_no_inference_slot_and_are_cut_off(live, clip):
-    """Slow-loris: four uploads at 4 bytes/s and one that declares 150 MB and sends 3 bytes.
-    With one inference slot, a normal client still gets its 200s while they upload; each slow
-    one gets a 408 once it is older than the idle timeout (1.5 s) and slower than 1 KB/s (or
-    idle that long), and its connection is closed."""
+    """Slow-loris: four uploads at 4 bytes/s and one that declares 150 MB, sends 3 KB at once
+    and then nothing. With one inference slot, a normal client still gets its 200s while they
+    upload; each slow one gets a 408 once it is older than the idle timeout (1.5 s) and slower
+    than 1 KB/s, the stalled one once it has been idle that long (its 3 KB keep its average
+    above 1 KB/s until 3 s), and every connection is closed."""
     url, port = live
     started = time.monotonic()
     slow = [_open_upload(port, 1000, b"x") for _ in range(4)]
-    lying = _open_upload(port, 150_000_000, b"abc")
+    lying = _open_upload(port, 150_000_000, b"abc" * 1000)
     with ThreadPoolExecutor(len(slow) + 1) as pool:
         # 4 bytes/s until 1.1 s: cut at 1.5 s by the rate rule (not idle for 1.5 s).
         answers = [pool.submit(_trickle_until_answered, c, 0.25, 1.1) for c in slow]
