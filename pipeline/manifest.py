@@ -25,6 +25,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pipeline.frames.sampling import Samples
+
 MANIFEST_FORMAT = "adafocus-pipeline/1"
 
 # Where the local network looks, one vocabulary for the model (training) and the manifest:
@@ -34,6 +36,11 @@ Focus = Literal["policy", "random", "centre", "full_frame", "none"]
 ServedFocus = Literal["policy", "centre", "full_frame", "none"]
 # The focus kinds that crop a patch (the others see the whole frame, or nothing).
 PATCH_FOCUS: tuple[Focus, ...] = ("policy", "random", "centre")
+# How a model consumes time: ``streaming``, a step per frame with running states and early
+# exit (glance, focus and classifier graphs); ``whole_clip``, one pass over every sampled
+# frame (a bidirectional temporal shift needs them all before any answer: the ``clip`` graph).
+Temporal = Literal["streaming", "whole_clip"]
+GRAPHS_OF: dict[str, set[str]] = {"streaming": {"glance", "focus", "classifier"}, "whole_clip": {"clip"}}
 
 
 class _Strict(BaseModel):
@@ -58,17 +65,58 @@ class GraphSpec(_Strict):
     gmacs_per_frame: float = Field(ge=0, description="computed from the model by the profiler at export")
 
 
+class SampleSet(_Strict):
+    """One set of frames a whole-clip model samples on its own (TSN segment centres)."""
+
+    segments: int = Field(gt=0, description="frames of this set: the centres of this many equal segments")
+    network: Literal["glance", "focus"] = Field(description="the network that sees these frames")
+
+
 class FrameSpec(_Strict):
     """How a video becomes the model's input (the shared ``frames`` pipeline does exactly this)."""
 
     num_frames: int = Field(gt=0, description="T: frames sampled per video (uniform segments, centre of each)")
-    order: list[int] = Field(description="processing order: order[t] is the sampled frame used at step t")
+    sets: list[SampleSet] | None = Field(
+        None,
+        description=(
+            "frame sets sampled separately, their frames concatenated in this order (a whole-clip TSM "
+            "model: its glance frames, then its focus frames); null: one set of num_frames segments"
+        ),
+    )
+    order: list[int] = Field(
+        description="processing order: order[t] is the sampled frame used at step t (whole clip: all, in one step)"
+    )
     resize: int = Field(gt=0, description="shorter side after resizing")
     crop: int = Field(gt=0, description="side of the centre square crop (the model's frame size)")
     mean: list[float] = Field(min_length=3, max_length=3, description="RGB mean, on [0, 1] pixels")
     std: list[float] = Field(min_length=3, max_length=3, description="RGB std, on [0, 1] pixels")
     glance_size: int = Field(gt=0)
     patch_size: int | None = Field(description="side of the focus patch; null: the local network sees the full frame")
+
+    @model_validator(mode="after")
+    def _sets_fit(self) -> FrameSpec:
+        if self.sets is not None and sum(s.segments for s in self.sets) != self.num_frames:
+            sizes = [s.segments for s in self.sets]
+            raise ValueError(f"frame sets of {sizes} frames do not add up to {self.num_frames}")
+        if sorted(self.order) != list(range(self.num_frames)):
+            raise ValueError(f"order must be a permutation of 0..{self.num_frames - 1}")
+        return self
+
+    @property
+    def samples(self) -> Samples:
+        """What the decoder samples (``pipeline.frames.sampling.sample_indices``)."""
+        return self.num_frames if self.sets is None else tuple(s.segments for s in self.sets)
+
+    def network_of(self, position: int) -> str | None:
+        """The network that sees sample ``position`` of a model with frame sets (None: every one)."""
+        if self.sets is None:
+            return None
+        end = 0
+        for frame_set in self.sets:
+            end += frame_set.segments
+            if position < end:
+                return frame_set.network
+        raise IndexError(f"sample {position} of {self.num_frames}")
 
 
 class OperatingPointSpec(_Strict):
@@ -157,6 +205,13 @@ class Manifest(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     version: int = Field(ge=1)
     method: Literal["adafocus_v2", "adafocus_v1"]
+    temporal: Temporal = Field(
+        "streaming",
+        description=(
+            "streaming: one step per frame (running states, early exit); whole_clip: one pass over every "
+            "sampled frame (the clip graph), no early exit"
+        ),
+    )
     variant: str = Field(description="adafocus_v2, or a baseline: full_frame, centre_patch, glance_only")
     focus: ServedFocus = Field(
         description="where the local network looks: the policy's patch, the centre patch, the whole frame, nowhere"
@@ -166,22 +221,46 @@ class Manifest(_Strict):
     frames: FrameSpec
     confidence: Literal["max_prob", "max_logit", "entropy"]
     operating_points: list[OperatingPointSpec] = Field(min_length=1)
-    graphs: dict[Literal["glance", "focus", "classifier"], GraphSpec]
+    graphs: dict[Literal["glance", "focus", "classifier", "clip"], GraphSpec]
     state_sizes: dict[Literal["policy", "classifier"], int]
-    gmacs_per_frame: float = Field(description="every graph, one frame")
+    gmacs_per_frame: float = Field(
+        description="every graph, one frame (a whole-clip model: its pass over a clip over num_frames)"
+    )
     source: SourceRun
     files: dict[str, str] = Field(description="sha256 of every file of this version, by path relative to the root")
     reference: ReferenceOutputs | None = Field(
         None, description="outputs on a fixed computed clip, checked before the model is served (optional)"
     )
 
+    @property
+    def num_steps(self) -> int:
+        """Steps of a full run: one per frame, or the one pass of a whole-clip model."""
+        return 1 if self.temporal == "whole_clip" else self.frames.num_frames
+
+    @model_validator(mode="after")
+    def _graphs_fit(self) -> Manifest:
+        needed, present = GRAPHS_OF[self.temporal], set(self.graphs)
+        if self.temporal == "whole_clip":
+            fits = present == needed
+        else:  # a baseline may lack a graph (glance only has no focus), never the classifier
+            fits = present <= needed and "classifier" in present
+        if not fits:
+            raise ValueError(f"a {self.temporal} pipeline has graphs {sorted(needed)}, got {sorted(present)}")
+        for point in self.operating_points:
+            if len(point.thresholds) != self.num_steps:
+                raise ValueError(
+                    f"operating point {point.name or point.p}: {len(point.thresholds)} thresholds for "
+                    f"{self.num_steps} steps"
+                )
+        return self
+
     @model_validator(mode="after")
     def _reference_fits(self) -> Manifest:
         if self.reference is not None:
             steps, width = len(self.reference.step_logits), {len(row) for row in self.reference.step_logits}
-            if steps != self.frames.num_frames or width != {len(self.labels)}:
+            if steps != self.num_steps or width != {len(self.labels)}:
                 raise ValueError(
-                    f"reference: {steps} steps of {sorted(width)} logits, expected {self.frames.num_frames} "
+                    f"reference: {steps} steps of {sorted(width)} logits, expected {self.num_steps} "
                     f"of {len(self.labels)}"
                 )
         return self

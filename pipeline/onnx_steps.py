@@ -141,7 +141,10 @@ def run_step(
     outputs, ``logits``, ``classifier_state``, ``policy_state`` and, where the pipeline
     picks a patch, ``location`` ``(B, 2)`` in (0, 1); and the seconds spent in each stage.
     The service runs it on rows of many requests at once; :class:`OnnxPipeline`, one row.
+    A whole-clip pipeline's one step is :func:`run_clip_pass`.
     """
+    if manifest.temporal == "whole_clip":
+        return run_clip_pass(sessions, manifest, feeds)
     started = time.perf_counter()  # normalising the crops counts as glance time: its input
     frames = feeds["frames"]
     if frames.dtype == np.uint8:
@@ -171,6 +174,37 @@ def run_step(
     return outputs, seconds
 
 
+def run_clip_pass(
+    sessions: Mapping[str, Any], manifest: Manifest, feeds: Mapping[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """The one step of a whole-clip pipeline on a batch of clips: the ``clip`` graph.
+
+    ``feeds["frames"]``: ``(B, T, 3, S, S)`` float32 (normalised) or ``(B, T, S, S, 3)`` uint8
+    crops, every sampled frame of each clip in sample order. Returns ``logits`` ``(B, K)`` and
+    ``location`` ``(B, 2)`` (one patch per clip), and the seconds: one graph does the work of
+    all three stages, so its time is reported as ``classify``.
+    """
+    started = time.perf_counter()
+    frames = feeds["frames"]
+    if frames.dtype == np.uint8:
+        clips, steps = frames.shape[:2]
+        frames = normalisation_of(manifest)(frames.reshape(clips * steps, *frames.shape[2:]))
+        frames = frames.reshape(clips, steps, *frames.shape[1:])
+    logits, location = sessions["clip"].run(["logits", "location"], {"frames": frames})
+    seconds = {"glance": 0.0, "focus": 0.0, "classify": time.perf_counter() - started}
+    return {"logits": logits, "location": location}, seconds
+
+
+def _whole_clip(manifest: Manifest) -> Generator[Call, Any, ClipResult]:
+    """:func:`clip_steps` of a whole-clip pipeline: every sample, then the one pass (step 0)."""
+    frames = []
+    for position in range(manifest.frames.num_frames):
+        frame = yield FRAME, {"position": position}
+        frames.append(np.ascontiguousarray(frame, dtype=np.uint8 if frame.dtype == np.uint8 else np.float32))
+    outputs = yield STEP, {"frames": np.concatenate(frames)[None]}
+    return ClipResult(step_logits=[outputs["logits"][0]], locations=[outputs["location"][0]], exit_step=0)
+
+
 def clip_steps(manifest: Manifest, thresholds: Sequence[float] | None = None) -> Generator[Call, Any, ClipResult]:
     """The step loop of one clip, without running anything: it yields each call it needs.
 
@@ -184,7 +218,11 @@ def clip_steps(manifest: Manifest, thresholds: Sequence[float] | None = None) ->
     steps of many clips as one batch.
 
     ``thresholds``: one per step (an operating point's), or ``None`` to process every frame.
+    A whole-clip pipeline asks for every frame, then for its one step (``frames`` ``(1, T, ...)``),
+    which always exits.
     """
+    if manifest.temporal == "whole_clip":
+        return (yield from _whole_clip(manifest))
     policy_state = np.zeros((1, manifest.state_sizes["policy"]), dtype=np.float32)
     classifier_state = np.zeros((1, manifest.state_sizes["classifier"]), dtype=np.float32)
     result = ClipResult()

@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.early_exit import OperatingPoint, choose_operating_point
 from pipeline.frames.patch import box_in_original, patch_origin
-from pipeline.frames.sampling import segment_indices
+from pipeline.frames.sampling import sample_indices
 from pipeline.frames.transform import FrameGeometry
 from pipeline.manifest import Manifest
 from pipeline.onnx_steps import ClipResult
@@ -125,6 +125,14 @@ def choose_point(model: ServedModel, choice: str | float | None) -> ExitChoice |
     """
     if choice is None:
         return None
+    manifest = model.pipeline.manifest
+    if manifest.temporal == "whole_clip" and isinstance(choice, str) and choice != "full":
+        raise Problem(
+            422,
+            "No early exit",
+            f"{model.name} v{model.version} runs each video as one whole-clip pass (its temporal shift needs every "
+            f"frame before any answer), so it has no operating point {shown(choice)}; use exit=off or full",
+        )
     cheapest = min(point.expected_gmacs for point in model.operating_points)
     if isinstance(choice, float) and choice < cheapest:
         raise Problem(
@@ -161,9 +169,11 @@ def _open_clip(
 ) -> LazyClip:
     """``data`` as a clip of ``model``'s samples, opened in a decoder process and read as needed.
     :meth:`LazyClip.close` it when done."""
-    frames = model.pipeline.manifest.frames
-    order = frames.order if exit is not None else None  # without an exit, every sample is needed
-    session = decoder.session(data, frames.num_frames, FrameGeometry(frames.resize, frames.crop))
+    manifest = model.pipeline.manifest
+    frames = manifest.frames
+    # Without an exit (or with a whole-clip model) every sample is needed: one read.
+    order = frames.order if exit is not None and manifest.temporal == "streaming" else None
+    session = decoder.session(data, frames.samples, FrameGeometry(frames.resize, frames.crop))
     return LazyClip(session, frames.num_frames, thumbnails, order)
 
 
@@ -188,10 +198,28 @@ def _thumbnail(clip: LazyClip, position: int) -> dict[str, str]:
     return {"thumbnail": "data:image/jpeg;base64," + base64.b64encode(clip.previews[position]).decode()}
 
 
-def _processed_frame(manifest: Manifest, clip: LazyClip, step: int, location: np.ndarray | None) -> ProcessedFrame:
-    """The frame of ``step``, with the focus box in the video's pixels where the model crops a patch."""
+def _processed_frames(manifest: Manifest, clip: LazyClip, result: ClipResult) -> list[ProcessedFrame]:
+    """The frames of the processed steps; a whole-clip model's one step processes every sample,
+    with its one box on the frames its focus network sees."""
+    if manifest.temporal == "streaming":
+        return [
+            _processed_frame(manifest, clip, step, manifest.frames.order[step], location)
+            for step, location in enumerate(result.locations)
+        ]
+    (location,) = result.locations
+    focused = [manifest.frames.network_of(position) == "focus" for position in range(manifest.frames.num_frames)]
+    return [
+        _processed_frame(manifest, clip, 0, position, location if focus else None)
+        for position, focus in enumerate(focused)
+    ]
+
+
+def _processed_frame(
+    manifest: Manifest, clip: LazyClip, step: int, index: int, location: np.ndarray | None
+) -> ProcessedFrame:
+    """Sample ``index``, processed at ``step``, with the focus box in the video's pixels where the
+    model crops a patch."""
     frames = manifest.frames
-    index = frames.order[step]
     box = None
     if location is not None and frames.patch_size is not None:
         origin = patch_origin(location, frames.crop, frames.patch_size)
@@ -210,9 +238,9 @@ def _processed_frame(manifest: Manifest, clip: LazyClip, step: int, location: np
 def _skipped_frames(manifest: Manifest, clip: LazyClip, steps: int) -> list[SkippedFrame]:
     """The sampled frames after the exit: never processed, and never decoded if the exit came at step 0."""
     order = manifest.frames.order
-    if steps >= len(order):
+    if steps >= manifest.num_steps:
         return []
-    sampled = segment_indices(clip.num_frames, manifest.frames.num_frames)  # the decoder's sampling, derived once
+    sampled = sample_indices(clip.num_frames, manifest.frames.samples)  # the decoder's sampling, derived once
     skipped = []
     for step in range(steps, len(order)):
         position = order[step]
@@ -237,8 +265,10 @@ def describe(
     manifest = model.pipeline.manifest
     scores = _softmax(result.logits, manifest.multi_label)
     best = np.argsort(-scores)[:top_k]
-    processed = [_processed_frame(manifest, clip, step, location) for step, location in enumerate(result.locations)]
+    processed = _processed_frames(manifest, clip, result)
     steps = len(result.step_logits)
+    # The frame the answer came at: the exit step's (the latest sample, for a whole clip).
+    last = processed[-1] if manifest.temporal == "streaming" else max(processed, key=lambda frame: frame.time_s)
     return ClassifyResponse(
         model=ModelRef(name=model.name, version=model.version),
         request_id=request_id,
@@ -246,14 +276,14 @@ def describe(
         exit=ExitSummary(
             operating_point=None if exit is None else exit.label,
             step=result.exit_step,
-            frame_index=processed[-1].frame_index,
-            time_s=processed[-1].time_s,
-            frames_processed=steps,
+            frame_index=last.frame_index,
+            time_s=last.time_s,
+            frames_processed=len(processed),
             frames_sampled=manifest.frames.num_frames,
             frames_decoded=int(clip.decoded_frames),
         ),
         gmacs=Gmacs(
-            spent=manifest.gmacs_per_frame * steps,
+            spent=manifest.gmacs_per_frame * len(processed),
             full_model=manifest.gmacs_per_frame * manifest.frames.num_frames,
         ),
         frames=processed,

@@ -53,6 +53,7 @@ import numpy as np
 
 from pipeline.frames.decode import Clip, ClipReader
 from pipeline.frames.limits import DecodeLimits
+from pipeline.frames.sampling import Samples
 from pipeline.frames.transform import FrameGeometry
 
 from .metrics import Metrics
@@ -106,7 +107,7 @@ def exit_cause(process: BaseProcess) -> str:
     return f"exit code {code}"
 
 
-def open_reader(data: bytes, num_samples: int, geometry: FrameGeometry, limits: DecodeLimits) -> ClipReader:
+def open_reader(data: bytes, num_samples: Samples, geometry: FrameGeometry, limits: DecodeLimits) -> ClipReader:
     """What a worker runs to open a session (module-level, so a worker can unpickle it)."""
     return ClipReader(io.BytesIO(data), num_samples, geometry, limits, threads=1)
 
@@ -335,8 +336,9 @@ class DecoderPool:
     def hard_deadline_s(self) -> float:
         return (self.limits.max_wall_s or 60.0) + HARD_DEADLINE_MARGIN_S
 
-    def session(self, data: bytes | bytearray, num_samples: int, geometry: FrameGeometry) -> DecodeSession:
-        """A video to read in stages, in the worker with the fewest open sessions."""
+    def session(self, data: bytes | bytearray, num_samples: Samples, geometry: FrameGeometry) -> DecodeSession:
+        """A video to read in stages, in the worker with the fewest open sessions; ``num_samples``
+        as ``read_clip`` takes it (one set of segments, or several: ``FrameSpec.samples``)."""
         worker = self._least_loaded()
         worker.sessions += 1
         opening = (self.open_function, (num_samples, geometry, self.limits))

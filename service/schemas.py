@@ -32,7 +32,9 @@ class ExitSummary(BaseModel):
 
     operating_point: str | None = Field(description="the operating point as asked for; null with exit=off")
     step: int = Field(description="the step (0-based) whose scores are the answer")
-    frame_index: int = Field(description="index in the video of the frame processed at that step")
+    frame_index: int = Field(
+        description="index in the video of the frame processed at that step (a whole-clip model: its latest sample)"
+    )
     time_s: float = Field(description="its timestamp")
     frames_processed: int
     frames_sampled: int = Field(description="the frames a full run would process (the manifest's num_frames)")
@@ -96,7 +98,9 @@ class ClassifyResponse(BaseModel):
     labels: list[LabelScore] = Field(description="the top_k labels, best first")
     exit: ExitSummary
     gmacs: Gmacs
-    frames: list[ProcessedFrame] = Field(description="the processed frames, in step order")
+    frames: list[ProcessedFrame] = Field(
+        description="the processed frames, in step order (a whole-clip model: every sample at step 0, in sample order)"
+    )
     skipped_frames: list[SkippedFrame] = Field(description="the sampled frames after the exit, in step order")
     video: VideoInfo
     timings_s: StageTimings

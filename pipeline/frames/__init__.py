@@ -14,7 +14,7 @@ from .errors import (
     VideoTooLargeError,
 )
 from .limits import DecodeLimits
-from .sampling import segment_indices
+from .sampling import Samples, sample_count, sample_indices, segment_indices
 from .transform import IMAGENET, IMAGENET_MEAN, IMAGENET_STD, FrameGeometry, Normalisation, normalise
 
 __all__ = [
@@ -31,7 +31,10 @@ __all__ = [
     "UnsupportedFormatError",
     "VideoError",
     "VideoLimitError",
+    "Samples",
     "VideoTooLargeError",
     "normalise",
+    "sample_count",
+    "sample_indices",
     "segment_indices",
 ]

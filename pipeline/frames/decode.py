@@ -58,7 +58,7 @@ from .errors import (
 )
 from .limits import DecodeLimits
 from .preview import encode_jpeg
-from .sampling import segment_indices
+from .sampling import Samples, sample_indices
 from .transform import IMAGENET, CropBox, FrameGeometry, Normalisation, scale
 
 Strategy = Literal["auto", "seek", "sequential"]
@@ -127,7 +127,7 @@ class _StreamIndex:
 @_typed_errors
 def read_clip(
     source: VideoSource,
-    num_samples: int,
+    num_samples: Samples,
     geometry: FrameGeometry,
     limits: DecodeLimits | None = None,
     rng: np.random.Generator | None = None,
@@ -138,7 +138,8 @@ def read_clip(
     previews: bool = False,
     normalisation: Normalisation = IMAGENET,
 ) -> Clip:
-    """Decode ``num_samples`` frames of ``source`` (a path or a binary file object).
+    """Decode ``num_samples`` frames of ``source`` (a path or a binary file object): one set of
+    segments, or several sets sampled separately (:func:`pipeline.frames.sampling.sample_indices`).
 
     ``positions`` (evaluation only): decode just these of the ``num_samples`` samples; the
     clip then holds them in that order, bit for bit as in the full clip. The service uses it
@@ -160,7 +161,7 @@ def read_clip(
     _check_size(source, limits)
     with _open(source, limits) as container:
         stream, index = _video_stream_and_index(container, limits, deadline)
-        indices = segment_indices(len(index.pts), num_samples, rng)
+        indices = sample_indices(len(index.pts), num_samples, rng)
         if positions is not None:
             if rng is not None:
                 raise ValueError("positions are for evaluation sampling (rng=None) only")
@@ -199,7 +200,7 @@ class ClipReader:
     def __init__(
         self,
         source: VideoSource,
-        num_samples: int,
+        num_samples: Samples,
         geometry: FrameGeometry,
         limits: DecodeLimits | None = None,
         threads: int = 1,
@@ -219,7 +220,7 @@ class ClipReader:
             raise
         stream.thread_type = "SLICE"  # no frame-threading pipeline to refill after a seek
         stream.codec_context.thread_count = threads
-        self.indices = segment_indices(len(self.index.pts), num_samples)
+        self.indices = sample_indices(len(self.index.pts), num_samples)
         self._samples = {self.index.pts[i] for i in self.indices}
         self._decoder = _SampleDecoder(self._container, stream, self.index, self.limits, None)
         self._spent_s += time.monotonic() - started
@@ -800,13 +801,13 @@ def _stand_ins(frames: list[np.ndarray | None], count: int) -> list[np.ndarray]:
 
 def clip_from_resized(
     video: ResizedVideo,
-    num_samples: int,
+    num_samples: Samples,
     geometry: FrameGeometry,
     rng: np.random.Generator | None = None,
     normalisation: Normalisation = IMAGENET,
 ) -> Clip:
     """The clip :func:`read_clip` returns, taken from already resized frames."""
-    indices = segment_indices(len(video.frames), num_samples, rng)
+    indices = sample_indices(len(video.frames), num_samples, rng)
     resized = [video.frames[i] for i in indices]
     return Clip(
         frames=crop_and_normalise(resized, geometry, rng, video.original_size, normalisation),
