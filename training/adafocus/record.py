@@ -104,12 +104,17 @@ def save_model(path: str | Path, model: AdaFocusV2, record: ModelRecord) -> None
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[AdaFocusV2, ModelRecord]:
     """The model (in eval mode) and its :class:`ModelRecord`."""
-    payload = load_checkpoint(path)
+    model, record = model_from_payload(load_checkpoint(path), path)
+    return model.to(device), record
+
+
+def model_from_payload(payload: Any, source: str | Path) -> tuple[AdaFocusV2, ModelRecord]:
+    """The model (in eval mode, on the CPU) and record of a loaded ``model.pt`` payload."""
     if not isinstance(payload, dict) or payload.get("format") not in (MODEL_FORMAT, _V1_FORMAT):
-        raise ValueError(f"{path} is not a saved AdaFocus model")
+        raise ValueError(f"{source} is not a saved AdaFocus model")
     if payload["format"] == _V1_FORMAT:
         payload = _upgrade_v1(payload)
-    record = ModelRecord.from_payload(payload, path)
+    record = ModelRecord.from_payload(payload, source)
     model = AdaFocusV2(record.config)
     model.load_state_dict(payload["state_dict"])
-    return model.to(device).eval(), record
+    return model.eval(), record

@@ -6,6 +6,12 @@ geometry, normalisation, exit criterion and operating points, MACs counted from 
 and ``summary.json``; ``python training/export.py RUN_DIR`` exports it unchanged. Without a
 calibration split the only operating point is ``full`` (every frame; its accuracy unmeasured).
 
+A whole-clip TSM model (``kind == "adafocus_tsm"``, the Sth-Sth / Jester family) gets
+``model.pt`` (:class:`~training.adafocus.sthsth_record.TsmModelRecord`: the architecture,
+classes, frame geometry, normalisation and the MACs of one pass) and ``summary.json``; it
+has no operating points (no early exit), and ``python training/export.py RUN_DIR`` exports
+it as one ``clip`` graph.
+
 An image classifier (``kind == "image"``) gets what ``python training/train_image.py`` leaves
 at the end of a run: ``model_converted.pt`` (:func:`~training.models.serialization.save_backbone`,
 with the classes and where the weights came from), ``config.json`` (an
@@ -73,13 +79,15 @@ def write_run_folder(
     imported: ImportedModel, out: Path, classes: list[str], source: Path, format_name: str
 ) -> dict[str, Any]:
     """Write the run folder of ``imported`` into ``out``; returns its ``summary.json``."""
-    if imported.kind not in ("image", "adafocus"):
+    if imported.kind not in ("image", "adafocus", "adafocus_tsm"):
         raise CheckpointError(f"no run folder layout for a {imported.kind} model yet")
     check_out_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     origin = {"file": str(source), "sha256": sha256_of(source), "format": format_name, "notes": imported.notes}
     if imported.kind == "adafocus":
         return _write_adafocus(imported, out, classes, origin)
+    if imported.kind == "adafocus_tsm":
+        return _write_adafocus_tsm(imported, out, classes, origin)
     model_kwargs = {"num_classes": imported.num_classes, **imported.model_kwargs}
     save_backbone(
         imported.model, out / IMAGE_MODEL_FILE, imported.model_name, model_kwargs, classes=classes, imported=origin
@@ -156,6 +164,36 @@ def _write_adafocus(imported: ImportedModel, out: Path, classes: list[str], orig
         "gmacs_per_frame": costs.total / 1e9,
         "gmacs_per_video_full": point.expected_gmacs,
         "operating_points": record.operating_points,
+        "imported": origin,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _write_adafocus_tsm(imported: ImportedModel, out: Path, classes: list[str], origin: dict) -> dict[str, Any]:
+    """``model.pt`` (:class:`~training.adafocus.sthsth_record.TsmModelRecord`) and ``summary.json``
+    of an imported whole-clip TSM model; ``python training/export.py`` exports it as one graph."""
+    from training.adafocus.sthsth_record import TsmModelRecord, clip_macs, save_tsm_model
+
+    model, pre = imported.model, imported.preprocessing
+    record = TsmModelRecord(
+        config=model.config,
+        classes=classes,
+        multi_label=False,
+        geometry=FrameGeometry(resize=pre["resize"], crop=pre["input_size"]),
+        normalisation=Normalisation(tuple(pre["mean"]), tuple(pre["std"])),  # type: ignore[arg-type]
+        macs_per_clip=clip_macs(model),
+        train_config={"imported": origin},
+    )
+    save_tsm_model(out / "model.pt", model, record)
+    summary = {
+        "method": "adafocus_v2",
+        "variant": "adafocus_v2_tsm",
+        "temporal": "whole_clip",
+        "config": model.config.as_dict(),
+        "classes": classes,
+        "preprocessing": pre,
+        "gmacs_per_clip": record.macs_per_clip / 1e9,
         "imported": origin,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

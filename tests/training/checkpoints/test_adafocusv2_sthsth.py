@@ -275,3 +275,27 @@ def test_the_model_on_a_tiny_config():
     assert torch.equal(fixed.global_logits, out.global_logits) and not torch.equal(fixed.local_logits, out.local_logits)
     with pytest.raises(ValueError, match="2 glance frames then 3 focus frames"):
         model(torch.randn(2, 4, 3, 64, 64))
+
+
+def test_the_import_command_writes_a_whole_clip_run_folder(tmp_path, checkpoint, imported, capsys):
+    """model.pt as export reads it: the architecture, the authors' test preprocessing (shorter side
+    256, centre 224, ImageNet statistics) and the MACs of one pass counted from the model."""
+    from training.adafocus.sthsth_record import load_tsm_model
+    from training.import_checkpoint import main
+
+    out = tmp_path / "run"
+    args = [str(checkpoint), "--format", sthsth.FORMAT_NAME, "--patch-size", str(PATCH_SIZE), "--out", str(out)]
+    assert main(args) == 0
+    assert "class_0..9" in capsys.readouterr().err  # no --labels: a warning
+    model, record = load_tsm_model(out / "model.pt")
+    assert model.config == imported.model.config and record.classes == [f"class_{i}" for i in range(NUM_CLASSES)]
+    assert (record.geometry.resize, record.geometry.crop) == (256, SIZE)
+    assert record.normalisation.std == pytest.approx((0.229, 0.224, 0.225))
+    # 8 MobileNetV2 frames at 224 (0.30 GMACs each) + 12 ResNet-50 patches at 96 (0.75 each)
+    assert 11e9 < record.macs_per_clip < 12e9
+    assert record.train_config["imported"]["format"] == sthsth.FORMAT_NAME
+    reference = imported.model.state_dict()
+    assert all(torch.equal(value, reference[key]) for key, value in model.state_dict().items())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["temporal"] == "whole_clip"
+    assert summary["gmacs_per_clip"] == pytest.approx(record.macs_per_clip / 1e9)
