@@ -3,6 +3,7 @@
     python training/train.py                        # synthetic benchmark, CPU, about 15 minutes
     python training/train.py --data /data/mydataset --out runs/mine --epochs 30
     python training/train.py --config my_run.toml --patch-size 96
+    python training/train.py --preset paper_activitynet --data /data/actnet --patch-size 96  # the authors' recipe
     python training/train.py --method adafocus_v1    # AdaFocus V1: four stages, PPO policy
     torchrun --nproc_per_node=4 training/train.py --data ... --device cuda
 
@@ -14,14 +15,13 @@ report). Rerunning the same command resumes an interrupted run; ``--restart`` st
 
 from __future__ import annotations
 
-from training.adafocus.config import TrainConfig
+from training.adafocus.presets import parse_train_config
 from training.adafocus.run import train
 from training.engine.commands import run_command
-from training.engine.options import parse_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_config(TrainConfig, argv, prog="python training/train.py", description=__doc__.split("\n")[0])
+    config = parse_train_config(argv, prog="python training/train.py", description=__doc__.split("\n")[0])
     status, summary = run_command(lambda stop: train(config, stop))
     if status == 0 and summary is not None:
         metric = "mAP" if summary["multi_label"] else "top1"

@@ -13,6 +13,8 @@ Method = Literal["adafocus_v2", "adafocus_v1"]
 Optimizer = Literal["adamw", "sgd"]
 Confidence = Literal["max_prob", "max_logit", "entropy"]
 V1Policy = Literal["grid", "gaussian"]
+# Named configurations (training/adafocus/presets.py: the architecture and the training recipe).
+Preset = Literal["paper_activitynet", "paper_minikinetics"]
 # The default architecture: one source for the model options below.
 _ARCHITECTURE = AdaFocusConfig(num_classes=1)
 
@@ -23,6 +25,14 @@ def _help(text: str) -> Any:
 
 @dataclass
 class TrainConfig:
+    # -- a named configuration (training/adafocus/presets.py) ----------------------------
+    preset: Preset | None = field(
+        default=None,
+        metadata=_help(
+            "start from a named configuration: paper_activitynet (also FCVID) or paper_minikinetics, the "
+            "AdaFocusV2 authors' architecture and training recipe; --config and explicit flags override it"
+        ),
+    )
     # -- data ---------------------------------------------------------------------------
     data: str | None = field(
         default=None,
@@ -78,6 +88,9 @@ class TrainConfig:
     classifier_width: int = field(default=_ARCHITECTURE.classifier_width, metadata=_help("classifier hidden width"))
     shared_head: bool = field(default=_ARCHITECTURE.shared_head, metadata=_help("one classifier head for every step"))
     dropout: float = field(default=_ARCHITECTURE.dropout, metadata=_help("classifier dropout"))
+    aux_dropout: float = field(
+        default=_ARCHITECTURE.aux_dropout, metadata=_help("dropout before the two auxiliary heads")
+    )
     frame_order: FrameOrder = field(
         default=_ARCHITECTURE.frame_order, metadata=_help("chronological or coarse_to_fine")
     )
@@ -91,16 +104,26 @@ class TrainConfig:
     # -- optimisation -------------------------------------------------------------------
     epochs: int = field(default=5, metadata=_help("training epochs"))
     batch_size: int = field(default=32, metadata=_help("videos per step (over all processes)"))
-    optimizer: Optimizer = field(default="adamw", metadata=_help("adamw or sgd (Nesterov momentum)"))
+    optimizer: Optimizer = field(default="adamw", metadata=_help("adamw or sgd (momentum, see --nesterov)"))
     lr: float = field(default=2e-3, metadata=_help("peak learning rate"))
     momentum: float = field(default=0.9, metadata=_help("SGD momentum"))
-    weight_decay: float = field(default=1e-4, metadata=_help("weight decay (not on BN or biases)"))
+    nesterov: bool = field(default=True, metadata=_help("SGD with Nesterov momentum (--no-nesterov: plain momentum)"))
+    weight_decay: float = field(
+        default=1e-4, metadata=_help("weight decay (not on BN or biases unless --decay-all-parameters)")
+    )
+    decay_all_parameters: bool = field(
+        default=False, metadata=_help("weight decay on every parameter, BN and biases included")
+    )
     warmup_epochs: float = field(default=0.5, metadata=_help("linear warm-up length"))
     label_smoothing: float = field(default=0.0, metadata=_help("label smoothing (single-label data)"))
     lr_policy: float = field(default=0.1, metadata=_help("learning-rate multiplier of the policy"))
-    lr_global: float = field(default=1.0, metadata=_help("learning-rate multiplier of the global network"))
-    lr_local: float = field(default=1.0, metadata=_help("learning-rate multiplier of the local network"))
-    lr_classifier: float = field(default=1.0, metadata=_help("learning-rate multiplier of the classifier and heads"))
+    lr_global: float = field(
+        default=1.0, metadata=_help("learning-rate multiplier of the global network and its auxiliary head")
+    )
+    lr_local: float = field(
+        default=1.0, metadata=_help("learning-rate multiplier of the local network and its auxiliary head")
+    )
+    lr_classifier: float = field(default=1.0, metadata=_help("learning-rate multiplier of the classifier"))
     # -- the one-stage scheme's three fixes (switch off for ablations) -------------------
     random_patch_branch: bool = field(default=True, metadata=_help("second branch on random patches"))
     auxiliary_losses: bool = field(default=True, metadata=_help("per-frame losses on both networks"))
@@ -152,6 +175,9 @@ class TrainConfig:
         v1 = self.method == "adafocus_v1"
         if v1 and self.variant != "adafocus_v2":
             raise ValueError(f"--method adafocus_v1 trains the V1 model; --variant {self.variant} is a V2 baseline")
+        if v1 and (not self.nesterov or self.decay_all_parameters):
+            # V1's staged optimisers are built their own way (training/adafocus/v1/trainer.py).
+            raise ValueError("--no-nesterov and --decay-all-parameters apply to --method adafocus_v2 only")
         return AdaFocusConfig(
             num_classes=num_classes,
             num_frames=self.num_frames,
@@ -170,6 +196,7 @@ class TrainConfig:
             classifier_width=self.classifier_width,
             shared_head=self.shared_head,
             dropout=self.dropout,
+            aux_dropout=self.aux_dropout,
             variant="adafocus_v1" if v1 else self.variant,
             frame_order=self.frame_order,
             policy=self.v1_policy if v1 else "regression",

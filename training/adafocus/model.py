@@ -86,6 +86,9 @@ class AdaFocusConfig:
     classifier_width: int = 256
     shared_head: bool = False
     dropout: float = 0.2
+    # Dropout before the two auxiliary heads (the authors' ``--fc_dropout``, 0.2 in their
+    # recipe); 0 keeps the heads as they were. It has no weights: the state dict is the same.
+    aux_dropout: float = 0.0
     variant: Variant = "adafocus_v2"
     frame_order: FrameOrder = "chronological"
     policy: Policy = "regression"  # V2's location regressor; V1: "grid" or "gaussian" actor-critic
@@ -166,6 +169,7 @@ class AdaFocusV2(nn.Module):
             "order", torch.tensor(frame_order(config.num_frames, config.frame_order)), persistent=False
         )
         fused = 0
+        self.aux_dropout = nn.Dropout(config.aux_dropout)
         self.global_net = self.global_aux = self.local_net = self.local_aux = self.policy = self.crop = None
         if self.uses_global:
             self.global_net = create_model(config.global_model, num_classes=0, **config.global_kwargs)
@@ -312,7 +316,7 @@ class AdaFocusV2(nn.Module):
         features = global_pooled = global_logits = None
         if self.uses_global:
             features, global_pooled = self.glance(frames)
-            global_logits = self.global_aux(global_pooled).unflatten(0, (batch, steps))
+            global_logits = self.global_aux(self.aux_dropout(global_pooled)).unflatten(0, (batch, steps))
             features = features.unflatten(0, (batch, steps))
             global_pooled = global_pooled.unflatten(0, (batch, steps))
         outputs = tuple(
@@ -352,7 +356,7 @@ class AdaFocusV2(nn.Module):
                 draw = torch.rand(batch, steps, generator=generator, device=frames.device)
                 skipped = draw < random_skip_rate
             local_flat = self.focus(frames, locations.flatten(0, 1) if locations is not None else None)
-            local_logits = self.local_aux(local_flat).unflatten(0, (batch, steps))
+            local_logits = self.local_aux(self.aux_dropout(local_flat)).unflatten(0, (batch, steps))
             local_pooled = local_flat.unflatten(0, (batch, steps))
             if skipped is not None:
                 local_pooled = local_pooled * (~skipped)[..., None]

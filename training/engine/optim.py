@@ -12,17 +12,23 @@ from torch import nn
 OptimizerName = Literal["sgd", "adamw", "adam"]
 
 
-def parameter_groups(model: nn.Module, weight_decay: float, lr_scale: float = 1.0) -> list[dict]:
-    """Two groups: weights with ``weight_decay``, and BN / bias parameters without it."""
-    decay, no_decay = [], []
-    for param in model.parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if param.ndim <= 1 else decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": weight_decay, "lr_scale": lr_scale},
-        {"params": no_decay, "weight_decay": 0.0, "lr_scale": lr_scale},
-    ]
+def parameter_groups(
+    model: nn.Module, weight_decay: float, lr_scale: float = 1.0, decay_all: bool = False
+) -> list[dict]:
+    """The trainable parameters of ``model`` as optimiser groups with ``lr_scale``.
+
+    By default two groups: weights with ``weight_decay``, and BN / bias parameters (one
+    dimension or less) without it. ``decay_all=True`` gives one group with ``weight_decay`` on
+    every parameter, BN and biases included, as the AdaFocusV2 authors' recipe does.
+    """
+    params = [param for param in model.parameters() if param.requires_grad]
+    if decay_all:
+        groups = [{"params": params, "weight_decay": weight_decay, "lr_scale": lr_scale}]
+    else:
+        groups = [
+            {"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay, "lr_scale": lr_scale},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "lr_scale": lr_scale},
+        ]
     return [g for g in groups if g["params"]]
 
 

@@ -29,21 +29,27 @@ from training.engine.optim import build_optimizer, parameter_groups
 
 
 def part_optimizer(model: AdaFocusV2, config: TrainConfig) -> torch.optim.Optimizer:
-    """Parameter groups per part (policy, global, local, classifier + heads), each with its lr multiplier."""
+    """Parameter groups per part, each with its learning-rate multiplier, as the authors group
+    them (``get_optim_policies``): the policy (``lr_policy``), the global network with its
+    auxiliary head (``lr_global``), the local network with its auxiliary head (``lr_local``),
+    and the classifier (``lr_classifier``). Weight decay skips BN and biases unless
+    ``decay_all_parameters``; SGD is Nesterov unless ``nesterov`` is off.
+    """
     parts = [
-        (model.policy, config.lr_policy),
-        (model.global_net, config.lr_global),
-        (model.local_net, config.lr_local),
+        ((model.policy,), config.lr_policy),
+        ((model.global_net, model.global_aux), config.lr_global),
+        ((model.local_net, model.local_aux), config.lr_local),
     ]
     groups: list[dict] = []
     claimed: set[int] = set()
-    for module, scale in parts:
-        if module is not None:
-            groups += parameter_groups(module, config.weight_decay, scale)
-            claimed |= {id(p) for p in module.parameters()}
+    for modules, scale in parts:
+        present = [module for module in modules if module is not None]
+        if present:
+            groups += parameter_groups(nn.ModuleList(present), config.weight_decay, scale, config.decay_all_parameters)
+            claimed |= {id(p) for module in present for p in module.parameters()}
     rest = nn.ParameterList([p for p in model.parameters() if id(p) not in claimed])
-    groups += parameter_groups(rest, config.weight_decay, config.lr_classifier)
-    return build_optimizer(groups, config.optimizer, config.lr, momentum=config.momentum)
+    groups += parameter_groups(rest, config.weight_decay, config.lr_classifier, config.decay_all_parameters)
+    return build_optimizer(groups, config.optimizer, config.lr, momentum=config.momentum, nesterov=config.nesterov)
 
 
 class AdaFocusTrainer(AdaFocusTrainerBase):
