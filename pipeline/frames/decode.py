@@ -111,6 +111,7 @@ class Clip:
     decoded_frames: int  # frames the decoder produced to get the samples (the cost)
     seeks: int  # how many times the decoder sought
     previews: list[bytes] | None = None  # JPEG of each sample's whole resized frame, when asked for
+    crop_box: CropBox | None = None  # the crop of the resized frames (a training draw, or the centre)
 
 
 @dataclass
@@ -700,7 +701,8 @@ def _finish(
     first = index.pts[0]
     timestamps = np.array([(index.pts[i] - first) * index.time_base for i in indices], dtype=np.float64)
     display = _display_size(next(iter(raw.values())))
-    crops = crop_clip(samples, geometry, rng, display)
+    box = clip_crop_box(geometry, rng, display)
+    crops = crop_clip(samples, geometry, box)
     return Clip(
         frames=normalisation(crops) if normalisation is not None else crops,
         frame_indices=indices.astype(np.int64),
@@ -710,6 +712,7 @@ def _finish(
         decoded_frames=decoded,
         seeks=seeks,
         previews=[encode_jpeg(frame) for frame in samples] if previews else None,
+        crop_box=box,
     )
 
 
@@ -726,23 +729,24 @@ def resize_upright(frame: av.VideoFrame, geometry: FrameGeometry) -> np.ndarray:
     return _unrotate(rgb, rotation)
 
 
-def crop_clip(
-    resized: list[np.ndarray], geometry: FrameGeometry, rng: np.random.Generator | None, display: tuple[int, int]
-) -> np.ndarray:
-    """The clip's crop (centre, or one random draw for the whole clip) of every frame, uint8 ``(T, S, S, 3)``."""
-    box: CropBox = geometry.random_box(*display, rng) if rng is not None else geometry.centre_box(*display)
+def clip_crop_box(geometry: FrameGeometry, rng: np.random.Generator | None, display: tuple[int, int]) -> CropBox:
+    """The clip's crop: one random draw for the whole clip (training), or the centre."""
+    return geometry.random_box(*display, rng) if rng is not None else geometry.centre_box(*display)
+
+
+def crop_clip(resized: list[np.ndarray], geometry: FrameGeometry, box: CropBox) -> np.ndarray:
+    """``box`` of every frame, scaled to the crop: uint8 ``(T, S, S, 3)``."""
     return np.stack([geometry.apply(frame, box) for frame in resized])
 
 
 def crop_and_normalise(
     resized: list[np.ndarray],
     geometry: FrameGeometry,
-    rng: np.random.Generator | None,
-    display: tuple[int, int],
+    box: CropBox,
     normalisation: Normalisation = IMAGENET,
 ) -> np.ndarray:
     """:func:`crop_clip`, normalised: float32 ``(T, 3, S, S)``."""
-    return normalisation(crop_clip(resized, geometry, rng, display))
+    return normalisation(crop_clip(resized, geometry, box))
 
 
 @dataclass
@@ -809,14 +813,16 @@ def clip_from_resized(
     """The clip :func:`read_clip` returns, taken from already resized frames."""
     indices = sample_indices(len(video.frames), num_samples, rng)
     resized = [video.frames[i] for i in indices]
+    box = clip_crop_box(geometry, rng, video.original_size)  # drawn after the frames, as read_clip does
     return Clip(
-        frames=crop_and_normalise(resized, geometry, rng, video.original_size, normalisation),
+        frames=crop_and_normalise(resized, geometry, box, normalisation),
         frame_indices=indices.astype(np.int64),
         timestamps=video.timestamps[indices],
         original_size=video.original_size,
         num_frames=len(video.frames),
         decoded_frames=0,
         seeks=0,
+        crop_box=box,
     )
 
 

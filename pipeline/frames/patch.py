@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .transform import FrameGeometry
+from .transform import CropBox, FrameGeometry
 
 
 @dataclass(frozen=True)
@@ -74,3 +74,22 @@ def box_in_original(
     left = (centre.left + float(origin[0])) * scale_x
     top = (centre.top + float(origin[1])) * scale_y
     return PatchBox(left, top, patch_size * scale_x, patch_size * scale_y)
+
+
+def boxes_in_crop(
+    boxes: np.ndarray, geometry: FrameGeometry, crop_box: CropBox, original_size: tuple[int, int]
+) -> np.ndarray:
+    """Boxes ``(..., 4)`` ``[x0, y0, x1, y1)`` in the original video's pixels as boxes in the model's
+    ``crop x crop`` frame: resized with the frame, shifted and scaled by the clip's crop, mirrored
+    with it, and clipped to the frame (a box outside it has zero width or height). The inverse
+    direction of :func:`box_in_original`, for any crop (a training draw too)."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    width, height = original_size
+    resized_w, resized_h = geometry.resized_size(width, height)
+    scale = geometry.crop / crop_box.size
+    xs = (boxes[..., 0::2] * resized_w / width - crop_box.left) * scale
+    ys = (boxes[..., 1::2] * resized_h / height - crop_box.top) * scale
+    if crop_box.flip:
+        xs = geometry.crop - xs[..., ::-1]
+    out = np.stack([xs[..., 0], ys[..., 0], xs[..., 1], ys[..., 1]], axis=-1)
+    return np.clip(out, 0, geometry.crop).astype(np.float32)
