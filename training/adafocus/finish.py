@@ -14,42 +14,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import numpy as np
-
-from pipeline.early_exit import OperatingPoint, calibrate, confidence, name_operating_points, simulate_exit
 from training.engine.commands import log
 
-from .costs import StepCosts, step_costs
-from .evaluation import StepPredictions, collect, compare_exit, mean_average_precision, step_metrics, top1_correct
+from .calibration import apply_point, calibrated_points, video_step_gmacs
+from .costs import step_costs
+from .evaluation import collect, compare_exit, step_metrics
 from .record import ModelRecord, save_model
 from .trainer import AdaFocusTrainerBase
-
-
-def video_step_gmacs(predictions: StepPredictions, costs: StepCosts) -> np.ndarray:
-    """GMACs of every step of every video ``(N, T)``: the full step, less the focus where a
-    frame-skipping policy skipped it."""
-    shape = predictions.logits.shape[:2]
-    if predictions.focus_skipped is None:
-        return np.full(shape, costs.total / 1e9)
-    return (costs.total - costs.focus * predictions.focus_skipped) / 1e9
-
-
-def apply_point(
-    predictions: StepPredictions, point: OperatingPoint, step_gmacs: np.ndarray, kind: str, multi_label: bool
-) -> dict[str, Any]:
-    """Accuracy and average GMACs of ``point`` on a split (offline simulation); ``step_gmacs``
-    is ``(N, T)``, each video's cost of each step."""
-    steps = simulate_exit(confidence(predictions.logits, kind, multi_label), point.thresholds)
-    chosen = predictions.logits[np.arange(len(steps)), steps]
-    cost = np.cumsum(step_gmacs, axis=1)[np.arange(len(steps)), steps]
-    result = {
-        "top1": float(top1_correct(chosen, predictions.targets).mean()),
-        "gmacs_per_video": float(cost.mean()),
-        "mean_frames": float(steps.mean() + 1),
-    }
-    if multi_label:
-        result["mAP"] = mean_average_precision(chosen, predictions.targets)
-    return result
 
 
 def finish(trainer: AdaFocusTrainerBase) -> dict[str, Any]:
@@ -59,15 +30,7 @@ def finish(trainer: AdaFocusTrainerBase) -> dict[str, Any]:
     costs = step_costs(model)
     calibration = collect(model, trainer.calibration_set, config.eval_batch_size, 0, trainer.device, config.seed)
     trainer.note_skipped(calibration.skipped, trainer.calibration_set)
-    # The calibration sweep's cost of each step (with frame skipping: its mean over the videos).
-    step_gmacs = (
-        [costs.total / 1e9] * config.num_frames
-        if calibration.focus_skipped is None
-        else video_step_gmacs(calibration, costs).mean(axis=0).tolist()
-    )
-    points = name_operating_points(
-        calibrate(calibration.logits, calibration.targets, step_gmacs, config.confidence, trainer.multi_label)
-    )
+    points = calibrated_points(calibration, costs, config.confidence, trainer.multi_label)
     summary: dict[str, Any] = {
         "method": config.method,
         "variant": model.config.variant,
