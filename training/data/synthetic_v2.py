@@ -61,6 +61,7 @@ TURNS = (0.25, 0.6)  # loops around the frame per clip
 
 @dataclass(frozen=True)
 class RenderedClip:
+    label: int  # the target's class
     video: np.ndarray  # (frames, size, size, 3) uint8
     boxes: np.ndarray  # (frames, 4) int64 target boxes [x0, y0, x1, y1], x1/y1 exclusive
     distractor_boxes: np.ndarray  # (distractors, frames, 4), drawn in this order, under the target
@@ -137,7 +138,7 @@ def render_clip_v2(config: SyntheticConfig, label: int, rng: np.random.Generator
             frame[y : y + TILE, x : x + TILE] = tile
         video[f] = frame
     distractor_boxes = np.stack([boxes_from_corners(c, TILE) for c in distractor_corners]).reshape(-1, config.frames, 4)
-    return RenderedClip(video, boxes_from_corners(target_corners, TILE), distractor_boxes, distractor_labels)
+    return RenderedClip(label, video, boxes_from_corners(target_corners, TILE), distractor_boxes, distractor_labels)
 
 
 def held_share(boxes: np.ndarray, origins: np.ndarray, patch: int) -> np.ndarray:
@@ -173,11 +174,23 @@ def placement_statistics(
     holds at least half of the target's area / a patch centred on the box holds all of it.
     """
     config = config or SyntheticConfig(seed=seed, version=2)
-    rngs = [np.random.default_rng((config.seed, 2, i)) for i in range(clips)]
-    boxes = np.stack([render_clip_v2(config, int(rng.integers(NUM_CLASSES)), rng).boxes for rng in rngs])
-    size = config.size
+    boxes = np.stack([clip.boxes for clip in render_test_split(config, clips)])
+    return box_statistics(boxes, patch, config.size, config.seed)
+
+
+def render_test_split(config: SyntheticConfig, clips: int) -> list[RenderedClip]:
+    """The first ``clips`` clips of the test split, as ``generate`` would draw them."""
+    rendered = []
+    for index in range(clips):
+        rng = np.random.default_rng((config.seed, 2, index))  # the test split's code is 2
+        rendered.append(render_clip_v2(config, int(rng.integers(NUM_CLASSES)), rng))
+    return rendered
+
+
+def box_statistics(boxes: np.ndarray, patch: int, size: int, seed: int = 0) -> dict[str, float]:
+    """``placement_statistics`` of given ``(clips, frames, 4)`` target boxes; random patches drawn from ``seed``."""
     centre = np.full(boxes.shape[:-1] + (2,), (size - patch) // 2)
-    uniform = np.random.default_rng((config.seed, 99)).integers(0, size - patch + 1, boxes.shape[:-1] + (2,))
+    uniform = np.random.default_rng((seed, 99)).integers(0, size - patch + 1, boxes.shape[:-1] + (2,))
     return {
         "frames": float(boxes.shape[0] * boxes.shape[1]),
         "away_from_centre": float((held_share(boxes, centre, patch) == 0).mean()),
