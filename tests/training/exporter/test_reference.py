@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from service.registry import ModelRegistry
 from service.settings import Settings
 from tests.paths import SHIPPED_MODELS
 from tests.pipeline.model_copies import copy_of_shipped, edit_manifest
+from tests.training.exporter.quick_export import quick_export_onnx
 from tests.training.tiny import TINY_TRAINING
 from training.adafocus.config import TrainConfig
 from training.adafocus.costs import step_costs
@@ -58,28 +58,6 @@ def untrained_run(run: Path) -> Path:
     )
     save_model(run / "model.pt", model, record)
     return run
-
-
-def quick_export_onnx(module, example_inputs, path, input_names, output_names, **_) -> Path:
-    """The graphs by PyTorch's TorchScript exporter: 8 s for the three instead of 40 s by the
-    dynamo exporter that export_run uses (test_export.py tests that one); the manifest is what
-    this file tests."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    names = [*input_names, *output_names]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated, and says so
-        torch.onnx.export(
-            module.eval(),
-            example_inputs,
-            str(path),
-            input_names=list(input_names),
-            output_names=list(output_names),
-            opset_version=17,
-            dynamo=False,
-            dynamic_axes={name: {0: "batch"} for name in names},
-        )
-    return path
 
 
 def test_an_export_records_reference_outputs_the_service_checks(tmp_path: Path, monkeypatch):
