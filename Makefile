@@ -76,6 +76,10 @@ bench-decode: $(STAMP)
 synthetic: $(STAMP)
 	$(BIN)/adafocus-synthetic --out data/synthetic --seed 0
 
+## benchmark v2 (the target keeps away from the centre, docs/synthetic.md) under data/synthetic-v2
+synthetic-v2: $(STAMP)
+	$(BIN)/adafocus-synthetic --version 2 --out data/synthetic-v2 --seed 0
+
 ## train the default CondenseNetV2 on the generated image dataset
 train-image: $(STAMP)
 	$(BIN)/adafocus-train-image
