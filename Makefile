@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # (training with CPU torch 2.13.0, tests, lint, benchmarks). Rebuilt when pyproject.toml changes.
 STAMP := $(VENV)/.installed-dev
 # One pytest worker per core; each worker runs torch on one thread (tests/training/conftest.py).
-PYTEST_ARGS ?= -n auto --dist loadgroup
+PYTEST_ARGS ?= -n auto
 
 # The service's own environment: the project with the `service` extra only, no torch.
 SERVICE_VENV ?= .venv-service

@@ -25,11 +25,6 @@ from training.adafocus.run import train
 from training.export import main
 from training.exporter.repository import export_run
 
-# The tests that use ``exported`` run on one pytest-xdist worker (``--dist loadgroup``, the
-# Makefile's default), so the fixture's three trainings and exports happen once, not on every
-# worker.
-EXPORTED = pytest.mark.xdist_group("exported")
-
 
 @pytest.fixture(scope="module")
 def exported(tiny_dataset: Path, tmp_path_factory) -> dict[str, Path]:
@@ -42,7 +37,6 @@ def exported(tiny_dataset: Path, tmp_path_factory) -> dict[str, Path]:
     return {"repo": repo, "runs": root, "data": tiny_dataset}
 
 
-@EXPORTED
 def test_repository_layout_and_graphs(exported):
     repo = exported["repo"]
     pipeline = load_pipeline(repo, "adafocus_v2")
@@ -82,7 +76,6 @@ def _test_clips(exported, manifest: Manifest) -> list[tuple[np.ndarray, int]]:
     return [(read_clip(data / path, manifest.frames.num_frames, geometry).frames, int(label)) for path, label in rows]
 
 
-@EXPORTED
 @pytest.mark.parametrize("name", ["adafocus_v2", "full_frame", "glance_only"])
 def test_onnx_pipeline_matches_pytorch_end_to_end(exported, name: str):
     model, _ = load_model(exported["runs"] / name / "model.pt")
@@ -141,7 +134,6 @@ def test_a_step_on_uint8_crops_normalises_them_as_the_frame_pipeline_does():
         np.testing.assert_array_equal(from_crops[key], value, err_msg=key)
 
 
-@EXPORTED
 def test_early_exit_stops_computing(exported):
     pipeline = OnnxPipeline(load_pipeline(exported["repo"], "adafocus_v2"))
     frames, _ = _test_clips(exported, pipeline.manifest)[0]
@@ -150,7 +142,6 @@ def test_early_exit_stops_computing(exported):
     assert len(pipeline.run_clip(frames, thresholds=[np.inf] * steps).step_logits) == steps
 
 
-@EXPORTED
 def test_versions_and_names(exported, tmp_path: Path, monkeypatch):
     # The versions are the subject, not the graphs: the smallest run (two graphs), exported by
     # the quicker exporter (the one export_run uses is tested by the fixture and the tests above).
@@ -166,7 +157,6 @@ def test_versions_and_names(exported, tmp_path: Path, monkeypatch):
     assert main([str(tmp_path / "no_run"), "--out", str(repo)]) == 2
 
 
-@EXPORTED
 def test_tensorrt_without_tensorrt_or_gpu_stops_with_a_clear_message(exported, tmp_path: Path, capsys):
     from training.exporter import tensorrt_engines
 
@@ -195,14 +185,12 @@ def repo_copy(exported, tmp_path: Path) -> Path:
     return repo
 
 
-@EXPORTED
 def test_missing_file_is_rejected(repo_copy: Path):
     (repo_copy / "adafocus_v2_focus" / "1" / "model.onnx").unlink()
     with pytest.raises(ModelRepositoryError, match="missing file .*adafocus_v2_focus/1/model.onnx"):
         load_pipeline(repo_copy, "adafocus_v2")
 
 
-@EXPORTED
 def test_corrupt_file_is_rejected(repo_copy: Path):
     path = repo_copy / "adafocus_v2_classifier" / "1" / "model.onnx"
     data = bytearray(path.read_bytes())
@@ -212,7 +200,6 @@ def test_corrupt_file_is_rejected(repo_copy: Path):
         load_pipeline(repo_copy, "adafocus_v2")
 
 
-@EXPORTED
 def test_invalid_or_mismatched_manifest_is_rejected(repo_copy: Path):
     manifest_path = repo_copy / "adafocus_v2.v1.json"
     original = json.loads(manifest_path.read_text())
@@ -235,7 +222,6 @@ def test_invalid_or_mismatched_manifest_is_rejected(repo_copy: Path):
         load_pipeline(repo_copy, "adafocus_v2")
 
 
-@EXPORTED
 def test_tensorrt_provider_gets_profiles_and_caches(exported, tmp_path: Path):
     glance = load_pipeline(exported["repo"], "adafocus_v2").manifest.graphs["glance"]
     trt, cuda = provider_options(glance, ["TensorrtExecutionProvider", "CUDAExecutionProvider"], tmp_path, 16, 4)
@@ -274,7 +260,6 @@ def test_shipped_model_loads_and_classifies(tmp_path: Path):
     assert correct >= 16  # 98% on the 500-clip test split; chance is 2 of 20
 
 
-@EXPORTED
 def test_service_answers_like_pytorch(exported):
     """POST /classify on an exported tiny model: same top-1, exit step and scores as PyTorch."""
     from fastapi.testclient import TestClient
