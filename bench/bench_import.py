@@ -1,7 +1,8 @@
 """Full-size parity of the checkpoint importer with the authors' code (issue 23).
 
     .venv/bin/python -m bench.bench_import                # writes docs/benchmarks/import.{json,md}
-    .venv/bin/python -m bench.bench_import --only served  # re-measures one part, keeps the other's results
+    .venv/bin/python -m bench.bench_import --only served  # re-measures one part, keeps the others' results
+    .venv/bin/python -m bench.bench_import --only sthsth_served
 
 For each of CondenseNetV2 A, B and C it writes the converted file and the training-form file
 (``module.``-prefixed, as the authors' training saves it) from the reference data's weight
@@ -16,8 +17,11 @@ authors' conversion of the same model. Parameters and MACs are counted from the 
 
 The ``served`` part (bench/import_served.py) imports, exports and serves a paper-size AdaFocusV2
 ActivityNet checkpoint and compares the service's answer on the reference video with the
-authors' code; its results are the JSON's ``adafocusv2_actnet_served``. ``--only parity`` or
-``--only served`` re-measures that part and keeps the other's results from ``--out``'s JSON.
+authors' code; its results are the JSON's ``adafocusv2_actnet_served``. The ``sthsth_served``
+part (bench/import_sthsth.py) does the same for a paper-size Sth-Sth V1 (TSM, whole clip)
+checkpoint against the imported PyTorch model on a generated video, with the GMACs by patch
+size against the authors' README; its results are the JSON's ``adafocusv2_sthv1_served``.
+``--only PART`` re-measures that part and keeps the others' results from ``--out``'s JSON.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ import numpy as np
 import torch
 
 from bench.import_served import markdown_section, measure_actnet_served
+from bench.import_sthsth import markdown_section as sthsth_section
+from bench.import_sthsth import measure_sthsth_served
 from tests.training.checkpoints import condensenetv2_formula as cdnv2
 from tests.training.checkpoints import torchvision_layout as tv
 from training.checkpoints import import_file
@@ -42,8 +48,9 @@ from training.models.macs import count_macs, count_params
 OUT_DIR = Path("docs/benchmarks")
 VARIANTS = ("a", "b", "c")
 TOLERANCE = 1e-4  # the suite's
-PARTS = ("parity", "served")
+PARTS = ("parity", "served", "sthsth_served")
 SERVED = "adafocusv2_actnet_served"  # the served part's key in the JSON
+STHSTH = "adafocusv2_sthv1_served"  # the sthsth_served part's
 TORCHVISION = Path(__file__).resolve().parents[1] / "tests" / "data" / "checkpoints" / "torchvision_parity.npz"
 TORCHVISION_CASES = {
     "resnet18": ("torchvision-resnet", lambda: tv.resnet_shapes("basic", (2, 2, 2, 2))),
@@ -184,6 +191,8 @@ def write_report(report: dict, out_dir: Path) -> None:
     lines += ["", f"All within tolerance with the same top-1: **{'yes' if verdict else 'no'}**.", ""]
     if SERVED in report:
         lines += [*markdown_section(report[SERVED]), ""]
+    if STHSTH in report:
+        lines += [*sthsth_section(report[STHSTH]), ""]
     (out_dir / "import.md").write_text("\n".join(lines))
 
 
@@ -212,20 +221,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     parser.add_argument("--report-only", action="store_true", help="rewrite the table from --out's JSON")
     parser.add_argument(
-        "--only", choices=PARTS, help="re-measure this part only, keeping the other's results from --out's JSON"
+        "--only", choices=PARTS, help="re-measure this part only, keeping the others' results from --out's JSON"
     )
     args = parser.parse_args(argv)
     if args.report_only:
         write_report(json.loads((args.out / "import.json").read_text()), args.out)
         return 0
-    # --only: the other part's results (and the machine block of the parity part) stay as they are
+    # --only: the other parts' results (and the machine block of the parity part) stay as they are
     report = json.loads((args.out / "import.json").read_text()) if args.only else {}
-    if args.only != "served":
+    parts = [args.only] if args.only else PARTS
+    if "parity" in parts:
         report.update(measure_parity(args.variants))
-    if args.only != "parity":
+    if "served" in parts:
         print("adafocusv2 actnet, paper size, served ...", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory() as workdir:
             report[SERVED] = measure_actnet_served(Path(workdir))
+    if "sthsth_served" in parts:
+        print("adafocusv2 sthv1, paper size, served ...", file=sys.stderr, flush=True)
+        with tempfile.TemporaryDirectory() as workdir:
+            report[STHSTH] = measure_sthsth_served(Path(workdir))
     write_report(report, args.out)
     print((args.out / "import.md").read_text())
     return 0
