@@ -30,12 +30,13 @@ from pipeline.frames.sampling import Samples
 MANIFEST_FORMAT = "adafocus-pipeline/1"
 
 # Where the local network looks, one vocabulary for the model (training) and the manifest:
-# the policy's patch, a random patch, the centre patch, the whole frame, nowhere (glance only).
-Focus = Literal["policy", "random", "centre", "full_frame", "none"]
-# What an exported pipeline can do: a random patch is a training comparison, never served.
+# the policy's patch, a random patch, the centre patch, a patch on the ground-truth target
+# (the oracle of a benchmark with target boxes), the whole frame, nowhere (glance only).
+Focus = Literal["policy", "random", "centre", "oracle", "full_frame", "none"]
+# What an exported pipeline can do: random and oracle patches are training comparisons, never served.
 ServedFocus = Literal["policy", "centre", "full_frame", "none"]
 # The focus kinds that crop a patch (the others see the whole frame, or nothing).
-PATCH_FOCUS: tuple[Focus, ...] = ("policy", "random", "centre")
+PATCH_FOCUS: tuple[Focus, ...] = ("policy", "random", "centre", "oracle")
 # How a model consumes time: ``streaming``, a step per frame with running states and early
 # exit (glance, focus and classifier graphs); ``whole_clip``, one pass over every sampled
 # frame (a bidirectional temporal shift needs them all before any answer: the ``clip`` graph).

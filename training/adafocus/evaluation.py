@@ -30,6 +30,7 @@ class StepPredictions:
     indices: np.ndarray  # dataset index of each row
     skipped: list[int]  # dataset indices of unreadable videos (not in the rows)
     focus_skipped: np.ndarray | None = None  # bool (N, T): frames a frame-skipping policy did not focus on
+    target_boxes: np.ndarray | None = None  # float32 (N, T, 4) in processing order, where the data has them
 
 
 def loader_for(dataset: VideoDataset, batch_size: int, workers: int) -> DataLoader:
@@ -54,12 +55,16 @@ def collect(
     """Per-step logits of every readable video of ``dataset`` (random-patch models draw from ``seed``)."""
     model.eval()
     generator = torch.Generator(device=device).manual_seed(seed)
-    logits, targets, locations, indices, skipped, focus_skipped = [], [], [], [], [], []
-    for clips, target, index, valid in loader_for(dataset, batch_size, workers):
+    logits, targets, locations, indices, skipped, focus_skipped, boxes = [], [], [], [], [], [], []
+    for clips, target, index, valid, target_boxes in loader_for(dataset, batch_size, workers):
         skipped += index[~valid].tolist()
         if not bool(valid.any()):
             continue
-        output = model(clips[valid].to(device), generator=generator)
+        target_boxes = target_boxes[valid]
+        oracle = target_boxes.to(device) if model.focus_mode == "oracle" else None
+        output = model(clips[valid].to(device), generator=generator, target_boxes=oracle)
+        if not bool(torch.isnan(target_boxes).all()):
+            boxes.append(target_boxes[:, model.order.cpu()].numpy())
         logits.append(output.step_logits.float().cpu().numpy())
         targets.append(target[valid].numpy())
         indices.append(index[valid].numpy())
@@ -76,6 +81,7 @@ def collect(
         np.concatenate(indices),
         skipped,
         np.concatenate(focus_skipped) if focus_skipped else None,
+        np.concatenate(boxes) if len(boxes) == len(logits) else None,  # every batch had them, or none counts
     )
 
 
@@ -195,7 +201,7 @@ def compare_exit(
     row_of = {int(index): row for row, index in enumerate(offline.indices)}
     same_step = same_top1 = total = frames = 0
     max_diff = 0.0
-    for clips, _, index, valid in loader_for(dataset, batch_size, 0):
+    for clips, _, index, valid, _ in loader_for(dataset, batch_size, 0):
         if not bool(valid.any()):
             continue
         run = run_with_exit(model, clips[valid].to(device), thresholds, kind, multi_label)

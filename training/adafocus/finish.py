@@ -18,7 +18,8 @@ from training.engine.commands import log
 
 from .calibration import apply_point, calibrated_points, video_step_gmacs
 from .costs import step_costs
-from .evaluation import collect, compare_exit, step_metrics
+from .evaluation import StepPredictions, collect, compare_exit, step_metrics
+from .focus_quality import focus_quality
 from .record import ModelRecord, save_model
 from .trainer import AdaFocusTrainerBase
 
@@ -63,7 +64,11 @@ def finish(trainer: AdaFocusTrainerBase) -> dict[str, Any]:
         if test.focus_skipped is not None:
             summary["test"]["focus_rate"] = float(1 - test.focus_skipped.mean())
             summary["test"]["gmacs_per_video_all_frames"] = float(test_gmacs.sum(axis=1).mean())
-        if model.focus_mode != "random":  # random patches differ between the two runs by design
+        quality = _focus_quality(test, model)
+        if quality is not None:
+            summary["test"]["focus"] = quality
+        # Random patches differ between the two runs by design; the oracle's need whole clips.
+        if model.focus_mode not in ("random", "oracle"):
             summary["test"]["incremental_exit"] = {
                 name: compare_exit(
                     model,
@@ -96,3 +101,15 @@ def finish(trainer: AdaFocusTrainerBase) -> dict[str, Any]:
     )
     save_model(trainer.run_dir / "model.pt", model, record)
     return summary
+
+
+def _focus_quality(predictions: StepPredictions, model) -> dict[str, float | int] | None:
+    """Hit rate and IoU of the patches against the target boxes over every processed frame (a
+    frame-skipping policy's skipped frames do not count), where the data has boxes."""
+    if predictions.locations is None or predictions.target_boxes is None or model.crop is None:
+        return None
+    processed = None if predictions.focus_skipped is None else ~predictions.focus_skipped
+    config = model.config
+    return focus_quality(
+        predictions.locations, predictions.target_boxes, config.frame_size, config.patch_size, processed
+    ).as_dict()

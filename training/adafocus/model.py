@@ -13,6 +13,8 @@ The same class builds the baselines that share the harness (``variant``):
   ``gaussian``, :mod:`training.adafocus.v1.policy`) and the recurrent classifier, trained
   in stages by :mod:`training.adafocus.v1.trainer`; the same inference interface;
 * ``random_patch`` / ``centre_patch``: a uniformly random or the central patch, no policy;
+* ``oracle_patch``: a patch centred on the ground-truth target of each frame (a benchmark with
+  target boxes, ``training.adafocus.focus_quality``): the upper bound of a policy, not servable;
 * ``glance_only``: the global network alone;
 * ``full_frame``: the local network on the whole frame, no glance (the expensive reference).
 """
@@ -37,7 +39,9 @@ from .crop import PatchCrop, random_locations
 from .v1.policy import build_v1_policy
 from .v2.policy import PatchPolicy
 
-Variant = Literal["adafocus_v2", "adafocus_v1", "random_patch", "centre_patch", "glance_only", "full_frame"]
+Variant = Literal[
+    "adafocus_v2", "adafocus_v1", "random_patch", "centre_patch", "oracle_patch", "glance_only", "full_frame"
+]
 Policy = Literal["regression", "grid", "gaussian"]
 Classifier = Literal["pooling", "gru"]
 FrameOrder = Literal["chronological", "coarse_to_fine"]
@@ -53,10 +57,20 @@ FOCUS_OF_VARIANT: dict[str, Focus] = {
     "adafocus_v1": "policy",
     "random_patch": "random",
     "centre_patch": "centre",
+    "oracle_patch": "oracle",
     "glance_only": "none",
     "full_frame": "full_frame",
 }
-PatchFocus = Literal["policy", "random", "centre"]  # the focus kinds that place a patch (PATCH_FOCUS)
+PatchFocus = Literal["policy", "random", "centre", "oracle"]  # the focus kinds that place a patch (PATCH_FOCUS)
+
+
+def oracle_locations(boxes: Tensor, frame_size: int, patch_size: int) -> Tensor:
+    """Locations ``(..., 2)`` of patches centred on boxes ``(..., 4)`` (``[x0, y0, x1, y1)``), kept in
+    the frame; the centre patch where a box is unknown (NaN). The torch twin of
+    ``training.adafocus.focus_quality.oracle_locations``."""
+    centre = (boxes[..., :2] + boxes[..., 2:]) / 2
+    location = (centre - patch_size / 2) / max(frame_size - patch_size, 1)
+    return torch.nan_to_num(location, nan=0.5).clamp(0.0, 1.0).float()
 
 
 @dataclass
@@ -241,6 +255,8 @@ class AdaFocusV2(nn.Module):
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Patch locations ``(N, 2)`` for one step, and the policy's next state."""
+        if focus == "oracle":
+            raise ValueError("the oracle focus needs the target boxes of whole clips (forward(target_boxes=...))")
         if focus == "policy":
             return self.policy(features, policy_state)
         count, device = features.shape[0], features.device
@@ -298,6 +314,7 @@ class AdaFocusV2(nn.Module):
         stop_gradient: bool = True,
         generator: torch.Generator | None = None,
         random_skip_rate: float = 0.0,
+        target_boxes: Tensor | None = None,
     ) -> ClipOutput | tuple[ClipOutput, ...]:
         """Run ``(B, T, 3, S, S)`` clips; the frame-parallel parts batch over ``B * T``.
 
@@ -306,12 +323,21 @@ class AdaFocusV2(nn.Module):
         reads the global features through a stop-gradient unless ``stop_gradient=False``.
         ``random_skip_rate``: with random patches, skip that share of frames at random (so a
         frame-skipping model's classifier learns to do without some patches).
+        ``target_boxes`` ``(B, T, 4)`` (``[x0, y0, x1, y1)`` in the frame's pixels, in the clips' frame
+        order; NaN where unknown): where the ``oracle`` focus centres its patches.
         """
         focus_modes = focus if isinstance(focus, tuple) else (focus or self.focus_mode,)
         batch, steps = clips.shape[:2]
         if steps != self.config.num_frames and not getattr(self.classifier, "shared_head", True):
             raise ValueError(f"the model has {self.config.num_frames} per-step heads; clips have {steps} frames")
-        clips = clips[:, self.order[:steps]] if steps == len(self.order) else clips
+        reorder = steps == len(self.order)
+        clips = clips[:, self.order[:steps]] if reorder else clips
+        oracle = None
+        if "oracle" in focus_modes:
+            if target_boxes is None:
+                raise ValueError("the oracle focus needs the clips' target boxes")
+            boxes = target_boxes[:, self.order[:steps]] if reorder else target_boxes
+            oracle = oracle_locations(boxes.to(clips.device), self.config.frame_size, self.config.patch_size)
         frames = clips.flatten(0, 1)
         features = global_pooled = global_logits = None
         if self.uses_global:
@@ -330,6 +356,7 @@ class AdaFocusV2(nn.Module):
                 stop_gradient,
                 generator,
                 random_skip_rate,
+                oracle,
             )
             for mode in focus_modes
         )
@@ -346,11 +373,14 @@ class AdaFocusV2(nn.Module):
         stop_gradient: bool,
         generator: torch.Generator | None,
         random_skip_rate: float = 0.0,
+        oracle: Tensor | None = None,
     ) -> ClipOutput:
         batch, steps = shape
         locations = local_pooled = local_logits = skipped = None
         if self.uses_local:
-            if self.crop is not None:
+            if focus == "oracle":
+                locations = oracle
+            elif self.crop is not None:
                 locations, skipped = self._clip_locations(features, batch, steps, focus, stop_gradient, generator)
             if focus == "random" and random_skip_rate > 0:
                 draw = torch.rand(batch, steps, generator=generator, device=frames.device)

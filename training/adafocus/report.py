@@ -35,6 +35,15 @@ def run_report(summary: dict[str, Any]) -> str:
                 [[metric, *[f"{entry[metric]:.3f}" for entry in per_step]]],
             )
             lines.append("")
+    focus = summary.get("test", {}).get("focus")
+    if focus:
+        lines += [
+            "## Where the patches looked (test split, against the ground-truth target boxes)",
+            "",
+            f"Over {focus['frames']} processed frames: the patch holds at least half of the target in "
+            f"{focus['hit_rate']:.1%} of them (hit rate); mean IoU of patch and target {focus['iou']:.3f}.",
+            "",
+        ]
     lines += ["## Exit operating points (calibrated on the calibration split)", ""]
     test_points = {(p["name"], p["p"]): p for p in summary.get("test", {}).get("operating_points", [])}
     rows = []

@@ -31,8 +31,9 @@ from training.engine.sampler import EpochSampler
 CHECKPOINT_FORMAT = "train_adafocus/1"
 CONFIG_OPTIMIZERS = ("adamw", "sgd")  # what --optimizer may name (V1's PPO stage takes Adam itself)
 
-# A batch of the training loader: clips, targets, dataset indices, whether each clip was readable.
-VideoBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+# A batch of the training loader: clips, targets, dataset indices, whether each clip was readable,
+# the target boxes of each frame (NaN where the data has none; training.data.videos.VideoItem).
+VideoBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def frame_geometry(config: TrainConfig, synthetic: bool) -> FrameGeometry:
@@ -120,7 +121,7 @@ class AdaFocusTrainerBase(TrainingLoop):
         )
 
     def unreadable(self, batch: VideoBatch) -> list[int]:
-        _, _, indices, valid = batch
+        _, _, indices, valid, _ = batch
         return indices[~valid].tolist()
 
     # -- checkpoints --------------------------------------------------------------------
@@ -133,11 +134,14 @@ class AdaFocusTrainerBase(TrainingLoop):
 
     # -- training -----------------------------------------------------------------------
     def train_batch(self, batch: VideoBatch) -> float | None:
-        clips, target, _, valid = batch
-        return self.train_step(clips, target, valid)
+        clips, target, _, valid, boxes = batch
+        return self.train_step(clips, target, valid, boxes)
 
-    def train_step(self, clips: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> float | None:
-        """One optimiser step on the readable videos of the batch; ``None`` if there were none."""
+    def train_step(
+        self, clips: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, boxes: torch.Tensor | None = None
+    ) -> float | None:
+        """One optimiser step on the readable videos of the batch; ``None`` if there were none.
+        ``boxes``: the frames' target boxes (the oracle baseline's patches)."""
         raise NotImplementedError
 
     def _autocast(self) -> contextlib.AbstractContextManager:

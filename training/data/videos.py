@@ -10,6 +10,11 @@ Two layouts:
 
 An unreadable video does not stop training: its item comes back with ``valid=False`` (the
 trainer skips and reports it) unless ``strict`` is set.
+
+A video with ground-truth target boxes beside it (``<stem>.boxes.json``, the synthetic
+benchmark's; ``training.data.synthetic.read_target_boxes``) gives them for its sampled frames,
+in the model's frame (through the same resize and crop as the frames, a training draw's too);
+NaN boxes otherwise. The oracle baseline and the focus-quality measure read them.
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ import numpy as np
 from pipeline.frames.decode import clip_from_resized, read_clip
 from pipeline.frames.errors import VideoError
 from pipeline.frames.limits import DecodeLimits
+from pipeline.frames.patch import boxes_in_crop
 from pipeline.frames.transform import IMAGENET, FrameGeometry, Normalisation
 
 from .frame_cache import FrameCache
+from .synthetic import boxes_path, read_target_boxes
 
 VIDEO_SUFFIXES = {".mp4", ".webm", ".avi", ".mkv", ".mov"}
 
@@ -46,6 +53,7 @@ class VideoItem(NamedTuple):
     target: int | np.ndarray  # class index, or a multi-hot float32 vector
     index: int
     valid: bool
+    boxes: np.ndarray  # float32 (T, 4): the target's [x0, y0, x1, y1) in the model's frame; NaN: none
 
 
 def scan_video_folder(root: str | Path) -> tuple[list[str], list[VideoSample]]:
@@ -180,5 +188,17 @@ class VideoDataset:
                 raise
             crop = self.geometry.crop
             blank = np.zeros((self.num_frames, 3, crop, crop), dtype=np.float32)
-            return VideoItem(blank, self.target(sample), index, valid=False)
-        return VideoItem(clip.frames, self.target(sample), index, valid=True)
+            return VideoItem(blank, self.target(sample), index, False, self._no_boxes())
+        return VideoItem(clip.frames, self.target(sample), index, True, self._boxes(sample, clip))
+
+    def _no_boxes(self) -> np.ndarray:
+        return np.full((self.num_frames, 4), np.nan, dtype=np.float32)
+
+    def _boxes(self, sample: VideoSample, clip) -> np.ndarray:
+        """The target boxes of the clip's frames in the model's frame, if the video has a boxes file."""
+        path = boxes_path(sample.path)
+        if not path.is_file():
+            return self._no_boxes()
+        boxes = read_target_boxes(path)  # a malformed file is an error naming it, not a silent NaN
+        frames = np.minimum(clip.frame_indices, len(boxes) - 1)
+        return boxes_in_crop(boxes[frames], self.geometry, clip.crop_box, clip.original_size)

@@ -84,7 +84,9 @@ def from_mapping(cls: type[ConfigT], values: dict[str, Any]) -> ConfigT:
     fixed = {}
     for key, value in values.items():
         kind = _unwrap_optional(hints[key])
-        if typing.get_origin(kind) is typing.Literal and value not in typing.get_args(kind):
+        optional = kind is not hints[key]  # None is a value of an optional field (a saved config.json has it)
+        literal = typing.get_origin(kind) is typing.Literal
+        if literal and value not in typing.get_args(kind) and not (optional and value is None):
             choices = ", ".join(map(str, typing.get_args(kind)))
             raise ValueError(f"{key} must be one of {choices}; got {value!r}")
         fixed[key] = tuple(value) if typing.get_origin(kind) is tuple and value is not None else value

@@ -88,9 +88,9 @@ class GraphDefinition:
 
 def focus_kind(model: AdaFocusV2) -> ServedFocus:
     """How the served pipeline places the patch (the model's own focus: one vocabulary)."""
-    if model.focus_mode == "random":
-        raise ValueError("the random-patch baseline is a training comparison; it is not exported")
-    return model.focus_mode
+    if model.focus_mode in ("random", "oracle"):
+        raise ValueError(f"the {model.config.variant} baseline is a training comparison; it is not exported")
+    return model.focus_mode  # type: ignore[return-value]  # the other kinds are served
 
 
 @torch.no_grad()

@@ -142,7 +142,7 @@ def test_a_training_step_runs_with_the_preset(tiny_dataset: Path, tmp_path: Path
     overrides = {**TINY_TRAINING, "data": str(tiny_dataset), "out": str(tmp_path)}
     trainer = AdaFocusTrainer(train_config("paper_activitynet", **overrides))
     assert trainer.config.preset == "paper_activitynet" and trainer.model.config.aux_dropout == 0.2
-    clips, target, _, valid = next(iter(trainer.train_loader()))
+    clips, target, _, valid, _ = next(iter(trainer.train_loader()))
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
     loss = trainer.train_step(clips, target, valid)
     assert loss is not None and math.isfinite(loss)

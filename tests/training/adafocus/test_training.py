@@ -61,7 +61,7 @@ def test_total_loss_averages_the_branches():
 # -- training ------------------------------------------------------------------------------
 def test_a_few_steps_lower_the_loss(tiny_dataset: Path, tmp_path: Path):
     trainer = AdaFocusTrainer(tiny_config(tiny_dataset, tmp_path, lr=5e-3, dropout=0.0))
-    clips, target, _, valid = next(iter(trainer.train_loader()))
+    clips, target, _, valid, _ = next(iter(trainer.train_loader()))
     trainer.model.eval()
     with torch.no_grad():
         before = adafocus_loss((trainer.model(clips, "centre"),), target, False)[0]
@@ -162,3 +162,21 @@ def test_two_process_data_parallel_run(tiny_dataset: Path, tmp_path: Path):
     assert process.returncode == 0, stderr[-3000:]
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["steps"] == 3  # 12 videos / global batch 4, each process 2 per step
+
+
+def test_the_oracle_trains_on_the_target_boxes_and_the_summary_measures_the_focus(tiny_dataset: Path, tmp_path: Path):
+    """The synthetic clips carry their target's boxes: the oracle's patches (24 px, inside the
+    30-px target of these 32-px frames when centred on it) hold the target in every processed
+    frame, and the summary and report say so; without boxes the oracle is refused."""
+    oracle = train(tiny_config(tiny_dataset, tmp_path / "oracle", variant="oracle_patch", patch_size=24, epochs=1))
+    assert oracle["variant"] == "oracle_patch"
+    focus = oracle["test"]["focus"]
+    assert focus["frames"] == 8 * 4 and focus["hit_rate"] == 1.0
+    assert focus["iou"] == pytest.approx(24 * 24 / (30 * 30), abs=0.06)  # the patch inside the target (clipped)
+    assert "hit rate" in (tmp_path / "oracle" / "report.md").read_text()
+    no_boxes = tmp_path / "no_boxes"
+    shutil.copytree(tiny_dataset, no_boxes)
+    for path in no_boxes.rglob("*.boxes.json"):
+        path.unlink()
+    with pytest.raises(ValueError, match="needs target boxes"):
+        train(tiny_config(no_boxes, tmp_path / "oracle_without_boxes", variant="oracle_patch", epochs=1))

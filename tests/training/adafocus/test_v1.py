@@ -153,7 +153,7 @@ def test_stages_train_only_their_own_parts(tiny_dataset: Path, tmp_path: Path):
 
     trainer = AdaFocusV1Trainer(v1_config(tiny_dataset, tmp_path))
     before = {name: value.clone() for name, value in trainer.model.state_dict().items()}
-    clips, target, _, valid = next(iter(trainer.train_loader()))
+    clips, target, _, valid, _ = next(iter(trainer.train_loader()))
     for stage, changed_prefix in ((2, "policy."), (1, None)):
         trainer._enter_stage(stage)
         trainer.train_step(clips, target, valid)

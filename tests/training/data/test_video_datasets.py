@@ -107,9 +107,10 @@ def test_batches_through_a_dataloader_with_workers(folder):
     )
     batches = list(loader)
     assert len(batches) == 2
-    frames, target, index, valid = batches[0]
+    frames, target, index, valid, boxes = batches[0]
     assert frames.shape == (2, 4, 3, 32, 32) and frames.dtype == torch.float32
     assert valid.all() and target.dtype == torch.int64
+    assert boxes.shape == (2, 4, 4) and torch.isnan(boxes).all()  # no boxes beside these videos
 
 
 def test_frame_cache_gives_exactly_the_decoded_clips(tmp_path, folder):

@@ -168,7 +168,7 @@ class AdaFocusV1Trainer(AdaFocusTrainerBase):
         for module in self._trainable(self.stage):
             module.train()
 
-    def train_step(self, clips: Tensor, target: Tensor, valid: Tensor) -> float | None:
+    def train_step(self, clips: Tensor, target: Tensor, valid: Tensor, boxes: Tensor | None = None) -> float | None:
         if not bool(valid.any()):
             return None
         clips, target = clips[valid].to(self.device), target[valid].to(self.device)

@@ -67,12 +67,26 @@ class AdaFocusTrainer(AdaFocusTrainerBase):
             return ("policy", "random")
         return (focus,)
 
-    def train_step(self, clips: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> float | None:
+    def _oracle_boxes(self, boxes: torch.Tensor | None) -> torch.Tensor | None:
+        """The batch's target boxes for the oracle baseline (an error where the data has none)."""
+        if self.model.focus_mode != "oracle":
+            return None
+        if boxes is None or bool(torch.isnan(boxes).all()):
+            raise ValueError(
+                "--variant oracle_patch needs target boxes beside the videos (<clip>.boxes.json: "
+                "python -m training.data.synthetic --version 2 writes them)"
+            )
+        return boxes.to(self.device)
+
+    def train_step(
+        self, clips: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, boxes: torch.Tensor | None = None
+    ) -> float | None:
         """One optimiser step on the readable videos of the batch; ``None`` if there were none."""
         self.model.train()
         any_valid = bool(valid.any())
         if any_valid:
             clips, target = clips[valid], target[valid]
+            boxes = boxes[valid] if boxes is not None else None
         # Under DDP every process must take part in each step, even with nothing readable:
         # it then runs the batch with a zero loss.
         elif not self.dist.enabled:
@@ -81,7 +95,9 @@ class AdaFocusTrainer(AdaFocusTrainerBase):
         target = target.to(self.device, non_blocking=True)
         branches = self._branches()
         with self._autocast():
-            outputs = self.train_model(clips, branches, self.config.stop_gradient, self.generator)
+            outputs = self.train_model(
+                clips, branches, self.config.stop_gradient, self.generator, target_boxes=self._oracle_boxes(boxes)
+            )
         outputs = (outputs,) if isinstance(outputs, ClipOutput) else outputs  # (a NamedTuple is a tuple too)
         loss, _ = adafocus_loss(
             outputs, target, self.multi_label, self.config.auxiliary_losses, self.config.label_smoothing
