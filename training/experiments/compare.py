@@ -72,6 +72,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("no_stop_gradient", "ablation: no stop-gradient", "ablation", {"stop_gradient": False}),
     Experiment("centre_patch", "centre patch", "baseline", {"variant": "centre_patch"}),
     Experiment("random_patch", "random patch", "baseline", {"variant": "random_patch"}),
+    # A patch centred on the ground-truth target: needs target boxes (benchmark v2 writes them).
+    Experiment("oracle_patch", "oracle patch (on the target)", "baseline", {"variant": "oracle_patch"}),
     Experiment("glance_only", "glance only", "baseline", {"variant": "glance_only"}),
     Experiment("adafocus_v2_p48", "AdaFocusV2", "adafocus_v2", {"patch_size": 48}),
     Experiment("adafocus_v2_p80", "AdaFocusV2", "adafocus_v2", {"patch_size": 80}),
@@ -122,6 +124,8 @@ class Result:
     exit_points: list[dict[str, Any]]  # test accuracy and GMACs of each calibrated operating point
     train_seconds: float
     train_cpu_seconds: float = float("nan")  # not recorded by older runs
+    hit_rate: float = float("nan")  # share of test frames whose patch holds half the target (NaN: no boxes)
+    iou: float = float("nan")  # mean IoU of patch and target
 
     @classmethod
     def load(cls, experiment: Experiment, run: Path) -> Result:
@@ -129,6 +133,7 @@ class Result:
         config = json.loads((run / "config.json").read_text())
         names = {(p["name"], p["p"]): p["names"] for p in summary["operating_points"]}
         points = [{**p, "names": names.get((p["name"], p["p"]), [])} for p in summary["test"]["operating_points"]]
+        focus = summary["test"].get("focus") or {}
         return cls(
             experiment=experiment,
             patch_size=config["patch_size"],
@@ -138,6 +143,8 @@ class Result:
             exit_points=points,
             train_seconds=training_seconds(summary),
             train_cpu_seconds=training_seconds(summary, cpu=True),
+            hit_rate=float(focus.get("hit_rate", "nan")),
+            iou=float(focus.get("iou", "nan")),
         )
 
     @property
@@ -261,8 +268,9 @@ def check_aims(results: dict[str, Result], test_videos: int) -> list[str]:
 def results_table(results: list[Result]) -> list[str]:
     lines = [
         "| run | patch | GMACs/frame | GMACs/video (all frames) | top-1 (all frames) "
-        "| balanced exit: GMACs/video | top-1 | fast exit: GMACs/video | top-1 | training time | CPU time |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| balanced exit: GMACs/video | top-1 | fast exit: GMACs/video | top-1 | hit rate | IoU "
+        "| training time | CPU time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         cells = [r.label, str(r.patch_size) if r.experiment.name != "full_frame" else "full frame"]
@@ -270,6 +278,8 @@ def results_table(results: list[Result]) -> list[str]:
         for name in ("balanced", "fast"):
             point = r.named_point(name)
             cells += [f"{point['gmacs_per_video']:.4f}", f"{point['top1']:.3f}"] if point else ["-", "-"]
+        # Where the patches looked (benchmark clips with target boxes; '-': no boxes, or no patch).
+        cells += ["-" if r.hit_rate != r.hit_rate else f"{r.hit_rate:.3f}", "-" if r.iou != r.iou else f"{r.iou:.3f}"]
         cells.append(f"{r.train_seconds / 60:.1f} min")
         cpu = r.train_cpu_seconds
         cells.append("-" if cpu != cpu else f"{cpu / 60:.1f} min")  # NaN: not recorded

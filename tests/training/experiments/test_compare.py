@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from tests.training.tiny import TINY_TRAINING
-from training.experiments.compare import BY_NAME, Result, check_aims, compare_with_baselines, main
+from training.experiments.compare import BY_NAME, Result, check_aims, compare_with_baselines, main, results_table
 
 
 def _result(name: str, top1: float, gmacs_per_video: float, points: list[tuple[str, float, float]] = ()) -> Result:
@@ -54,6 +54,15 @@ def test_the_policy_is_compared_with_fixed_patches():
     assert "no different from a random patch" in random
     results["centre_patch"] = _result("centre_patch", 0.80, 0.22)
     assert "better than a centre patch" in compare_with_baselines(results, test_videos=500)[0]
+
+
+def test_the_table_shows_where_the_patches_looked():
+    oracle = _result("oracle_patch", 0.99, 0.2)
+    oracle.hit_rate, oracle.iou = 0.975, 0.5625
+    rows = results_table([oracle, _result("full_frame", 1.0, 0.7)])
+    assert "| hit rate | IoU |" in rows[0] and rows[1].count("|") == rows[0].count("|")
+    assert "| 0.975 | 0.562 |" in rows[2]  # the oracle's
+    assert "| - | - |" in rows[3]  # no boxes, or no patch: not measured
 
 
 def test_compare_runs_reuses_and_reports(tiny_dataset: Path, tmp_path: Path):
