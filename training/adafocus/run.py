@@ -76,6 +76,7 @@ def train(config: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any
         trainer.fit()
         train_seconds, train_cpu = time.perf_counter() - started, cpu_seconds() - started_cpu
         if not dist.is_main:
+            dist.leave_together()
             return None
         summary = finish(trainer)
         summary["train_seconds_this_session"] = round(train_seconds, 1)
@@ -93,6 +94,7 @@ def train(config: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any
             summary["train_cpu_seconds"] = round(trainer.state.train_cpu_seconds, 1)
         (trainer.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         write_run_report(trainer.run_dir, summary)
+        dist.leave_together()
         return summary
     finally:
         shutdown_distributed(dist)

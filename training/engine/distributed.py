@@ -3,6 +3,7 @@ per device, gloo on CPU, nccl on GPU)."""
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,14 @@ class DistContext:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
+
+    def leave_together(self) -> None:
+        """Wait until every rank is done, however long rank 0's evaluation at the end takes, so that
+        all ranks leave the process group at once (on CPU, gloo: a rank that tore the group down
+        while rank 0 still held it was seen to abort under load). On GPU (nccl, whose barrier
+        would time out during a long evaluation) the ranks leave as they finish."""
+        if self.enabled and dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=datetime.timedelta(days=1))
 
     def all_gather(self, value: Any) -> list[Any]:
         """Every rank's ``value`` (picklable), in rank order."""
