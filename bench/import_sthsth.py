@@ -270,7 +270,11 @@ def _import_and_export(workdir: Path, labels: list[str], stages: dict[str, float
     status, stages["import"] = _timed(import_checkpoint.main, command)
     if status != 0:
         raise RuntimeError(f"import_checkpoint exited with {status}")
-    status, stages["export"] = _timed(export.main, [str(run_dir), "--out", str(repo), "--name", MODEL_NAME])
+    # The export's own check runs the graph on random-normal clips, where these formula weights give
+    # logits up to ~150 and ONNX Runtime differs from PyTorch by 2.8e-4 of that (measured), past the
+    # default 1e-4: the bench checks the served answers on a real video instead (below), at 1e-3.
+    export_args = [str(run_dir), "--out", str(repo), "--name", MODEL_NAME, "--tolerance", "1e-3"]
+    status, stages["export"] = _timed(export.main, export_args)
     if status != 0:
         raise RuntimeError(f"export exited with {status}")
     return checkpoint, run_dir, repo

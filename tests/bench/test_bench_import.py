@@ -35,6 +35,13 @@ def test_the_served_section_is_committed_and_its_verdict_is_yes():
     assert "End to end, the same top-5 labels and scores within 0.001: **yes**" in (RESULTS / "import.md").read_text()
 
 
+def test_the_sthsth_served_section_is_committed_and_its_verdict_is_yes():
+    report = json.loads((RESULTS / "import.json").read_text())
+    assert sthsth_verdict(report[STHSTH])
+    text = (RESULTS / "import.md").read_text()
+    assert "the GMACs round to the README's: **yes**" in text
+
+
 @pytest.mark.parametrize(
     ("field", "value", "cell"),
     [
