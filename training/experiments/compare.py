@@ -220,6 +220,29 @@ def compare_with_baselines(results: dict[str, Result], test_videos: int) -> list
     return lines
 
 
+GATE_MARGIN = 0.15  # issue 24: the oracle beats the centre and the random patch by 15 points each
+
+
+def check_gate(results: dict[str, Result]) -> list[str]:
+    """Issue 24's gate, checked before any method is compared: does location matter on this
+    benchmark? The oracle patch (on the ground-truth target) must beat the centre and the random
+    patch by at least 15 points of top-1 each, with the same local network and budget."""
+    oracle = results.get("oracle_patch")
+    lines = []
+    for name in ("centre_patch", "random_patch"):
+        baseline = results.get(name)
+        if oracle is None or baseline is None:
+            continue
+        gain = oracle.top1 - baseline.top1
+        met = gain >= GATE_MARGIN - 1e-12
+        lines.append(
+            f"- **{'Met' if met else 'Not met'}**: the oracle patch beats a {baseline.experiment.label} by at "
+            f"least {GATE_MARGIN * 100:.0f} points: top-1 {oracle.top1:.3f} vs {baseline.top1:.3f} "
+            f"({gain * 100:+.1f} points; hit rate {oracle.hit_rate:.3f} vs {baseline.hit_rate:.3f})."
+        )
+    return lines
+
+
 def check_aims(results: dict[str, Result], test_videos: int) -> list[str]:
     """One line per aim: met or not met, with the figures."""
     lines: list[str] = []
@@ -365,6 +388,9 @@ def write_report(runs: Path, report: Path, command: str) -> Path:
         "",
         *check_aims({r.experiment.name: r for r in results}, test_videos),
     ]
+    gate = check_gate({r.experiment.name: r for r in results})
+    if gate:
+        lines += ["", "## The gate: does the patch's location matter here?", "", *gate]
     baselines = compare_with_baselines({r.experiment.name: r for r in results}, test_videos)
     if baselines:
         lines += ["", "## The policy against fixed patches", "", *baselines]

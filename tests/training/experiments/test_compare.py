@@ -7,7 +7,15 @@ import shutil
 from pathlib import Path
 
 from tests.training.tiny import TINY_TRAINING
-from training.experiments.compare import BY_NAME, Result, check_aims, compare_with_baselines, main, results_table
+from training.experiments.compare import (
+    BY_NAME,
+    Result,
+    check_aims,
+    check_gate,
+    compare_with_baselines,
+    main,
+    results_table,
+)
 
 
 def _result(name: str, top1: float, gmacs_per_video: float, points: list[tuple[str, float, float]] = ()) -> Result:
@@ -63,6 +71,19 @@ def test_the_table_shows_where_the_patches_looked():
     assert "| hit rate | IoU |" in rows[0] and rows[1].count("|") == rows[0].count("|")
     assert "| 0.975 | 0.562 |" in rows[2]  # the oracle's
     assert "| - | - |" in rows[3]  # no boxes, or no patch: not measured
+
+
+def test_the_gate_needs_the_oracle_15_points_above_each_fixed_patch():
+    results = {
+        "oracle_patch": _result("oracle_patch", 0.95, 0.14),
+        "centre_patch": _result("centre_patch", 0.80, 0.14),
+        "random_patch": _result("random_patch", 0.81, 0.14),
+    }
+    centre, random = check_gate(results)
+    assert centre.startswith("- **Met**") and "+15.0 points" in centre
+    assert random.startswith("- **Not met**") and "+14.0 points" in random
+    del results["oracle_patch"]
+    assert check_gate(results) == []
 
 
 def test_compare_runs_reuses_and_reports(tiny_dataset: Path, tmp_path: Path):
