@@ -38,6 +38,8 @@ from bench.import_served import (
     BOX_TOLERANCE_PX,
     SCORE_TOLERANCE,
     THREADS,
+    _file_sizes,
+    _timed,
     classify,
     decode_rgb,
     encode_lossless,
@@ -58,12 +60,6 @@ VIDEO_FRAMES, VIDEO_WIDTH, VIDEO_HEIGHT = 48, 320, 240
 ONNX_REPEATS = 10
 TORCH_REPEATS = 5
 REQUESTS = 10
-
-
-def _timed(function, *args, **kwargs):
-    started = time.perf_counter()
-    value = function(*args, **kwargs)
-    return value, time.perf_counter() - started
 
 
 def write_authors_file(path: Path) -> None:
@@ -372,7 +368,7 @@ def measure_sthsth_served(workdir: Path) -> dict:
         "sizes_mb": {
             "checkpoint": checkpoint.stat().st_size / 1e6,
             "run_model_pt": (run_dir / "model.pt").stat().st_size / 1e6,
-            "repo_files": {path: (repo / path).stat().st_size / 1e6 for path in manifest.files},
+            "repo_files": _file_sizes(repo, manifest.model_dump()),
         },
         "video": video,
         "tolerance": {"score": SCORE_TOLERANCE, "box_px": BOX_TOLERANCE_PX, "gflops": GFLOPS_TOLERANCE},

@@ -28,6 +28,20 @@ TINY_TRAINING = {
     "checkpoint_every": 2,
 }
 
+# A tiny whole-clip TSM AdaFocusV2 (training/adafocus/sthsth.py): 2 glance + 3 focus frames of 64 px.
+TINY_TSM = {
+    "glance_segments": 2,
+    "focus_segments": 3,
+    "frame_size": 64,
+    "patch_size": 32,
+    "global_model": "mobilenetv2_035",
+    "global_kwargs": {"last_channels": 64},
+    "local_model": "resnet18",
+    "local_kwargs": {"width": 8},
+    "policy_channels": 4,
+    "policy_hidden": (16,),
+}
+
 # Small but complete CondenseNetV2 (three blocks, every mechanism) for quick tests.
 TINY_CONDENSENET = {"stages": (2, 2, 2), "growth": (8, 8, 16), "se_stages": (2,), "hidden_features": 64}
 

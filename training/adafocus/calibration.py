@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +32,7 @@ from pipeline.early_exit import (
 )
 from training.data.splits import VideoSplits, load_splits
 from training.data.videos import VideoDataset, VideoSample
-from training.engine.checkpoint import load_checkpoint
+from training.engine.checkpoint import atomic_write_text, load_checkpoint
 
 from .costs import StepCosts, step_costs
 from .evaluation import StepPredictions, collect, mean_average_precision, step_metrics, top1_correct
@@ -278,19 +276,6 @@ def _test_results(
     }
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _back_up(run_dir: Path) -> Path | None:
     """Keep the files as they were before the first calibration (a later one keeps that copy)."""
     backup = run_dir / MODEL_BACKUP
@@ -323,7 +308,7 @@ def _write_summary(run_dir: Path, result: RunCalibration, data: str, split: str)
         # What the run measured of its earlier points on its test split no longer applies.
         for stale in ("operating_points", "incremental_exit"):
             summary["test"].pop(stale, None)
-    _atomic_write_text(path, json.dumps(summary, indent=2))
+    atomic_write_text(path, json.dumps(summary, indent=2))
 
 
 def points_table(result: RunCalibration) -> str:

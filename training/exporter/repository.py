@@ -6,7 +6,6 @@ version)."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from training.adafocus.model import AdaFocusV2
 from training.adafocus.record import ModelRecord, model_from_payload
 from training.adafocus.sthsth import TsmAdaFocusV2
 from training.adafocus.sthsth_record import TsmModelRecord, is_tsm_payload, tsm_model_from_payload
-from training.engine.checkpoint import load_checkpoint
+from training.engine.checkpoint import atomic_write_text, load_checkpoint
 from training.exporter.graphs import GraphDefinition, focus_kind, graph_definitions
 from training.exporter.onnx_export import export_onnx
 from training.exporter.triton import triton_config
@@ -34,14 +33,6 @@ from training.exporter.whole_clip import clip_graph, whole_clip_fields
 # TensorRT's own kernels, while the reference clip with its channels swapped (BGR), transposed
 # or its frames reversed moves them past it by 0.66-3.5.
 REFERENCE_ATOL, REFERENCE_RTOL = 0.15, 0.02
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` so that a reader sees the old file or the new one, never a partial one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def _tensor_specs(names: tuple[str, ...], tensors: tuple[torch.Tensor, ...]) -> list[dict[str, Any]]:

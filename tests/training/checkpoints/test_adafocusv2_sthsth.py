@@ -31,6 +31,7 @@ import pytest
 import torch
 
 from tests.training.checkpoints.weight_formula import tensor_value
+from tests.training.tiny import TINY_TSM
 from training.adafocus.sthsth import TsmAdaFocusConfig, build_tsm_adafocus, clip_frame_indices, tsn_segment_indices
 from training.checkpoints import CheckpointError, ImportOptions, formats, import_file
 from training.checkpoints import adafocusv2_sthsth as sthsth
@@ -251,19 +252,7 @@ def test_test_time_frame_sampling():
 
 
 def test_the_model_on_a_tiny_config():
-    config = TsmAdaFocusConfig(
-        num_classes=3,
-        glance_segments=2,
-        focus_segments=3,
-        frame_size=64,
-        patch_size=32,
-        global_model="mobilenetv2_035",
-        global_kwargs={"last_channels": 64},
-        local_model="resnet18",
-        local_kwargs={"width": 8},
-        policy_channels=4,
-        policy_hidden=(16,),
-    )
+    config = TsmAdaFocusConfig(num_classes=3, **TINY_TSM)
     model = build_tsm_adafocus(config)
     clips = torch.randn(2, 5, 3, 64, 64)
     with torch.no_grad():

@@ -18,6 +18,7 @@ from pipeline.repository import load_pipeline
 from service.app import create_app
 from tests.service.test_availability import settings
 from tests.service.test_hardening import problem
+from tests.training.tiny import TINY_TSM
 from tests.videos import make_video
 from training.adafocus.sthsth import TsmAdaFocusConfig, build_tsm_adafocus, tsn_segment_indices
 from training.adafocus.sthsth_record import load_tsm_model
@@ -26,20 +27,9 @@ from training.checkpoints.run_folder import write_run_folder
 from training.exporter.repository import export_run
 
 CLASSES = ["push", "pull", "turn"]
-GLANCE, FOCUS, SIZE, PATCH = 2, 3, 64, 32
-TINY = TsmAdaFocusConfig(
-    num_classes=len(CLASSES),
-    glance_segments=GLANCE,
-    focus_segments=FOCUS,
-    frame_size=SIZE,
-    patch_size=PATCH,
-    global_model="mobilenetv2_035",
-    global_kwargs={"last_channels": 64},
-    local_model="resnet18",
-    local_kwargs={"width": 8},
-    policy_channels=4,
-    policy_hidden=(16,),
-)
+GLANCE, FOCUS = TINY_TSM["glance_segments"], TINY_TSM["focus_segments"]
+SIZE, PATCH = TINY_TSM["frame_size"], TINY_TSM["patch_size"]
+TINY = TsmAdaFocusConfig(num_classes=len(CLASSES), **TINY_TSM)
 
 
 def _tiny_model() -> torch.nn.Module:
