@@ -243,6 +243,37 @@ def check_gate(results: dict[str, Result]) -> list[str]:
     return lines
 
 
+POLICY_MARGIN = 0.10  # issue 24: the learned policy beats each fixed patch by 10 points ...
+ORACLE_GAP = 0.03  # ... and is within 3 points of the oracle
+
+
+def check_policy_aims(results: dict[str, Result]) -> list[str]:
+    """Issue 24's aims for the learned policy, on a benchmark that passed the gate."""
+    ours = results.get("adafocus_v2")
+    if ours is None:
+        return []
+    lines = []
+    for name in ("centre_patch", "random_patch"):
+        baseline = results.get(name)
+        if baseline is not None:
+            gain = ours.top1 - baseline.top1
+            lines.append(
+                f"- **{'Met' if gain >= POLICY_MARGIN - 1e-12 else 'Not met'}**: AdaFocusV2 beats a "
+                f"{baseline.experiment.label} by at least {POLICY_MARGIN * 100:.0f} points: top-1 {ours.top1:.3f} "
+                f"vs {baseline.top1:.3f} ({gain * 100:+.1f} points; hit rate {ours.hit_rate:.3f} vs "
+                f"{baseline.hit_rate:.3f})."
+            )
+    oracle = results.get("oracle_patch")
+    if oracle is not None:
+        gap = oracle.top1 - ours.top1
+        lines.append(
+            f"- **{'Met' if gap <= ORACLE_GAP + 1e-12 else 'Not met'}**: AdaFocusV2 within {ORACLE_GAP * 100:.0f} "
+            f"points of the oracle patch: top-1 {ours.top1:.3f} vs {oracle.top1:.3f} ({gap * 100:.1f} points behind; "
+            f"hit rate {ours.hit_rate:.3f} vs {oracle.hit_rate:.3f})."
+        )
+    return lines
+
+
 def check_aims(results: dict[str, Result], test_videos: int) -> list[str]:
     """One line per aim: met or not met, with the figures."""
     lines: list[str] = []
@@ -391,6 +422,9 @@ def write_report(runs: Path, report: Path, command: str) -> Path:
     gate = check_gate({r.experiment.name: r for r in results})
     if gate:
         lines += ["", "## The gate: does the patch's location matter here?", "", *gate]
+        policy = check_policy_aims({r.experiment.name: r for r in results})
+        if policy:
+            lines += ["", "## The learned policy against fixed patches and the oracle", "", *policy]
     baselines = compare_with_baselines({r.experiment.name: r for r in results}, test_videos)
     if baselines:
         lines += ["", "## The policy against fixed patches", "", *baselines]

@@ -12,6 +12,7 @@ from training.experiments.compare import (
     Result,
     check_aims,
     check_gate,
+    check_policy_aims,
     compare_with_baselines,
     main,
     results_table,
@@ -84,6 +85,22 @@ def test_the_gate_needs_the_oracle_15_points_above_each_fixed_patch():
     assert random.startswith("- **Not met**") and "+14.0 points" in random
     del results["oracle_patch"]
     assert check_gate(results) == []
+
+
+def test_the_policy_aims_need_10_points_over_fixed_patches_and_3_of_the_oracle():
+    results = {
+        "adafocus_v2": _result("adafocus_v2", 0.90, 0.14),
+        "oracle_patch": _result("oracle_patch", 0.93, 0.14),
+        "centre_patch": _result("centre_patch", 0.80, 0.14),
+        "random_patch": _result("random_patch", 0.85, 0.14),
+    }
+    centre, random, oracle = check_policy_aims(results)
+    assert centre.startswith("- **Met**") and "+10.0 points" in centre
+    assert random.startswith("- **Not met**") and "+5.0 points" in random
+    assert oracle.startswith("- **Met**") and "3.0 points behind" in oracle
+    results["oracle_patch"] = _result("oracle_patch", 0.95, 0.14)
+    assert check_policy_aims(results)[2].startswith("- **Not met**")
+    assert check_policy_aims({"centre_patch": results["centre_patch"]}) == []
 
 
 def test_compare_runs_reuses_and_reports(tiny_dataset: Path, tmp_path: Path):
