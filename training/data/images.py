@@ -120,6 +120,7 @@ class ImageFolderDataset:
         seed: int = 0,
         crop_scale: tuple[float, float] = (0.08, 1.0),
         eval_crop_fraction: float = 0.875,
+        hflip: bool = True,
     ) -> None:
         self.samples = list(samples)
         self.input_size = input_size
@@ -127,6 +128,7 @@ class ImageFolderDataset:
         self.seed = seed
         self.crop_scale = crop_scale
         self.eval_crop_fraction = eval_crop_fraction
+        self.hflip = hflip
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -147,7 +149,7 @@ class ImageFolderDataset:
         if self.train:
             box = random_resized_box(image.width, image.height, rng, self.crop_scale, (3 / 4, 4 / 3))
             image = image.resize(size, Image.BILINEAR, box=box)
-            if rng.random() < 0.5:
+            if self.hflip and rng.random() < 0.5:
                 image = image.transpose(Image.FLIP_LEFT_RIGHT)
         else:
             box = centre_box(image.width, image.height, self.eval_crop_fraction)

@@ -76,6 +76,10 @@ class ImageTrainConfig:
     eval_crop: float | None = field(
         default=None, metadata=_help("centre-crop fraction at evaluation (none: 0.875, or 1.0 on the generated data)")
     )
+    hflip: bool = field(
+        default=True,
+        metadata=_help("random horizontal flips in training (off for classes a mirror changes: textures, text)"),
+    )
     val_fraction: float = field(
         default=0.1, metadata=_help("share of each class held out when the folder has no val split")
     )
@@ -128,7 +132,9 @@ class ImageTrainer(TrainingLoop):
         self.classes, train_samples, val_samples = split_image_folder(root, config.val_fraction, config.seed)
         crop_min = config.crop_scale_min if config.crop_scale_min is not None else (0.35 if generated else 0.08)
         eval_crop = config.eval_crop if config.eval_crop is not None else (1.0 if generated else 0.875)
-        self.train_set = ImageFolderDataset(train_samples, config.input_size, True, config.seed, (crop_min, 1.0))
+        self.train_set = ImageFolderDataset(
+            train_samples, config.input_size, True, config.seed, (crop_min, 1.0), hflip=config.hflip
+        )
         self.val_set = ImageFolderDataset(
             val_samples, config.input_size, False, config.seed, eval_crop_fraction=eval_crop
         )
