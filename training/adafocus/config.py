@@ -15,6 +15,7 @@ Confidence = Literal["max_prob", "max_logit", "entropy"]
 V1Policy = Literal["grid", "gaussian"]
 # Named configurations (training/adafocus/presets.py: the architecture and the training recipe).
 Preset = Literal["paper_activitynet", "paper_minikinetics"]
+PolicyHeadInit = Literal["centre", "pytorch"]
 # The default architecture: one source for the model options below.
 _ARCHITECTURE = AdaFocusConfig(num_classes=1)
 
@@ -128,6 +129,25 @@ class TrainConfig:
     random_patch_branch: bool = field(default=True, metadata=_help("second branch on random patches"))
     auxiliary_losses: bool = field(default=True, metadata=_help("per-frame losses on both networks"))
     stop_gradient: bool = field(default=True, metadata=_help("the policy reads detached global features"))
+    # -- additions to the paper's recipe (docs/adafocus.md, "Why the policy stayed at the centre") --
+    policy_noise: float = field(
+        default=0.0,
+        metadata=_help(
+            "Gaussian noise on the policy branch's locations in training (standard deviation as a share of "
+            "the location range), decaying linearly to 0 by the end; 0: off (the paper)"
+        ),
+    )
+    policy_head_init: PolicyHeadInit = field(
+        default="centre",
+        metadata=_help(
+            "the policy's last layer at the start: centre (zeros: every patch starts at the centre) or "
+            "pytorch (PyTorch's default, as the authors' code: patches start spread by the glance)"
+        ),
+    )
+    crop_gradient_blur: float = field(
+        default=0.0,
+        metadata=_help("the crop's location gradient through a frame blurred by this many pixels; 0: off (the paper)"),
+    )
     # -- AdaFocus V1 (--method adafocus_v1; see training/adafocus/v1/trainer.py) ---------
     v1_policy: V1Policy = field(default="grid", metadata=_help("V1 policy: grid (7x7 corners, PPO) or gaussian"))
     v1_stage_epochs: list[int] = field(

@@ -154,6 +154,28 @@ def frame_order(num_frames: int, kind: str) -> list[int]:
     return coarse_to_fine_order(num_frames) if kind == "coarse_to_fine" else list(range(num_frames))
 
 
+@dataclass(frozen=True)
+class Exploration:
+    """Training-time additions to the policy branch (docs/adafocus.md, "Why the policy stayed at
+    the centre"); neither changes the model or its inference.
+
+    ``noise``: the policy's locations plus Gaussian noise of this standard deviation (a share of
+    the location range, clipped into it). The gradient then reaches the policy from patches that
+    land around, not only at, its locations: it descends the loss averaged over that
+    neighbourhood, whose basin is wider than the patch. ``gradient_blur``: the crop's gradient
+    with respect to the location through a blurred frame (:class:`PatchCrop`), in pixels.
+    """
+
+    noise: float = 0.0
+    gradient_blur: float = 0.0
+
+    def perturb(self, locations: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        if self.noise <= 0:
+            return locations
+        draw = torch.randn(locations.shape, generator=generator, device=locations.device, dtype=locations.dtype)
+        return (locations + self.noise * draw).clamp(0.0, 1.0)
+
+
 class StepState(NamedTuple):
     """The running state between frames: the policy's GRU state and the classifier's."""
 
@@ -264,9 +286,9 @@ class AdaFocusV2(nn.Module):
             return random_locations(count, device, generator), policy_state
         return torch.full((count, 2), 0.5, device=device), policy_state
 
-    def focus(self, frames: Tensor, locations: Tensor | None = None) -> Tensor:
+    def focus(self, frames: Tensor, locations: Tensor | None = None, gradient_blur: float = 0.0) -> Tensor:
         """Pooled local features of the patches at ``locations`` (or of whole frames)."""
-        inputs = self.crop(frames, locations) if self.crop is not None else frames
+        inputs = self.crop(frames, locations, gradient_blur) if self.crop is not None else frames
         return self.local_net(inputs).pooled
 
     def fuse(self, global_pooled: Tensor | None, local_pooled: Tensor | None) -> Tensor:
@@ -315,6 +337,7 @@ class AdaFocusV2(nn.Module):
         generator: torch.Generator | None = None,
         random_skip_rate: float = 0.0,
         target_boxes: Tensor | None = None,
+        exploration: Exploration | None = None,
     ) -> ClipOutput | tuple[ClipOutput, ...]:
         """Run ``(B, T, 3, S, S)`` clips; the frame-parallel parts batch over ``B * T``.
 
@@ -325,6 +348,7 @@ class AdaFocusV2(nn.Module):
         frame-skipping model's classifier learns to do without some patches).
         ``target_boxes`` ``(B, T, 4)`` (``[x0, y0, x1, y1)`` in the frame's pixels, in the clips' frame
         order; NaN where unknown): where the ``oracle`` focus centres its patches.
+        ``exploration``: the policy branch's training-time additions (:class:`Exploration`).
         """
         focus_modes = focus if isinstance(focus, tuple) else (focus or self.focus_mode,)
         batch, steps = clips.shape[:2]
@@ -357,6 +381,7 @@ class AdaFocusV2(nn.Module):
                 generator,
                 random_skip_rate,
                 oracle,
+                exploration,
             )
             for mode in focus_modes
         )
@@ -374,18 +399,23 @@ class AdaFocusV2(nn.Module):
         generator: torch.Generator | None,
         random_skip_rate: float = 0.0,
         oracle: Tensor | None = None,
+        exploration: Exploration | None = None,
     ) -> ClipOutput:
         batch, steps = shape
         locations = local_pooled = local_logits = skipped = None
+        blur = 0.0
         if self.uses_local:
             if focus == "oracle":
                 locations = oracle
             elif self.crop is not None:
                 locations, skipped = self._clip_locations(features, batch, steps, focus, stop_gradient, generator)
+            if focus == "policy" and exploration is not None:
+                locations = exploration.perturb(locations, generator)
+                blur = exploration.gradient_blur
             if focus == "random" and random_skip_rate > 0:
                 draw = torch.rand(batch, steps, generator=generator, device=frames.device)
                 skipped = draw < random_skip_rate
-            local_flat = self.focus(frames, locations.flatten(0, 1) if locations is not None else None)
+            local_flat = self.focus(frames, locations.flatten(0, 1) if locations is not None else None, blur)
             local_logits = self.local_aux(self.aux_dropout(local_flat)).unflatten(0, (batch, steps))
             local_pooled = local_flat.unflatten(0, (batch, steps))
             if skipped is not None:

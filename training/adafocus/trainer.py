@@ -20,6 +20,7 @@ from pipeline.frames.transform import FrameGeometry
 from training.adafocus.config import TrainConfig
 from training.adafocus.evaluation import collect, step_metrics
 from training.adafocus.model import AdaFocusV2
+from training.adafocus.v2.policy import PatchPolicy
 from training.data.frame_cache import FrameCache
 from training.data.splits import VideoSplits, load_splits
 from training.data.videos import VideoDataset
@@ -64,6 +65,8 @@ class AdaFocusTrainerBase(TrainingLoop):
         torch.manual_seed(config.seed)
         self._build_data()
         self.model = AdaFocusV2(config.model_config(len(self.classes))).to(self.device)
+        if config.policy_head_init == "pytorch" and isinstance(self.model.policy, PatchPolicy):
+            self.model.policy.head.reset_parameters()  # as the authors' code: PyTorch's default, not zeros
         self.train_model: nn.Module = self.model
         if self.dist.enabled:
             self.train_model = DistributedDataParallel(

@@ -13,9 +13,10 @@ from tests.training.tiny import TINY_TRAINING
 from training.adafocus import AdaFocusConfig, AdaFocusV2, PatchCrop, PoolingClassifier, coarse_to_fine_order
 from training.adafocus.classifiers import RecurrentClassifier
 from training.adafocus.costs import step_costs
+from training.adafocus.crop import gaussian_blur
 from training.adafocus.crop import sampling_grid as torch_sampling_grid
 from training.adafocus.evaluation import run_with_exit
-from training.adafocus.model import VARIANTS
+from training.adafocus.model import VARIANTS, Exploration
 from training.adafocus.presets import paper_activitynet
 
 # The model part of the tiny training configuration.
@@ -73,6 +74,53 @@ def test_crop_gradient_reaches_the_location():
     assert torch.autograd.gradcheck(lambda loc: crop(frames, loc), (location,), eps=1e-6, atol=1e-5)
     crop(frames, location).sum().backward()
     assert location.grad.abs().min() > 0
+
+
+def test_blurred_gradient_keeps_the_exact_patch_and_takes_the_blurred_frames_gradient():
+    frames = torch.randn(2, 3, 24, 24, dtype=torch.float64)
+    crop = PatchCrop(24, 10)
+    location = torch.tensor([[0.31, 0.62], [0.77, 0.13]], dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(2, 3, 10, 10, dtype=torch.float64)
+    patches = crop(frames, location, gradient_blur=2.0)
+    torch.testing.assert_close(patches, crop(frames, location.detach()), rtol=0, atol=0)  # the values: exact
+    (grad,) = torch.autograd.grad((patches * weights).sum(), location)
+    blurred = gaussian_blur(frames, 2.0)
+    (expected,) = torch.autograd.grad((crop(blurred, location) * weights).sum(), location)
+    torch.testing.assert_close(grad, expected)
+    (plain,) = torch.autograd.grad((crop(frames, location) * weights).sum(), location)
+    assert not torch.allclose(grad, plain)
+
+
+def test_gaussian_blur_is_the_separable_convolution_with_replicated_edges():
+    frames = torch.randn(2, 3, 20, 24, dtype=torch.float64)
+    sigma, radius = 1.5, 3
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    padded = torch.nn.functional.pad(frames, (radius,) * 4, mode="replicate")
+    rows = torch.nn.functional.conv2d(padded, kernel.view(1, 1, 1, -1).expand(3, 1, 1, -1), groups=3)
+    expected = torch.nn.functional.conv2d(rows, kernel.view(1, 1, -1, 1).expand(3, 1, -1, 1), groups=3)
+    torch.testing.assert_close(gaussian_blur(frames, sigma), expected)
+
+
+def test_gaussian_blur_preserves_a_constant_and_smooths_a_checkerboard():
+    constant = torch.full((1, 3, 16, 16), 0.7, dtype=torch.float64)
+    torch.testing.assert_close(gaussian_blur(constant, 3.0), constant)
+    checker = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2
+    blurred = gaussian_blur(checker.double().expand(1, 3, 16, 16), 2.0)
+    assert blurred.shape == (1, 3, 16, 16)
+    assert float(blurred[..., 4:12, 4:12].std()) < 0.01 * float(checker.double().std())
+
+
+def test_exploration_noise_is_clipped_into_the_frame_and_keeps_the_gradient():
+    locations = torch.full((64, 8, 2), 0.5, requires_grad=True)
+    moved = Exploration(noise=0.3).perturb(locations, torch.Generator().manual_seed(0))
+    assert float(moved.min()) >= 0.0 and float(moved.max()) <= 1.0
+    assert 0.2 < float(moved.std()) < 0.35
+    moved.sum().backward()
+    inside = (moved > 0) & (moved < 1)
+    assert torch.equal(locations.grad, inside.float())  # d(location + noise)/d(location) = 1 unless clipped
+    assert Exploration(noise=0.0).perturb(locations) is locations
 
 
 def test_torch_crop_follows_the_shared_patch_geometry():

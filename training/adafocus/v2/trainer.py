@@ -21,7 +21,7 @@ from torch import nn
 from pipeline.manifest import Focus
 from training.adafocus.config import TrainConfig
 from training.adafocus.losses import adafocus_loss
-from training.adafocus.model import AdaFocusV2, ClipOutput
+from training.adafocus.model import AdaFocusV2, ClipOutput, Exploration
 from training.adafocus.trainer import AdaFocusTrainerBase
 from training.engine.commands import StopRequest
 from training.engine.distributed import DistContext
@@ -78,6 +78,14 @@ class AdaFocusTrainer(AdaFocusTrainerBase):
             )
         return boxes.to(self.device)
 
+    def _exploration(self) -> Exploration | None:
+        """This step's additions to the policy branch; the noise decays linearly to 0 by the last step."""
+        config = self.config
+        if config.policy_noise <= 0 and config.crop_gradient_blur <= 0:
+            return None
+        remaining = 1.0 - self.state.step / max(self.total_steps, 1)
+        return Exploration(noise=config.policy_noise * remaining, gradient_blur=config.crop_gradient_blur)
+
     def train_step(
         self, clips: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, boxes: torch.Tensor | None = None
     ) -> float | None:
@@ -96,7 +104,12 @@ class AdaFocusTrainer(AdaFocusTrainerBase):
         branches = self._branches()
         with self._autocast():
             outputs = self.train_model(
-                clips, branches, self.config.stop_gradient, self.generator, target_boxes=self._oracle_boxes(boxes)
+                clips,
+                branches,
+                self.config.stop_gradient,
+                self.generator,
+                target_boxes=self._oracle_boxes(boxes),
+                exploration=self._exploration(),
             )
         outputs = (outputs,) if isinstance(outputs, ClipOutput) else outputs  # (a NamedTuple is a tuple too)
         loss, _ = adafocus_loss(
