@@ -147,10 +147,6 @@ def class_mapping(data_classes: Sequence[str], model_classes: Sequence[str]) -> 
     )
 
 
-def _remap(samples: Sequence[VideoSample], mapping: list[int]) -> list[VideoSample]:
-    return [VideoSample(s.path, tuple(sorted(mapping[label] for label in s.labels))) for s in samples]
-
-
 def split_samples(splits: VideoSplits, split: str) -> list[VideoSample]:
     """The videos ``--split`` names (``all``: every split's)."""
     if split not in SPLITS:

@@ -198,6 +198,10 @@ class TrainConfig:
         if v1 and (not self.nesterov or self.decay_all_parameters):
             # V1's staged optimisers are built their own way (training/adafocus/v1/trainer.py).
             raise ValueError("--no-nesterov and --decay-all-parameters apply to --method adafocus_v2 only")
+        if not 0 <= self.policy_noise <= 1:
+            raise ValueError(f"--policy-noise is a share of the location range, in [0, 1]; got {self.policy_noise}")
+        if self.crop_gradient_blur < 0:
+            raise ValueError(f"--crop-gradient-blur is a width in pixels, at least 0; got {self.crop_gradient_blur}")
         return AdaFocusConfig(
             num_classes=num_classes,
             num_frames=self.num_frames,

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from tests.training.tiny import TINY_TRAINING
@@ -28,6 +29,13 @@ def test_the_policy_head_starts_at_the_centre_or_as_pytorch_initialises_it(tiny_
     weight = pytorch.model.policy.head.weight.detach()
     bound = 1 / weight.shape[1] ** 0.5  # nn.Linear's default: uniform in +-1/sqrt(fan_in)
     assert 0 < float(weight.abs().max()) <= bound
+
+
+def test_exploration_settings_out_of_range_are_refused(tiny_dataset: Path, tmp_path: Path):
+    with pytest.raises(ValueError, match="policy-noise"):
+        AdaFocusTrainer(tiny_config(tiny_dataset, tmp_path / "a", policy_noise=-0.1))
+    with pytest.raises(ValueError, match="crop-gradient-blur"):
+        AdaFocusTrainer(tiny_config(tiny_dataset, tmp_path / "b", crop_gradient_blur=-1.0))
 
 
 def test_exploration_decays_to_nothing_by_the_last_step(tiny_dataset: Path, tmp_path: Path):
