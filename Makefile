@@ -16,7 +16,7 @@ SERVICE_TEST_STAMP := $(SERVICE_VENV)/.installed-test
 # The tests that must pass without torch: the shared pipeline and the service.
 TORCH_FREE_TESTS := tests/pipeline tests/service
 
-.PHONY: serve test lint bench-backbones bench-decode train-image train compare export synthetic clean-venv
+.PHONY: serve test lint bench-backbones bench-decode train-image train compare export synthetic synthetic-v2 focus-v2-local focus-v2 clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,19 @@ synthetic: $(STAMP)
 ## benchmark v2 (the target keeps away from the centre, docs/synthetic.md) under data/synthetic-v2
 synthetic-v2: $(STAMP)
 	$(BIN)/adafocus-synthetic --version 2 --out data/synthetic-v2 --seed 0
+
+## benchmark v2's local network, pre-trained on its tile images (runs/focus_v2/tiles; docs/adafocus.md)
+focus-v2-local: $(STAMP)
+	$(BIN)/python -m training.data.synthetic_tiles --out data/synthetic-v2-tiles --seed 0
+	$(BIN)/adafocus-train-image --data data/synthetic-v2-tiles --model resnet18 --model-kwargs '{"width": 24}' \
+		--input-size 40 --crop-scale-min 1.0 --eval-crop 1.0 --no-hflip --ema-decay 0 --epochs 8 \
+		--batch-size 64 --lr 0.1 --label-smoothing 0 --workers 0 --out runs/focus_v2/tiles
+
+## issue 24's comparison on benchmark v2 (3 seeds) -> docs/results/focus-v2.{md,png}, docs/results/focus.json
+focus-v2: synthetic-v2 focus-v2-local
+	$(BIN)/adafocus-compare --config training/experiments/configs/focus_v2.json --runs runs/focus_v2 \
+		--report docs/results/focus-v2.md --summary docs/results/focus.json --seeds 0 1 2 \
+		--only adafocus_v2 oracle_patch centre_patch random_patch glance_only
 
 ## train the default CondenseNetV2 on the generated image dataset
 train-image: $(STAMP)

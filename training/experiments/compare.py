@@ -4,6 +4,7 @@
     python training/compare.py --report-only                  # rewrite the report from the finished runs
     python training/compare.py --only adafocus_v2 full_frame  # a subset
     python training/compare.py --config base.toml --set epochs=4 --runs runs/mine --report docs/results/mine.md
+    python training/compare.py --only adafocus_v2 centre_patch --seeds 0 1 2 --summary docs/results/focus.json
 
 Every experiment is one ``python training/train.py`` run in ``RUNS/<name>`` that shares the base
 configuration (``--config`` file and ``--set key=value`` entries, on top of the defaults) and
@@ -17,6 +18,10 @@ Run folders are large and not versioned, so the report keeps a record of what it
 each finished run's ``summary.json`` and ``config.json`` are copied next to the report
 (``docs/results/synthetic/<name>/``) and the report is written from those records. A record is
 replaced whenever its run folder holds a newer finished run.
+
+``--seeds`` trains each experiment once per seed (``RUNS/<name>`` for the base configuration's
+seed, ``RUNS/<name>-seed<k>`` for the others); the report shows the mean and spread over every
+seed recorded, and ``--summary`` writes the methods' figures as JSON (issue 24's ``focus.json``).
 """
 
 from __future__ import annotations
@@ -74,7 +79,19 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("random_patch", "random patch", "baseline", {"variant": "random_patch"}),
     # A patch centred on the ground-truth target: needs target boxes (benchmark v2 writes them).
     Experiment("oracle_patch", "oracle patch (on the target)", "baseline", {"variant": "oracle_patch"}),
-    Experiment("glance_only", "glance only", "baseline", {"variant": "glance_only"}),
+    # (No local network to start from pre-trained weights, whatever the base configuration says.)
+    Experiment("glance_only", "glance only", "baseline", {"variant": "glance_only", "local_weights": None}),
+    # The additions to the paper's recipe that benchmark v2 needs (docs/adafocus.md, "Why the policy
+    # stayed at the centre"), each taken away in turn from a base configuration that has them all.
+    Experiment("no_policy_noise", "ablation: no exploration noise", "ablation", {"policy_noise": 0.0}),
+    Experiment("no_crop_gradient_blur", "ablation: no blurred crop gradient", "ablation", {"crop_gradient_blur": 0.0}),
+    Experiment(
+        "policy_head_at_centre", "ablation: policy head at zero (centre)", "ablation", {"policy_head_init": "centre"}
+    ),
+    Experiment("paper_policy_lr", "ablation: the paper's policy lr ratio (0.1)", "ablation", {"lr_policy": 0.1}),
+    Experiment("no_local_pretraining", "ablation: no pre-trained local network", "ablation", {"local_weights": None}),
+    # AdaFocus (V1): stages with a PPO policy over a 7x7 grid (docs/adafocus.md).
+    Experiment("adafocus_v1", "AdaFocus V1 (PPO, 7x7 grid)", "baseline", {"method": "adafocus_v1"}),
     Experiment("adafocus_v2_p48", "AdaFocusV2", "adafocus_v2", {"patch_size": 48}),
     Experiment("adafocus_v2_p80", "AdaFocusV2", "adafocus_v2", {"patch_size": 80}),
 )
@@ -87,8 +104,27 @@ EXIT_MAX_DROP = 0.01  # ... for at most one point of accuracy.
 
 
 # -- running ---------------------------------------------------------------------------------
-def experiment_config(base: dict[str, Any], experiment: Experiment, runs: Path) -> TrainConfig:
-    return from_mapping(TrainConfig, {**base, **experiment.changes, "out": str(runs / experiment.name)})
+def seed_run_name(name: str, seed: int, base_seed: int) -> str:
+    """The folder of ``name``'s run with ``seed``: ``name`` for the base configuration's seed,
+    ``name-seed<k>`` for the others (so a one-seed comparison keeps its folders)."""
+    return name if seed == base_seed else f"{name}-seed{seed}"
+
+
+def seed_runs(folder: Path, name: str) -> list[str]:
+    """The folders under ``folder`` that hold runs of experiment ``name``: the base seed's first."""
+    found = [name] if (folder / name).is_dir() else []
+    prefix = f"{name}-seed"
+    others = [p.name for p in folder.glob(f"{prefix}*") if p.is_dir() and p.name[len(prefix) :].isdigit()]
+    return found + sorted(others, key=lambda n: int(n[len(prefix) :]))
+
+
+def experiment_config(base: dict[str, Any], experiment: Experiment, runs: Path, seed: int | None = None) -> TrainConfig:
+    """The run's configuration: the base, the experiment's changes, its folder (and ``seed``)."""
+    settings = {**base, **experiment.changes}
+    base_seed = int(settings.get("seed", TrainConfig.seed))
+    seed = base_seed if seed is None else seed
+    name = seed_run_name(experiment.name, seed, base_seed)
+    return from_mapping(TrainConfig, {**settings, "seed": seed, "out": str(runs / name)})
 
 
 def is_finished(config: TrainConfig) -> bool:
@@ -101,13 +137,19 @@ def is_finished(config: TrainConfig) -> bool:
     return not config_differences(saved, json.loads(json.dumps(dataclasses.asdict(config))), defaults=defaults)
 
 
-def run_experiments(base: dict[str, Any], experiments: list[Experiment], runs: Path, stop: StopRequest) -> None:
-    for number, experiment in enumerate(experiments, 1):
-        config = experiment_config(base, experiment, runs)
+def run_experiments(
+    base: dict[str, Any], experiments: list[Experiment], runs: Path, stop: StopRequest, seeds: list[int] | None = None
+) -> None:
+    """Train (or reuse) every experiment with every seed (``None``: the base configuration's), a
+    seed at a time: every experiment's first seed before any second, so a partial run compares."""
+    plan = [(e, seed) for seed in (seeds or [None]) for e in experiments]
+    for number, (experiment, seed) in enumerate(plan, 1):
+        config = experiment_config(base, experiment, runs, seed)
+        what = f"[{number}/{len(plan)}] {Path(config.out).name}"
         if is_finished(config):
-            log(f"[{number}/{len(experiments)}] {experiment.name}: finished earlier, reused")
+            log(f"{what}: finished earlier, reused")
             continue
-        log(f"[{number}/{len(experiments)}] {experiment.name}: training ({experiment.label})")
+        log(f"{what}: training ({experiment.label}, seed {config.seed})")
         train(config, stop)
 
 
@@ -126,11 +168,17 @@ class Result:
     train_cpu_seconds: float = float("nan")  # not recorded by older runs
     hit_rate: float = float("nan")  # share of test frames whose patch holds half the target (NaN: no boxes)
     iou: float = float("nan")  # mean IoU of patch and target
+    # Over seeds (``combine_seeds``): top1, hit_rate, iou and the times are means; the exit points
+    # and ``exit_top1`` are the first seed's run (operating points are calibrated per run).
+    top1_sd: float = float("nan")  # sample standard deviation of top-1 over seeds (NaN: one seed)
+    seeds: list[int] = dataclasses.field(default_factory=list)
+    exit_top1: float | None = None  # the top-1 the exit points belong to (None: ``top1``)
 
     @classmethod
     def load(cls, experiment: Experiment, run: Path) -> Result:
         summary = json.loads((run / "summary.json").read_text())
         config = json.loads((run / "config.json").read_text())
+        seed = int(config.get("seed", 0))
         names = {(p["name"], p["p"]): p["names"] for p in summary["operating_points"]}
         points = [{**p, "names": names.get((p["name"], p["p"]), [])} for p in summary["test"]["operating_points"]]
         focus = summary["test"].get("focus") or {}
@@ -145,6 +193,7 @@ class Result:
             train_cpu_seconds=training_seconds(summary, cpu=True),
             hit_rate=float(focus.get("hit_rate", "nan")),
             iou=float(focus.get("iou", "nan")),
+            seeds=[seed],
         )
 
     @property
@@ -169,25 +218,63 @@ def update_records(runs: Path, records: Path, experiments: list[Experiment]) -> 
     """Copy each finished run's summary and configuration into ``records``; the names updated."""
     updated = []
     for experiment in experiments:
-        run, record = runs / experiment.name, records / experiment.name
-        if not all((run / name).is_file() for name in RECORD_FILES):
-            continue
-        if all((record / n).is_file() and (record / n).read_bytes() == (run / n).read_bytes() for n in RECORD_FILES):
-            continue
-        record.mkdir(parents=True, exist_ok=True)
-        for name in RECORD_FILES:
-            shutil.copyfile(run / name, record / name)
-        updated.append(experiment.name)
+        for folder in seed_runs(runs, experiment.name) if runs.is_dir() else []:
+            run, record = runs / folder, records / folder
+            if not all((run / name).is_file() for name in RECORD_FILES):
+                continue
+            if all(
+                (record / n).is_file() and (record / n).read_bytes() == (run / n).read_bytes() for n in RECORD_FILES
+            ):
+                continue
+            record.mkdir(parents=True, exist_ok=True)
+            for name in RECORD_FILES:
+                shutil.copyfile(run / name, record / name)
+            updated.append(folder)
     return updated
 
 
+def _mean(values: list[float]) -> float:
+    present = [v for v in values if v == v]
+    return sum(present) / len(present) if present else float("nan")
+
+
+def combine_seeds(runs: list[Result]) -> Result:
+    """One result from an experiment's runs with different seeds: means, and top-1's spread."""
+    if len(runs) == 1:
+        return runs[0]
+    top1 = [r.top1 for r in runs]
+    mean = sum(top1) / len(top1)
+    spread = (sum((v - mean) ** 2 for v in top1) / (len(top1) - 1)) ** 0.5
+    first = runs[0]
+    return dataclasses.replace(
+        first,
+        top1=mean,
+        top1_sd=spread,
+        seeds=[seed for r in runs for seed in r.seeds],
+        exit_top1=first.top1,
+        hit_rate=_mean([r.hit_rate for r in runs]),
+        iou=_mean([r.iou for r in runs]),
+        train_seconds=_mean([r.train_seconds for r in runs]),
+        train_cpu_seconds=_mean([r.train_cpu_seconds for r in runs]),
+        gmacs_per_video=_mean([r.gmacs_per_video for r in runs]),
+    )
+
+
 def load_results(records: Path, experiments: list[Experiment]) -> list[Result]:
-    return [Result.load(e, records / e.name) for e in experiments if (records / e.name / "summary.json").is_file()]
+    """Each experiment's result from its records, combined over the seeds recorded."""
+    results = []
+    for experiment in experiments:
+        names = [n for n in seed_runs(records, experiment.name) if (records / n / "summary.json").is_file()]
+        if names:
+            results.append(combine_seeds([Result.load(experiment, records / n) for n in names]))
+    return results
 
 
 def _cheapest_within(result: Result, max_drop: float) -> dict[str, Any] | None:
-    """The cheapest test operating point within ``max_drop`` of the all-frames accuracy."""
-    good = [p for p in result.exit_points if p["top1"] >= result.top1 - max_drop - 1e-12]
+    """The cheapest test operating point within ``max_drop`` of the all-frames accuracy (of the run
+    the points belong to)."""
+    reference = result.top1 if result.exit_top1 is None else result.exit_top1
+    good = [p for p in result.exit_points if p["top1"] >= reference - max_drop - 1e-12]
     return min(good, key=lambda p: p["gmacs_per_video"], default=None)
 
 
@@ -302,7 +389,7 @@ def check_aims(results: dict[str, Result], test_videos: int) -> list[str]:
             f"- **{'Met' if met else 'Not met'}**: conditional exit saves at least {EXIT_SAVING:.0%} of the GMACs "
             f"for at most {EXIT_MAX_DROP * 100:.0f} point of accuracy: {figures}."
         )
-        for name in ("no_random_patch_branch", "no_auxiliary_losses", "no_stop_gradient"):
+        for name in (e.name for e in EXPERIMENTS if e.group == "ablation"):
             ablation = results.get(name)
             if ablation is None:
                 continue
@@ -321,14 +408,15 @@ def check_aims(results: dict[str, Result], test_videos: int) -> list[str]:
 
 def results_table(results: list[Result]) -> list[str]:
     lines = [
-        "| run | patch | GMACs/frame | GMACs/video (all frames) | top-1 (all frames) "
+        "| run | patch | GMACs/frame | GMACs/video (all frames) | top-1 (all frames) | seeds "
         "| balanced exit: GMACs/video | top-1 | fast exit: GMACs/video | top-1 | hit rate | IoU "
         "| training time | CPU time |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         cells = [r.label, str(r.patch_size) if r.experiment.name != "full_frame" else "full frame"]
-        cells += [f"{r.gmacs_per_frame:.4f}", f"{r.gmacs_per_video:.4f}", f"{r.top1:.3f}"]
+        top1 = f"{r.top1:.3f}" if r.top1_sd != r.top1_sd else f"{r.top1:.3f} ± {r.top1_sd:.3f}"
+        cells += [f"{r.gmacs_per_frame:.4f}", f"{r.gmacs_per_video:.4f}", top1, ", ".join(map(str, r.seeds)) or "-"]
         for name in ("balanced", "fast"):
             point = r.named_point(name)
             cells += [f"{point['gmacs_per_video']:.4f}", f"{point['top1']:.3f}"] if point else ["-", "-"]
@@ -400,8 +488,9 @@ def write_report(runs: Path, report: Path, command: str) -> Path:
         f"Data: {config['data'] or 'the synthetic benchmark (docs/synthetic.md)'}; {test_videos} test videos; "
         f"T = {config['num_frames']} frames, frame {config['frame_size']}, glance {config['glance_size']}, "
         f"global `{config['global_model']}` {json.dumps(config['global_kwargs'])}, "
-        f"local `{config['local_model']}` {json.dumps(config['local_kwargs'])}, {config['epochs']} epochs, "
-        f"seed {config['seed']}.",
+        f"local `{config['local_model']}` {json.dumps(config['local_kwargs'])}, {config['epochs']} epochs"
+        + (f", local network started from `{config['local_weights']}`" if config.get("local_weights") else "")
+        + ".",
         "",
         f"![accuracy vs GMACs per video]({image.name})",
         "",
@@ -409,6 +498,10 @@ def write_report(runs: Path, report: Path, command: str) -> Path:
         "(calibrated on the calibration split, applied to the test split).",
         "",
         *results_table(results),
+        "",
+        "Over several seeds: top-1 is the mean ± the sample standard deviation; hit rate, IoU, GMACs and",
+        "times are means; the exit columns and curves are the first seed's run (each run calibrates its",
+        "own operating points). The aims below compare means.",
         "",
         "Training time: the run's wall-clock time on the machine that trained it, including any time that",
         "machine spent on other work meanwhile; compare it only between runs made in the same conditions.",
@@ -435,6 +528,46 @@ def write_report(runs: Path, report: Path, command: str) -> Path:
     return report
 
 
+# Issue 24's summary file: the methods under these names, with these figures.
+FOCUS_METHODS = {
+    "adafocus_v2": "adafocus_v2",
+    "oracle_patch": "oracle",
+    "centre_patch": "centre",
+    "random_patch": "random",
+    "glance_only": "glance_only",
+    "adafocus_v1": "adafocus_v1",
+}
+
+
+def focus_summary(results: dict[str, Result]) -> dict[str, dict[str, Any]]:
+    """Per method present: ``top1_mean``, ``top1_sd`` (null for one seed), ``seeds``, ``hit_rate`` and
+    ``iou`` (null where no patch was placed or no boxes were there), ``gmacs_per_video`` (every frame)."""
+
+    def number(value: float) -> float | None:
+        return None if value != value else round(value, 6)
+
+    return {
+        key: {
+            "top1_mean": round(r.top1, 6),
+            "top1_sd": number(r.top1_sd),
+            "seeds": r.seeds,
+            "hit_rate": number(r.hit_rate),
+            "iou": number(r.iou),
+            "gmacs_per_video": round(r.gmacs_per_video, 6),
+        }
+        for name, key in FOCUS_METHODS.items()
+        if (r := results.get(name)) is not None
+    }
+
+
+def write_focus_json(report: Path, path: Path) -> Path:
+    """``focus_summary`` of the report's records, written to ``path``."""
+    results = {r.experiment.name: r for r in load_results(records_folder(report), list(EXPERIMENTS))}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(focus_summary(results), indent=2) + "\n")
+    return path
+
+
 # -- command line ----------------------------------------------------------------------------
 def parse_setting(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
@@ -453,8 +586,10 @@ def comparison_command(
     experiments: tuple[Experiment, ...],
     default_report: Path,
     report_writer: Callable[[Path, Path, str], Path],
+    summary_writer: Callable[[Path, Path], Path] | None = None,
 ) -> int:
-    """The command line shared by the comparisons: run (or reuse) ``experiments``, write the report."""
+    """The command line shared by the comparisons: run (or reuse) ``experiments``, write the report
+    (and, with ``summary_writer``, a ``--summary`` JSON file from its records)."""
     by_name = {experiment.name: experiment for experiment in experiments}
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--runs", type=Path, default=Path("runs/compare"), help="folder of the runs")
@@ -463,6 +598,15 @@ def comparison_command(
     parser.add_argument("--set", type=parse_setting, action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--only", nargs="+", choices=sorted(by_name), help="run only these experiments")
     parser.add_argument("--report-only", action="store_true", help="write the report from the finished runs")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="train each experiment with these seeds (folders NAME-seedK beside the base seed's NAME); "
+        "default: the base configuration's seed. The report combines every seed recorded",
+    )
+    if summary_writer is not None:
+        parser.add_argument("--summary", type=Path, help="also write the methods' figures as JSON here")
     args = parser.parse_args(argv)
 
     def work(stop: StopRequest) -> Path:
@@ -472,8 +616,11 @@ def comparison_command(
         from_mapping(TrainConfig, base)  # refuse unknown options before hours of training
         if not args.report_only:
             chosen = [by_name[name] for name in args.only] if args.only else list(experiments)
-            run_experiments(base, chosen, args.runs, stop)
-        return report_writer(args.runs, args.report, f"{prog} " + " ".join(argv or sys.argv[1:]))
+            run_experiments(base, chosen, args.runs, stop, args.seeds)
+        report = report_writer(args.runs, args.report, f"{prog} " + " ".join(argv or sys.argv[1:]))
+        if summary_writer is not None and args.summary:
+            log(f"wrote {summary_writer(report, args.summary)}")
+        return report
 
     status, report = run_command(work)
     if status == 0:
@@ -489,6 +636,7 @@ def main(argv: list[str] | None = None) -> int:
         EXPERIMENTS,
         Path("docs/results/synthetic.md"),
         write_report,
+        write_focus_json,
     )
 
 

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from tests.training.tiny import TINY_TRAINING
+from training.experiments import compare
 from training.experiments.compare import (
     BY_NAME,
     Result,
@@ -14,8 +15,11 @@ from training.experiments.compare import (
     check_gate,
     check_policy_aims,
     compare_with_baselines,
+    focus_summary,
+    load_results,
     main,
     results_table,
+    seed_run_name,
 )
 
 
@@ -188,3 +192,51 @@ def test_v1_report_findings_are_computed_and_flag_machines():
     lines = findings(summaries)
     assert any("different machines" in line for line in lines)
     assert any("machine of adafocus_v2 was not recorded" in line for line in lines)
+
+
+def _record(folder: Path, seed: int, top1: float, hit_rate: float | None = None) -> None:
+    """A run's record as compare.py keeps it (summary.json and config.json), with what Result.load reads."""
+    folder.mkdir(parents=True)
+    test = {"per_step": [{"top1": top1}], "operating_points": [], "videos": 100}
+    if hit_rate is not None:
+        test["focus"] = {"hit_rate": hit_rate, "iou": hit_rate / 2}
+    summary = {"operating_points": [], "test": test, "gmacs_per_frame": 0.02, "gmacs_per_video_full": 0.16}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    (folder / "config.json").write_text(json.dumps({"patch_size": 40, "seed": seed}))
+
+
+def test_seeds_are_combined_into_mean_and_spread(tmp_path: Path):
+    records = tmp_path / "records"
+    for seed, top1, hit in ((0, 0.90, 0.8), (1, 0.80, 0.7), (2, 0.70, 0.6)):
+        _record(records / seed_run_name("adafocus_v2", seed, 0), seed, top1, hit)
+    _record(records / "adafocus_v2_p48", 0, 0.5)  # another experiment, not a seed of this one
+    _record(records / "centre_patch", 0, 0.4, 0.1)
+    results = {r.experiment.name: r for r in load_results(records, [BY_NAME["adafocus_v2"], BY_NAME["centre_patch"]])}
+    ours = results["adafocus_v2"]
+    assert ours.seeds == [0, 1, 2]
+    assert abs(ours.top1 - 0.80) < 1e-12 and abs(ours.top1_sd - 0.10) < 1e-12  # sample standard deviation
+    assert abs(ours.hit_rate - 0.7) < 1e-12 and ours.exit_top1 == 0.90  # exit points: the first seed's run
+    assert results["centre_patch"].seeds == [0] and results["centre_patch"].top1_sd != results["centre_patch"].top1_sd
+    row = results_table([ours])[2]
+    assert "| 0.800 ± 0.100 | 0, 1, 2 |" in row
+    summary = focus_summary(results)
+    assert set(summary) == {"adafocus_v2", "centre"}
+    assert summary["adafocus_v2"] == {
+        "top1_mean": 0.8,
+        "top1_sd": 0.1,
+        "seeds": [0, 1, 2],
+        "hit_rate": 0.7,
+        "iou": 0.35,
+        "gmacs_per_video": 0.16,
+    }
+    assert summary["centre"]["top1_sd"] is None
+
+
+def test_each_seed_trains_in_its_own_folder(tmp_path: Path, monkeypatch):
+    trained = []
+    monkeypatch.setattr(compare, "train", lambda config, stop: trained.append((Path(config.out).name, config.seed)))
+    compare.run_experiments({"seed": 3}, [BY_NAME["centre_patch"]], tmp_path, None, [3, 4])
+    assert trained == [("centre_patch", 3), ("centre_patch-seed4", 4)]
+    trained.clear()
+    compare.run_experiments({}, [BY_NAME["oracle_patch"]], tmp_path, None)
+    assert trained == [("oracle_patch", 0)]
