@@ -20,7 +20,10 @@ For each trained run folder, on test clips that carry ground-truth target boxes 
 * **landscape**: the local head's loss with the patch moved from the target's centre by
   ``offset`` pixels along x (and along y), the basin a gradient step can descend.
 * **subpixel**: the same loss 8 px off the target plus 0, 1/4, 1/2, 3/4 and 1 pixel.
-* **spread**: the standard deviation of the run's patch origins, in pixels.
+* **spread**: the standard deviation of the run's patch origins, in pixels; **follows_target**:
+  the correlation of the run's locations with the target's (x, y).
+* **glance_knows_where**: R^2 of the target's location read linearly off the glance's feature map
+  (ridge regression, fitted and tested on different clips): whether the policy's input holds it.
 """
 
 from __future__ import annotations
@@ -167,7 +170,47 @@ def _subpixel(model: AdaFocusV2, frames: Tensor, targets: Tensor, labels: Tensor
     return {"shift_px": shifts, "loss": losses}
 
 
-def probe_run(run_dir: str | Path, data: str, clips: int = 32) -> dict[str, Any]:
+RIDGE_PENALTIES = (1.0, 30.0, 300.0, 3000.0, 30000.0)
+
+
+def _r2(predicted: Tensor, truth: Tensor) -> list[float]:
+    residual = ((predicted - truth) ** 2).sum(0)
+    spread = ((truth - truth.mean(0)) ** 2).sum(0)
+    return [float(v) for v in 1 - residual / spread]
+
+
+def _glance_knows_where(features: Tensor, targets: Tensor, clips: int, steps: int) -> dict[str, Any]:
+    """How well the target's location can be read linearly off the glance's feature map (what the
+    policy sees): ridge regression fitted on the first half of the clips, its penalty chosen on the
+    next quarter, R^2 (x, y) on the last quarter. Near 0: the glance does not encode where the
+    target is, and a policy that reads it cannot find it."""
+    x = features.flatten(1).double()
+    y = targets.double()
+    fit, val = clips // 2 * steps, clips * 3 // 4 * steps
+    if fit == 0 or val == fit or val == len(x):
+        return {"r2": None}
+    mean_x, scale, mean_y = x[:fit].mean(0), x[:fit].std(), y[:fit].mean(0)
+    x, y = (x - mean_x) / scale, y - mean_y
+    gram, moment = x[:fit].T @ x[:fit], x[:fit].T @ y[:fit]
+    best = None
+    for penalty in RIDGE_PENALTIES:
+        weights = torch.linalg.solve(gram + penalty * torch.eye(len(gram), dtype=gram.dtype), moment)
+        score = sum(_r2(x[fit:val] @ weights, y[fit:val]))
+        if best is None or score > best[0]:
+            best = (score, penalty, weights)
+    _, penalty, weights = best
+    return {"r2": _r2(x[val:] @ weights, y[val:]), "penalty": penalty, "frames_fitted": fit}
+
+
+def _follows(own: Tensor, targets: Tensor) -> list[float] | None:
+    """Correlation (x, y) of the run's locations with the oracle's over the probed frames."""
+    if float(own.std()) == 0:
+        return None
+    pairs = torch.stack([own.double(), targets.double()])  # (2, frames, 2)
+    return [float(torch.corrcoef(pairs[:, :, axis])[0, 1]) for axis in range(2)]
+
+
+def probe_run(run_dir: str | Path, data: str, clips: int = 64) -> dict[str, Any]:
     """The probe's figures for one run folder (see the module's docstring)."""
     model, record = load_run_model(Path(run_dir))
     model.eval()
@@ -199,6 +242,8 @@ def probe_run(run_dir: str | Path, data: str, clips: int = 32) -> dict[str, Any]
         "hit_rate": float(np.nanmean(coverage >= 0.5)),
         "iou": float(np.nanmean(iou)),
         "origin_sd_px": [float(v) for v in (own.flatten(0, 1) * (size - patch)).std(0)],
+        "follows_target": _follows(own.flatten(0, 1), oracle),
+        "glance_knows_where": _glance_knows_where(features, oracle, batch, steps),
         "gradient": {
             "where_it_looks": _gradient(model, frames, global_pooled, own, frame_labels, targets, (batch, steps)),
             "at_random": _gradient(model, frames, global_pooled, uniform, frame_labels, targets, (batch, steps)),
@@ -217,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("runs", nargs="+", type=Path, help="trained run folders (model.pt)")
     parser.add_argument("--data", required=True, help="the benchmark the runs trained on (with target boxes)")
-    parser.add_argument("--clips", type=int, default=32, help="test clips to probe (default: 32)")
+    parser.add_argument("--clips", type=int, default=64, help="test clips to probe (default: 64)")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args(argv)
     torch.set_grad_enabled(True)

@@ -68,10 +68,27 @@ def test_a_run_with_the_additions_trains_and_the_probe_measures_it(tiny_dataset:
     assert len(probe["landscape"]["x"]) == len(policy_probe.OFFSETS) == len(probe["landscape"]["y"])
     assert len(probe["subpixel"]["loss"]) == 5 and all(v > 0 for v in probe["subpixel"]["loss"])
     assert len(probe["origin_sd_px"]) == 2
+    assert probe["follows_target"] is None or all(-1 <= v <= 1 for v in probe["follows_target"])
+    glance = probe["glance_knows_where"]
+    assert len(glance["r2"]) == 2 and glance["penalty"] in policy_probe.RIDGE_PENALTIES
     # A baseline without a patch is refused with a message, not a traceback.
     glance = tmp_path / "glance"
     train(tiny_config(tiny_dataset, glance, epochs=1, variant="glance_only"))
     assert policy_probe.main([str(glance), "--data", str(tiny_dataset)]) == 2
+
+
+def test_the_glance_probe_finds_a_location_written_in_the_features_and_not_one_that_is_absent():
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.rand(400, 2, generator=generator)
+    noise = torch.randn(400, 8, 2, 2, generator=generator)
+    written = noise.clone()
+    written[:, 0, 0, 0] += 20 * targets[:, 0]  # one channel carries x, another y
+    written[:, 1, 1, 1] += 20 * targets[:, 1]
+    knows = policy_probe._glance_knows_where(written, targets, clips=100, steps=4)
+    assert min(knows["r2"]) > 0.8
+    blind = policy_probe._glance_knows_where(noise, targets, clips=100, steps=4)
+    assert max(blind["r2"]) < 0.2
+    assert policy_probe._follows(targets, targets) == pytest.approx([1.0, 1.0])
 
 
 def test_the_probe_gradient_follows_a_loss_that_falls_towards_the_target():
