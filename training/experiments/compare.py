@@ -377,11 +377,14 @@ def check_aims(results: dict[str, Result], test_videos: int) -> list[str]:
         point = _cheapest_within(ours, EXIT_MAX_DROP)
         saving = 1 - point["gmacs_per_video"] / ours.gmacs_per_video if point else 0.0
         met = point is not None and saving >= EXIT_SAVING
+        # Over seeds, the operating points are the first seed's run's: compare with its accuracy.
+        reference = ours.top1 if ours.exit_top1 is None else ours.exit_top1
+        whose = "" if ours.exit_top1 is None else " (the first seed's run)"
         figures = (
             f"the cheapest operating point within {EXIT_MAX_DROP:.0%} of the all-frames accuracy "
             f"({_point_label(point)}) spends {point['gmacs_per_video']:.4f} GMACs per video "
             f"at top-1 {point['top1']:.3f} "
-            f"vs {ours.gmacs_per_video:.4f} at {ours.top1:.3f}: {saving:.0%} fewer"
+            f"vs {ours.gmacs_per_video:.4f} at {reference:.3f}{whose}: {saving:.0%} fewer"
             if point
             else "no operating point stays within the accuracy margin"
         )

@@ -230,6 +230,10 @@ def test_seeds_are_combined_into_mean_and_spread(tmp_path: Path):
         "gmacs_per_video": 0.16,
     }
     assert summary["centre"]["top1_sd"] is None
+    # The exit aim compares the operating points with the accuracy of the run they come from.
+    ours.exit_points = [{"name": "fast", "names": ["fast"], "p": None, "top1": 0.895, "gmacs_per_video": 0.05}]
+    (exit_line,) = check_aims({"adafocus_v2": ours}, test_videos=100)
+    assert exit_line.startswith("- **Met**") and "at 0.900 (the first seed's run): 69% fewer" in exit_line
 
 
 def test_each_seed_trains_in_its_own_folder(tmp_path: Path, monkeypatch):
