@@ -470,6 +470,17 @@ def plot(results: list[Result], path: Path, title: str) -> None:
     plt.close(figure)
 
 
+def _cost_line(results: list[Result]) -> str:
+    """What the recorded runs cost together (training only, every seed)."""
+    runs = sum(max(len(r.seeds), 1) for r in results)
+    wall = sum(r.train_seconds * max(len(r.seeds), 1) for r in results if r.train_seconds == r.train_seconds)
+    cpu = sum(r.train_cpu_seconds * max(len(r.seeds), 1) for r in results if r.train_cpu_seconds == r.train_cpu_seconds)
+    return (
+        f"Cost: {runs} training runs, {wall / 3600:.1f} h of wall-clock and {cpu / 3600:.1f} h of CPU time "
+        "together (training only: evaluation, data generation and pre-training not counted)."
+    )
+
+
 def write_report(runs: Path, report: Path, command: str) -> Path:
     records = records_folder(report)
     for name in update_records(runs, records, list(EXPERIMENTS)):
@@ -505,6 +516,8 @@ def write_report(runs: Path, report: Path, command: str) -> Path:
         "Over several seeds: top-1 is the mean ± the sample standard deviation; hit rate, IoU, GMACs and",
         "times are means; the exit columns and curves are the first seed's run (each run calibrates its",
         "own operating points). The aims below compare means.",
+        "",
+        _cost_line(results),
         "",
         "Training time: the run's wall-clock time on the machine that trained it, including any time that",
         "machine spent on other work meanwhile; compare it only between runs made in the same conditions.",

@@ -230,6 +230,8 @@ def test_seeds_are_combined_into_mean_and_spread(tmp_path: Path):
         "gmacs_per_video": 0.16,
     }
     assert summary["centre"]["top1_sd"] is None
+    ours.train_seconds = ours.train_cpu_seconds = 1800.0
+    assert compare._cost_line([ours]).startswith("Cost: 3 training runs, 1.5 h of wall-clock and 1.5 h of CPU")
     # The exit aim compares the operating points with the accuracy of the run they come from.
     ours.exit_points = [{"name": "fast", "names": ["fast"], "p": None, "top1": 0.895, "gmacs_per_video": 0.05}]
     (exit_line,) = check_aims({"adafocus_v2": ours}, test_videos=100)
