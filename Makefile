@@ -16,7 +16,7 @@ SERVICE_TEST_STAMP := $(SERVICE_VENV)/.installed-test
 # The tests that must pass without torch: the shared pipeline and the service.
 TORCH_FREE_TESTS := tests/pipeline tests/service
 
-.PHONY: serve test lint bench-backbones bench-decode train-image train compare export synthetic synthetic-v2 focus-v2-local focus-v2 clean-venv
+.PHONY: serve test lint bench-backbones bench-decode train-image train compare export synthetic synthetic-v2 focus-v2-local focus-v2-glance focus-v2 clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,14 @@ focus-v2-local: $(STAMP)
 	$(BIN)/adafocus-train-image --data data/synthetic-v2-tiles --model resnet18 --model-kwargs '{"width": 24}' \
 		--input-size 40 --crop-scale-min 1.0 --eval-crop 1.0 --no-hflip --ema-decay 0 --epochs 8 \
 		--batch-size 64 --lr 0.1 --label-smoothing 0 --workers 0 --out runs/focus_v2/tiles
+
+## benchmark v2's global network, pre-trained on the tile images as its 4x glance sees them (runs/focus_v2/glance)
+focus-v2-glance: $(STAMP)
+	$(BIN)/python -m training.data.synthetic_tiles --out data/synthetic-v2-tiles-glance --seed 0 --downsample 4
+	$(BIN)/adafocus-train-image --data data/synthetic-v2-tiles-glance --model mobilenetv2_035 \
+		--model-kwargs '{"output_stride": 8, "last_channels": 256}' \
+		--input-size 10 --crop-scale-min 1.0 --eval-crop 1.0 --no-hflip --ema-decay 0 --epochs 8 \
+		--batch-size 64 --lr 0.1 --label-smoothing 0 --workers 0 --out runs/focus_v2/glance
 
 ## issue 24's comparison on benchmark v2 (3 seeds) -> docs/results/focus-v2.{md,png}, docs/results/focus.json
 focus-v2: synthetic-v2 focus-v2-local

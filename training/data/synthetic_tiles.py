@@ -17,6 +17,10 @@ colour (40 classes, ``pattern_3-blue``): a network trained on textures alone lea
 colour, and the video classifier then cannot tell the target's patch from a distractor's (the
 colour is all that tells them apart). Nothing in the set says which colour marks a clip's target:
 that is left to the video training, as ImageNet does not say which object a video is about.
+With ``--downsample 4`` each image is written block-averaged to 10 px, the tiles as v2's glance
+sees them (its exact 4x average pool): the textures become grey, the frame colours survive, and a
+global network trained on that set (``make focus-v2-glance``) starts with maps that respond where
+coloured tiles are, as an ImageNet glance's respond where objects are.
 Written as PNG (the textures are pixel-exact), ``out/{train,val}/<class>/*.png``.
 Deterministic given the seed; rewritten only when the options change.
 """
@@ -61,13 +65,34 @@ def render_tile_image(texture: int, colour: str, rng: np.random.Generator, size:
     return image
 
 
+def block_average(image: np.ndarray, factor: int) -> np.ndarray:
+    """``image`` averaged over ``factor`` x ``factor`` blocks and rounded: what the model's glance
+    makes of a frame (``AdaFocusConfig.glance_resize`` "auto" is an exact average pool, 128 -> 32)."""
+    if factor == 1:
+        return image
+    height, width, channels = image.shape
+    if height % factor or width % factor:
+        raise ValueError(f"an image of {width}x{height} px cannot be averaged over {factor}-px blocks")
+    blocks = image.reshape(height // factor, factor, width // factor, factor, channels).astype(np.float64)
+    return np.round(blocks.mean(axis=(1, 3))).astype(np.uint8)
+
+
 def generate(
-    out: str | Path, seed: int = 0, train_per_class: int = 150, val_per_class: int = 25, size: int = PATCH_SIZE
+    out: str | Path,
+    seed: int = 0,
+    train_per_class: int = 150,
+    val_per_class: int = 25,
+    size: int = PATCH_SIZE,
+    downsample: int = 1,
 ) -> Path:
-    """Write the set under ``out`` (skipped when a complete one with these options is there)."""
+    """Write the set under ``out`` (skipped when a complete one with these options is there).
+    ``downsample`` > 1 writes each image block-averaged by that factor: the tiles as the glance sees
+    them (4 for v2's 128 -> 32), the set that pre-trains the global network."""
     out = Path(out)
     manifest = out / "dataset.json"
     config = {"seed": seed, "train_per_class": train_per_class, "val_per_class": val_per_class, "size": size}
+    if downsample != 1:  # (kept out of the key otherwise, so existing sets stay valid)
+        config["downsample"] = downsample
     if manifest.exists() and json.loads(manifest.read_text()).get("config") == config:
         return out
     for split_code, (split, count) in enumerate((("train", train_per_class), ("val", val_per_class))):
@@ -76,7 +101,8 @@ def generate(
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(count):
                 rng = np.random.default_rng((seed, split_code, label, i))
-                Image.fromarray(render_tile_image(texture, colour, rng, size)).save(folder / f"{i:05d}.png")
+                image = block_average(render_tile_image(texture, colour, rng, size), downsample)
+                Image.fromarray(image).save(folder / f"{i:05d}.png")
     manifest.write_text(json.dumps({"config": config, "classes": list(CLASS_NAMES)}, indent=2) + "\n")
     return out
 
@@ -88,8 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-per-class", type=int, default=150)
     parser.add_argument("--val-per-class", type=int, default=25)
     parser.add_argument("--size", type=int, default=PATCH_SIZE, help="image side (default: v2's patch, 40)")
+    parser.add_argument(
+        "--downsample",
+        type=int,
+        default=1,
+        help="average each image over NxN blocks: 4 gives the tiles as v2's glance sees them (10 px)",
+    )
     args = parser.parse_args(argv)
-    path = generate(args.out, args.seed, args.train_per_class, args.val_per_class, args.size)
+    if args.downsample < 1 or args.size % args.downsample:
+        parser.error(f"--downsample must be a positive divisor of --size ({args.size}), got {args.downsample}")
+    path = generate(args.out, args.seed, args.train_per_class, args.val_per_class, args.size, args.downsample)
     print(f"wrote {path}")
     return 0
 

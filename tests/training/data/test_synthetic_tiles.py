@@ -9,7 +9,14 @@ from PIL import Image
 
 from training.data.images import ImageFolderDataset, ImageSample
 from training.data.synthetic import class_texture
-from training.data.synthetic_tiles import CLASS_NAMES, CLASSES, FRAME_COLOURS, generate, render_tile_image
+from training.data.synthetic_tiles import (
+    CLASS_NAMES,
+    CLASSES,
+    FRAME_COLOURS,
+    block_average,
+    generate,
+    render_tile_image,
+)
 from training.data.synthetic_v2 import TILE
 
 BORDER = 3
@@ -66,3 +73,34 @@ def test_no_hflip_keeps_training_images_as_they_are(tmp_path):
     first = kept[(0, 0)][0]
     assert all(np.array_equal(kept[(0, epoch)][0], first) for epoch in range(20))
     assert any(not np.array_equal(flipped[(0, epoch)][0], first) for epoch in range(20))
+
+
+def test_block_average_is_the_glance_average_pool():
+    """The glance-scale set must show the tiles as the model's 4x average pool does (128 -> 32)."""
+    import torch
+    import torch.nn.functional as F
+
+    image = render_tile_image(7, "yellow", np.random.default_rng(3))
+    pooled = F.avg_pool2d(torch.from_numpy(image).permute(2, 0, 1).double()[None], 4)[0].permute(1, 2, 0)
+    np.testing.assert_array_equal(block_average(image, 4), torch.round(pooled).numpy().astype(np.uint8))
+    assert block_average(image, 1) is image
+
+
+def test_the_glance_scale_set_keeps_the_frame_colour_and_is_keyed_apart(tmp_path):
+    full, glance = tmp_path / "full", tmp_path / "glance"
+    generate(full, seed=2, train_per_class=1, val_per_class=1)
+    generate(glance, seed=2, train_per_class=1, val_per_class=1, downsample=4)
+    name = "pattern_5-yellow/00000.png"
+    big = np.asarray(Image.open(full / "train" / name))
+    small = np.asarray(Image.open(glance / "train" / name))
+    assert small.shape == (10, 10, 3)
+    np.testing.assert_array_equal(small, block_average(big, 4))
+
+    # The frame's colour survives the average (the texture, one pixel fine, does not): some pixel is
+    # nearer the yellow than any pixel is to another frame colour.
+    def nearest(colour: str) -> float:
+        return float(np.abs(small.astype(float) - np.array(FRAME_COLOURS[colour], float)).sum(axis=-1).min())
+
+    assert nearest("yellow") < min(nearest(c) for c in FRAME_COLOURS if c != "yellow")
+    assert json.loads((glance / "dataset.json").read_text())["config"]["downsample"] == 4
+    assert "downsample" not in json.loads((full / "dataset.json").read_text())["config"]
