@@ -140,7 +140,7 @@ def step_metrics(predictions: StepPredictions, multi_label: bool) -> list[dict[s
 
 
 def _select(state: StepState, keep: torch.Tensor) -> StepState:
-    return StepState(state.policy[keep] if state.policy is not None else None, state.classifier[keep])
+    return StepState(*(part[keep] if part is not None else None for part in state))
 
 
 @dataclass

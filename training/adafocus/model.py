@@ -177,10 +177,17 @@ class Exploration:
 
 
 class StepState(NamedTuple):
-    """The running state between frames: the policy's GRU state and the classifier's."""
+    """The running state between frames: the policy's GRU state and the classifier's (and, for a
+    frame-skipping policy, the classifier's confidence so far, which that policy reads)."""
 
     policy: Tensor | None
     classifier: Tensor
+    confidence: Tensor | None = None  # (N,) top class probability after the last frame
+
+
+def prediction_confidence(logits: Tensor) -> Tensor:
+    """``(N,)`` the classifier's top softmax probability: what a frame-skipping policy reads."""
+    return torch.softmax(logits.detach().float(), dim=-1).amax(dim=-1)
 
 
 class ClipOutput(NamedTuple):
@@ -298,7 +305,8 @@ class AdaFocusV2(nn.Module):
     def initial_state(self, batch: int) -> StepState:
         device = next(self.parameters()).device
         policy = self.policy.initial_state(batch, device) if self.policy is not None else None
-        return StepState(policy, self.classifier.initial_state(batch, device))
+        confidence = torch.zeros(batch, device=device) if self.can_skip else None
+        return StepState(policy, self.classifier.initial_state(batch, device), confidence)
 
     # -- one frame at a time (streaming, early exit, export) ------------------------------
     def step(
@@ -319,14 +327,15 @@ class AdaFocusV2(nn.Module):
         if self.uses_local:
             skipped = None
             if self.can_skip and focus == "policy":
-                locations, skipped, policy_state = self.policy.decide(features, policy_state)
+                locations, skipped, policy_state = self.policy.decide(features, policy_state, state.confidence)
             elif self.crop is not None:
                 locations, policy_state = self.locate(features, policy_state, focus, generator)
             local_pooled = self.focus(frames, locations)
             if skipped is not None:  # (computed for the batch, zeroed where skipped; costed as not run)
                 local_pooled = local_pooled * (~skipped)[:, None]
         logits, classifier_state = self.classifier(self.fuse(global_pooled, local_pooled), state.classifier, step)
-        return logits, locations, StepState(policy_state, classifier_state)
+        confidence = prediction_confidence(logits) if self.can_skip else None
+        return logits, locations, StepState(policy_state, classifier_state, confidence)
 
     # -- whole clips (training and offline evaluation) ------------------------------------
     def forward(
@@ -402,13 +411,15 @@ class AdaFocusV2(nn.Module):
         exploration: Exploration | None = None,
     ) -> ClipOutput:
         batch, steps = shape
+        if self.can_skip and focus == "policy":
+            return self._skipping_branch(frames, shape, features, global_pooled, global_logits, stop_gradient)
         locations = local_pooled = local_logits = skipped = None
         blur = 0.0
         if self.uses_local:
             if focus == "oracle":
                 locations = oracle
             elif self.crop is not None:
-                locations, skipped = self._clip_locations(features, batch, steps, focus, stop_gradient, generator)
+                locations = self._clip_locations(features, batch, steps, focus, stop_gradient, generator)
             if focus == "policy" and exploration is not None:
                 locations = exploration.perturb(locations, generator)
                 blur = exploration.gradient_blur
@@ -428,6 +439,40 @@ class AdaFocusV2(nn.Module):
             step_logits.append(logits)
         return ClipOutput(torch.stack(step_logits, dim=1), global_logits, local_logits, locations, skipped)
 
+    def _skipping_branch(
+        self,
+        frames: Tensor,
+        shape: tuple[int, int],
+        features: Tensor,
+        global_pooled: Tensor,
+        global_logits: Tensor,
+        stop_gradient: bool,
+    ) -> ClipOutput:
+        """A frame-skipping policy's clip, one step at a time: its skip decision reads the
+        classifier's confidence after the previous step, so the steps cannot be batched."""
+        batch, steps = shape
+        frames = frames.unflatten(0, shape)
+        state = self.initial_state(batch)
+        step_logits, locations, skips, local_logits = [], [], [], []
+        for t in range(steps):
+            step_features = features[:, t].detach() if stop_gradient else features[:, t]
+            location, skipped, policy_state = self.policy.decide(step_features, state.policy, state.confidence)
+            local_pooled = self.focus(frames[:, t], location)  # (for the batch; zeroed where skipped)
+            local_logits.append(self.local_aux(self.aux_dropout(local_pooled)))
+            fused = self.fuse(global_pooled[:, t], local_pooled * (~skipped)[:, None])
+            logits, classifier_state = self.classifier(fused, state.classifier, t)
+            state = StepState(policy_state, classifier_state, prediction_confidence(logits))
+            step_logits.append(logits)
+            locations.append(location)
+            skips.append(skipped)
+        return ClipOutput(
+            torch.stack(step_logits, dim=1),
+            global_logits,
+            torch.stack(local_logits, dim=1),
+            torch.stack(locations, dim=1),
+            torch.stack(skips, dim=1),
+        )
+
     def _clip_locations(
         self,
         features: Tensor | None,
@@ -436,23 +481,19 @@ class AdaFocusV2(nn.Module):
         focus: PatchFocus,
         stop_gradient: bool,
         generator: torch.Generator | None,
-    ) -> tuple[Tensor, Tensor | None]:
-        """Locations ``(B, T, 2)`` and, for a frame-skipping policy, the skipped frames ``(B, T)``."""
+    ) -> Tensor:
+        """Locations ``(B, T, 2)`` (a frame-skipping policy's clips go through ``_skipping_branch``)."""
         device = next(self.parameters()).device
         if focus == "random":
-            return random_locations(batch * steps, device, generator).unflatten(0, (batch, steps)), None
+            return random_locations(batch * steps, device, generator).unflatten(0, (batch, steps))
         if focus == "centre":
-            return torch.full((batch, steps, 2), 0.5, device=device), None
+            return torch.full((batch, steps, 2), 0.5, device=device)
         if self.policy is None:
             raise ValueError(f"the {self.config.variant} model has no policy")
         state = self.policy.initial_state(batch, device)
-        locations, skips = [], []
+        locations = []
         for t in range(steps):
             step_features = features[:, t].detach() if stop_gradient else features[:, t]
-            if self.can_skip:
-                location, skipped, state = self.policy.decide(step_features, state)
-                skips.append(skipped)
-            else:
-                location, state = self.policy(step_features, state)
+            location, state = self.policy(step_features, state)
             locations.append(location)
-        return torch.stack(locations, dim=1), torch.stack(skips, dim=1) if skips else None
+        return torch.stack(locations, dim=1)

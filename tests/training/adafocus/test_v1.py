@@ -43,6 +43,72 @@ def test_grid_policy_actions_are_the_corners_of_a_seven_by_seven_grid():
     assert torch.allclose(policy.evaluate(features, state, step.action).log_prob, step.log_prob)
 
 
+def test_skipping_grid_policy_has_a_separate_skip_decision_with_its_own_probability():
+    policy = GridPolicy(8, (2, 2), conv_channels=4, hidden_size=16, skip=True)
+    features, state = torch.randn(300, 8, 2, 2), policy.initial_state(300)
+    step = policy.act(features, state, torch.Generator().manual_seed(0))
+    assert step.action.shape == (300, 2) and set(step.action[:, 1].tolist()) == {0, 1}
+    assert torch.equal(policy.skips(step.action), step.action[:, 1].bool())
+    assert torch.equal(step.location, policy.corners[step.action[:, 0]])
+    # log p(action) = log p(skip) for a skipped frame (its corner unused), else log p(focus) + log p(corner).
+    hidden = policy._hidden(features, state)
+    p_skip = torch.sigmoid(policy.skip_logit(hidden, None))
+    p_corner = torch.softmax(policy.actor(hidden), -1).gather(1, step.action[:, :1]).squeeze(1)
+    skipped = step.action[:, 1].bool()
+    expected = torch.where(skipped, p_skip.log(), (1 - p_skip).log() + p_corner.log())
+    assert torch.allclose(step.log_prob, expected, atol=1e-5)
+    other_corner = step.action.clone()
+    other_corner[:, 0] = (other_corner[:, 0] + 1) % 49
+    changed = policy.evaluate(features, state, other_corner).log_prob
+    assert torch.allclose(changed[skipped], step.log_prob[skipped], atol=1e-6)
+    assert not torch.allclose(changed[~skipped], step.log_prob[~skipped])
+    # Entropy: the skip decision's plus, where it focuses, the corner's.
+    corner_entropy = torch.distributions.Categorical(logits=policy.actor(hidden)).entropy()
+    skip_entropy = -(p_skip * p_skip.log() + (1 - p_skip) * (1 - p_skip).log())
+    assert torch.allclose(step.entropy, skip_entropy + (1 - p_skip) * corner_entropy, atol=1e-5)
+
+
+def test_the_skip_decision_reads_the_classifier_confidence():
+    policy = GridPolicy(8, (2, 2), conv_channels=4, hidden_size=16, skip=True)
+    with torch.no_grad():  # skip exactly where the classifier is more than 60% sure
+        policy.skip_head.weight.zero_()[0, -1] = 50.0
+        policy.skip_head.bias.fill_(-30.0)
+    features, state = torch.randn(4, 8, 2, 2), policy.initial_state(4)
+    _, skipped, _ = policy.decide(features, state, torch.tensor([0.0, 0.5, 0.7, 0.95]))
+    assert skipped.tolist() == [False, False, True, True]
+    assert not policy.decide(features, state)[1].any()  # no confidence yet: as 0
+
+
+def test_a_skipping_model_streams_as_it_runs_whole_clips():
+    """The whole-clip pass (training, evaluation) and the step-by-step pass (early exit) make
+    the same skip decisions from the same confidences, and give the same predictions."""
+    from tests.training.tiny import TINY_TRAINING
+    from training.adafocus.model import AdaFocusConfig, AdaFocusV2, prediction_confidence
+
+    fields = {k: v for k, v in TINY_TRAINING.items() if k in AdaFocusConfig.__dataclass_fields__}
+    torch.manual_seed(0)
+    model = AdaFocusV2(AdaFocusConfig(num_classes=3, policy="grid", skip_frames=True, **fields)).eval()
+    clips = torch.randn(6, 4, 3, 32, 32)
+    with torch.no_grad():
+        first = model(clips)
+        # Skip where the confidence after the previous frame passes its median over the clips: some
+        # frames skipped, some not, decided per video.
+        threshold = float(prediction_confidence(first.step_logits[:, :-1].flatten(0, 1)).median())
+        model.policy.skip_head.weight.zero_()[0, -1] = 1000.0
+        model.policy.skip_head.bias.fill_(-1000.0 * threshold)
+        output = model(clips)
+        state = model.initial_state(6)
+        streamed, skips = [], []
+        for t in range(4):
+            before = state.confidence
+            logits, _, state = model.step(clips[:, model.order[t]], state, t)
+            skips.append(before > threshold)
+            streamed.append(logits)
+    assert not output.skipped[:, 0].any() and 0 < output.skipped.sum() < output.skipped.numel() - 6
+    assert torch.equal(output.skipped, torch.stack(skips, 1))
+    assert torch.allclose(output.step_logits, torch.stack(streamed, 1), atol=1e-5)
+
+
 def test_gaussian_policy_samples_around_its_mean_inside_the_frame():
     policy = GaussianPolicy(8, (2, 2), conv_channels=4, hidden_size=16)
     features, state = torch.randn(400, 8, 2, 2), policy.initial_state(400)
@@ -217,7 +283,7 @@ def test_frame_skipping_variant_trains_costs_less_for_skipped_frames_and_is_not_
 
     summary = train(v1_config(tiny_dataset, tmp_path / "run", v1_stage_epochs=[0, 1, 1, 1], v1_skip_cost=0.05))
     model, _ = load_model(tmp_path / "run" / "model.pt")
-    assert model.can_skip and model.policy.actor.out_features == 50
+    assert model.can_skip and model.policy.actor.out_features == 49 and model.policy.skip_head is not None
     # Each video's cost counts the focus only on the frames it did not skip.
     focus, total = summary["step_macs"]["focus"] / 1e9, summary["step_macs"]["total"] / 1e9
     rate = summary["test"]["focus_rate"]
@@ -226,7 +292,7 @@ def test_frame_skipping_variant_trains_costs_less_for_skipped_frames_and_is_not_
     # A skipped frame's local features are zero: the classifier sees what the cost says.
     clip = torch.randn(2, 4, 3, 32, 32)
     with torch.no_grad():
-        model.policy.actor.bias.fill_(0).data[model.policy.skip_action] = 100.0  # always skip
+        model.policy.skip_head.bias.fill_(100.0)  # always skip
         output = model.eval()(clip)
     assert output.skipped.all()
     with pytest.raises(ValueError, match="skips frames"):

@@ -12,6 +12,13 @@ actions: PPO's second pass).
   (the paper's 7x7, corners ``{0, 1/6, ..., 1}^2 * (W - P)``); inference takes the argmax.
 * :class:`GaussianPolicy`: a Gaussian over the location (fixed std, the paper's 0.25 in
   location units); inference takes the mean.
+
+Frame skipping (the V1 paper's temporal extension, ``skip=True`` on the grid policy) is a second,
+separate decision per frame: a Bernoulli "skip the focus" head beside the corner's categorical.
+It reads the GRU state *and the classifier's confidence so far* (its top probability after the
+previous frame): the glance alone cannot tell whether a patch would still change the prediction,
+and a skip action that sees only the glance ends all-or-nothing (it skipped every frame or none,
+whatever the cost; docs/results/v1-vs-v2.md).
 """
 
 from __future__ import annotations
@@ -20,13 +27,13 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Categorical, Normal
+from torch.distributions import Bernoulli, Categorical, Normal
 
 
 class PolicyStep(NamedTuple):
     """One step of an actor-critic for a batch of frames."""
 
-    action: Tensor  # (N,) grid index, or (N, 2) location for the Gaussian policy
+    action: Tensor  # (N,) grid index, (N, 2) [grid index, skipped] with skipping, (N, 2) location (Gaussian)
     log_prob: Tensor  # (N,)
     value: Tensor  # (N,) the critic's estimate of the return from here
     entropy: Tensor  # (N,)
@@ -59,25 +66,31 @@ class _RecurrentActorCritic(nn.Module):
             raise ValueError(f"policy expects {self.map_size} feature maps, got {tuple(features.shape[-2:])}")
         return self.rnn(self.encode(features), state)
 
-    def distribution(self, hidden: Tensor):
+    def distribution(self, hidden: Tensor, confidence: Tensor | None = None):
         raise NotImplementedError
 
     def location_of(self, action: Tensor) -> Tensor:
         raise NotImplementedError
 
     def act(
-        self, features: Tensor, state: Tensor, generator: torch.Generator | None = None, greedy: bool = False
+        self,
+        features: Tensor,
+        state: Tensor,
+        generator: torch.Generator | None = None,
+        greedy: bool = False,
+        confidence: Tensor | None = None,
     ) -> PolicyStep:
-        """Sample an action (or take the most likely one with ``greedy``) for one frame."""
+        """Sample an action (or take the most likely one with ``greedy``) for one frame.
+        ``confidence`` ``(N,)``: the classifier's top probability so far (a skipping policy's input)."""
         hidden = self._hidden(features, state)
-        distribution = self.distribution(hidden)
+        distribution = self.distribution(hidden, confidence)
         action = self.greedy_action(distribution) if greedy else self.sample(distribution, generator)
         return self._step(hidden, distribution, action)
 
-    def evaluate(self, features: Tensor, state: Tensor, action: Tensor) -> PolicyStep:
+    def evaluate(self, features: Tensor, state: Tensor, action: Tensor, confidence: Tensor | None = None) -> PolicyStep:
         """Log-probability, value and entropy of a given action (PPO's update pass)."""
         hidden = self._hidden(features, state)
-        return self._step(hidden, self.distribution(hidden), action)
+        return self._step(hidden, self.distribution(hidden, confidence), action)
 
     def _step(self, hidden: Tensor, distribution, action: Tensor) -> PolicyStep:
         return PolicyStep(
@@ -99,12 +112,30 @@ class _RecurrentActorCritic(nn.Module):
         raise NotImplementedError
 
 
-class GridPolicy(_RecurrentActorCritic):
-    """A categorical choice among ``grid x grid`` patch corners.
+class FocusOrSkip(NamedTuple):
+    """A skipping grid policy's distribution for one frame: skip the focus or not, and, if not,
+    which corner. Actions are ``(N, 2)`` long tensors ``[corner, skipped]``."""
 
-    With ``skip``, one more action means "no focus on this frame" (the temporal extension
-    the V1 paper describes): the local network does not run and the classifier sees zeros
-    in its place. Its location is the centre, unused.
+    corner: Categorical
+    skip: Bernoulli
+
+    def log_prob(self, action: Tensor) -> Tensor:
+        skipped = action[:, 1].float()
+        # A skipped frame's corner is never used, so it takes no part in the action's probability.
+        return self.skip.log_prob(skipped) + (1 - skipped) * self.corner.log_prob(action[:, 0])
+
+    def entropy(self) -> Tensor:
+        return self.skip.entropy() + (1 - self.skip.probs) * self.corner.entropy()
+
+
+class GridPolicy(_RecurrentActorCritic):
+    """A categorical distribution among ``grid x grid`` patch corners.
+
+    With ``skip``, a separate Bernoulli head decides per frame whether to skip the focus (the
+    temporal extension the V1 paper describes): the local network does not run and the
+    classifier sees zeros in its place. The head reads the GRU state and the classifier's
+    confidence so far (``confidence``, its top probability after the previous frame; 0 before
+    the first), so that it can skip where the prediction is already settled.
     """
 
     def __init__(
@@ -121,48 +152,68 @@ class GridPolicy(_RecurrentActorCritic):
             raise ValueError("the grid needs at least 2 x 2 corners")
         self.grid = grid
         self.can_skip = skip
-        self.skip_action = grid * grid  # only meaningful with skip
-        self.actor = nn.Linear(hidden_size, grid * grid + int(skip))
+        self.actor = nn.Linear(hidden_size, grid * grid)
+        self.skip_head = nn.Linear(hidden_size + 1, 1) if skip else None
         steps = torch.arange(grid, dtype=torch.float32) / (grid - 1)
         ys, xs = torch.meshgrid(steps, steps, indexing="ij")
         # Action k is row k // grid, column k % grid: location (x, y) = (column, row) / (grid - 1).
-        corners = torch.stack([xs.flatten(), ys.flatten()], dim=1)
-        if skip:
-            corners = torch.cat([corners, torch.full((1, 2), 0.5)])
-        self.register_buffer("corners", corners, persistent=False)
+        self.register_buffer("corners", torch.stack([xs.flatten(), ys.flatten()], dim=1), persistent=False)
+
+    def skip_logit(self, hidden: Tensor, confidence: Tensor | None) -> Tensor:
+        """``(N,)`` logit of skipping the focus on this frame."""
+        if confidence is None:
+            confidence = hidden.new_zeros(hidden.shape[0])
+        return self.skip_head(torch.cat([hidden, confidence.to(hidden.dtype)[:, None]], dim=1)).squeeze(1)
 
     def skips(self, action: Tensor) -> Tensor:
-        """Per frame: did the action skip the focus (always False without the skip action)."""
-        return action == self.skip_action if self.can_skip else torch.zeros_like(action, dtype=torch.bool)
+        """Per frame: did the action skip the focus (always False without skipping)."""
+        return (
+            action[:, 1].bool()
+            if self.can_skip
+            else torch.zeros(action.shape[0], dtype=torch.bool, device=action.device)
+        )
 
-    def decide(self, features: Tensor, state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Inference with skipping: ``(location, skipped (N,) bool, next state)``."""
+    def decide(
+        self, features: Tensor, state: Tensor, confidence: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Inference with skipping: ``(location, skipped (N,) bool, next state)``; a frame is skipped
+        where skipping is the more likely decision."""
         hidden = self._hidden(features, state)
-        action = self.actor(hidden).argmax(dim=-1)
-        return self.corners[action], self.skips(action), hidden
+        skipped = self.skip_logit(hidden, confidence) > 0
+        return self.most_likely_location(hidden), skipped, hidden
 
-    def distribution(self, hidden: Tensor) -> Categorical:
-        return Categorical(logits=self.actor(hidden).float())
+    def distribution(self, hidden: Tensor, confidence: Tensor | None = None) -> Categorical | FocusOrSkip:
+        corner = Categorical(logits=self.actor(hidden).float())
+        if not self.can_skip:
+            return corner
+        return FocusOrSkip(corner, Bernoulli(logits=self.skip_logit(hidden, confidence).float()))
 
     @staticmethod
-    def sample(distribution: Categorical, generator: torch.Generator | None) -> Tensor:
+    def sample(distribution: Categorical | FocusOrSkip, generator: torch.Generator | None) -> Tensor:
         # Categorical.sample takes no generator: draw through multinomial for reproducibility.
-        return torch.multinomial(distribution.probs, 1, generator=generator).squeeze(-1)
+        if isinstance(distribution, Categorical):
+            return torch.multinomial(distribution.probs, 1, generator=generator).squeeze(-1)
+        corner = torch.multinomial(distribution.corner.probs, 1, generator=generator).squeeze(-1)
+        draw = torch.rand(corner.shape, generator=generator, device=corner.device)
+        return torch.stack([corner, (draw < distribution.skip.probs).long()], dim=1)
 
     @staticmethod
-    def greedy_action(distribution: Categorical) -> Tensor:
-        return distribution.logits.argmax(dim=-1)
+    def greedy_action(distribution: Categorical | FocusOrSkip) -> Tensor:
+        if isinstance(distribution, Categorical):
+            return distribution.logits.argmax(dim=-1)
+        corner = distribution.corner.logits.argmax(dim=-1)
+        return torch.stack([corner, (distribution.skip.logits > 0).long()], dim=1)
 
     @staticmethod
-    def log_prob(distribution: Categorical, action: Tensor) -> Tensor:
+    def log_prob(distribution: Categorical | FocusOrSkip, action: Tensor) -> Tensor:
         return distribution.log_prob(action)
 
     @staticmethod
-    def entropy(distribution: Categorical) -> Tensor:
+    def entropy(distribution: Categorical | FocusOrSkip) -> Tensor:
         return distribution.entropy()
 
     def location_of(self, action: Tensor) -> Tensor:
-        return self.corners[action]
+        return self.corners[action[:, 0] if self.can_skip else action]
 
     def most_likely_location(self, hidden: Tensor) -> Tensor:
         return self.corners[self.actor(hidden).argmax(dim=-1)]
@@ -183,7 +234,7 @@ class GaussianPolicy(_RecurrentActorCritic):
         self.std = std
         self.actor = nn.Linear(hidden_size, 2)
 
-    def distribution(self, hidden: Tensor) -> Normal:
+    def distribution(self, hidden: Tensor, confidence: Tensor | None = None) -> Normal:
         mean = torch.sigmoid(self.actor(hidden).float())
         return Normal(mean, torch.full_like(mean, self.std))
 

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from training.adafocus.config import TrainConfig
 from training.adafocus.crop import random_locations
 from training.adafocus.losses import branch_losses, classification_loss
+from training.adafocus.model import prediction_confidence
 from training.adafocus.trainer import AdaFocusTrainerBase
 from training.engine.commands import StopRequest, log
 from training.engine.distributed import DistContext
@@ -68,6 +69,7 @@ class AdaFocusV1Trainer(AdaFocusTrainerBase):
         self.stage_cpu_seconds = [0.0] * len(STAGES)  # CPU time (this process and its data workers)
         self.finished_history: list[dict[str, Any]] = []
         self.rewards: list[float] = []
+        self.skip_shares: list[float] = []  # frame skipping: share of frames the rollouts skipped
         self._enter_stage(0)
 
     # -- stages -----------------------------------------------------------------------------
@@ -152,6 +154,9 @@ class AdaFocusV1Trainer(AdaFocusTrainerBase):
         if self.stage == 2 and self.rewards:
             extras["mean_reward"] = sum(self.rewards) / len(self.rewards)
             self.rewards = []
+        if self.stage == 2 and self.skip_shares:
+            extras["skip_share"] = sum(self.skip_shares) / len(self.skip_shares)
+            self.skip_shares = []
         return extras
 
     def metrics_history(self) -> list[dict[str, Any]]:
@@ -210,7 +215,9 @@ class AdaFocusV1Trainer(AdaFocusTrainerBase):
             state = policy.initial_state(batch, self.device)
             log_probs, values, entropies = [], [], []
             for t in range(steps):
-                step = policy.evaluate(rollout["features"][:, t], state, rollout["actions"][t])
+                step = policy.evaluate(
+                    rollout["features"][:, t], state, rollout["actions"][t], rollout["confidences"][t]
+                )
                 state = step.state
                 log_probs.append(step.log_prob)
                 values.append(step.value)
@@ -228,11 +235,15 @@ class AdaFocusV1Trainer(AdaFocusTrainerBase):
             loss.backward()
             self.optimizer.step()
         self.rewards.append(float(rollout["rewards"].mean()))
+        if model.can_skip:
+            skipped = torch.stack([policy.skips(action) for action in rollout["actions"]])
+            self.skip_shares.append(float(skipped.float().mean()))
         return float(loss.detach())
 
     def _rollout(self, clips: Tensor, target: Tensor) -> dict[str, Any]:
         """Act on every frame; reward = p(true class | chosen patch) - p(true class | random patch),
-        less ``v1_skip_cost`` for every focused frame when the policy may skip."""
+        less ``v1_skip_cost`` for every focused frame when the policy may skip. A skipping policy
+        reads the classifier's confidence after the previous frame (kept for PPO's second pass)."""
         model, policy = self.model, self.model.policy
         batch, steps = clips.shape[:2]
         features, global_pooled = model.glance(clips.flatten(0, 1))
@@ -240,9 +251,11 @@ class AdaFocusV1Trainer(AdaFocusTrainerBase):
         global_pooled = global_pooled.unflatten(0, (batch, steps))
         policy_state = policy.initial_state(batch, self.device)
         classifier_state = model.classifier.initial_state(batch, self.device)
-        actions, log_probs, values, rewards = [], [], [], []
+        actions, log_probs, values, rewards, confidences = [], [], [], [], []
+        confidence = torch.zeros(batch, device=self.device) if model.can_skip else None
         for t in range(steps):
-            step = policy.act(features[:, t], policy_state, self.generator)
+            step = policy.act(features[:, t], policy_state, self.generator, confidence=confidence)
+            confidences.append(confidence)
             policy_state = step.state
             chosen = model.focus(clips[:, t], step.location)
             skipped = policy.skips(step.action) if model.can_skip else None
@@ -258,6 +271,8 @@ class AdaFocusV1Trainer(AdaFocusTrainerBase):
                 reward = reward - self.config.v1_skip_cost * (~skipped).float()
             rewards.append(reward)
             classifier_state = next_state
+            if model.can_skip:
+                confidence = prediction_confidence(logits)
             actions.append(step.action)
             log_probs.append(step.log_prob)
             values.append(step.value)
@@ -267,4 +282,5 @@ class AdaFocusV1Trainer(AdaFocusTrainerBase):
             "log_probs": torch.stack(log_probs, 1),
             "values": torch.stack(values, 1),
             "rewards": torch.stack(rewards, 1),
+            "confidences": confidences,
         }
