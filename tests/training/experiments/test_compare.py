@@ -143,8 +143,11 @@ def test_v1_against_v2_report(tiny_dataset: Path, tmp_path: Path):
         json.dumps({**TINY_TRAINING, "epochs": 1, "v1_stage_epochs": [1, 1, 1, 1], "data": str(tiny_dataset)})
     )
     runs, report = tmp_path / "runs", tmp_path / "results" / "v1-vs-v2.md"
-    assert compare_v1(["--config", str(base), "--runs", str(runs), "--report", str(report)]) == 0
+    only = ["--only", "adafocus_v2", "adafocus_v1", "adafocus_v1_skip", "adafocus_v1_skip_0.2"]
+    assert compare_v1(["--config", str(base), "--runs", str(runs), "--report", str(report), *only]) == 0
     text = report.read_text()
+    assert report.with_suffix(".png").is_file() and "![accuracy vs frames focused](v1-vs-v2.png)" in text
+    assert "frame skipping is not all-or-nothing" in text
     for label in ("AdaFocusV2 (one stage)", "AdaFocus V1 (four stages", "AdaFocus V1 with frame skipping"):
         assert f"| {label}" in text
     assert "- Training time: V1's four stages took" in text
@@ -186,7 +189,12 @@ def test_v1_report_findings_are_computed_and_flag_machines():
     assert "V2 5.0 points above V1" in lines[1]
     assert "focus on 50% of the frames, 25% fewer GMACs" in lines[2] and "+2.0 points" in lines[2]
     assert "(cost 0.2): focus on 25% of the frames" in lines[3] and "+10.0 points" in lines[3]
-    assert len(lines) == 4  # one machine, all recorded
+    assert "**Met**: frame skipping is not all-or-nothing" in lines[4] and "2 of 2 intermediate" in lines[4]
+    assert len(lines) == 5  # one machine, all recorded
+    # All-or-nothing: one cost focuses on every frame, the other on none.
+    summaries["adafocus_v1_skip"]["test"]["focus_rate"] = 1.0
+    summaries["adafocus_v1_skip_0.2"]["test"]["focus_rate"] = 0.0
+    assert "**Not met**" in findings(summaries)[4] and "0 of 2 intermediate" in findings(summaries)[4]
     summaries["adafocus_v1"]["machine"] = {"cpu": "B"}
     del summaries["adafocus_v2"]["machine"]
     lines = findings(summaries)
