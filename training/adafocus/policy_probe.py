@@ -72,8 +72,7 @@ def _own_locations(model: AdaFocusV2, features: Tensor, boxes: Tensor, steps: in
     if focus == "oracle":
         return oracle_locations(boxes, model.config.frame_size, model.config.patch_size)
     generator = torch.Generator().manual_seed(0)
-    locations, _ = model._clip_locations(features, batch, steps, focus, True, generator)
-    return locations
+    return model._clip_locations(features, batch, steps, focus, True, generator)
 
 
 def _local_logits(model: AdaFocusV2, frames: Tensor, locations: Tensor) -> tuple[Tensor, Tensor]:
