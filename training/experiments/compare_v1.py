@@ -36,7 +36,8 @@ INTERMEDIATE_FOCUS = (0.05, 0.95)
 
 
 def _skip_experiment(cost: float) -> Experiment:
-    name = "adafocus_v1_skip" if cost == SKIP_COSTS[0] else f"adafocus_v1_skip_{cost:g}"
+    # (0.05 keeps the folder name of the first skipping variant, so its records stay comparable.)
+    name = "adafocus_v1_skip" if cost == 0.05 else f"adafocus_v1_skip_{cost:g}"
     return Experiment(
         name,
         f"AdaFocus V1 with frame skipping (cost {cost:g})",

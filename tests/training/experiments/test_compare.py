@@ -254,3 +254,16 @@ def test_each_seed_trains_in_its_own_folder(tmp_path: Path, monkeypatch):
     trained.clear()
     compare.run_experiments({}, [BY_NAME["oracle_patch"]], tmp_path, None)
     assert trained == [("oracle_patch", 0)]
+
+
+def test_v1_skipping_runs_are_named_by_their_cost():
+    """A record's folder says its cost: the first skipping variant's folder keeps cost 0.05 (its
+    records compare across sessions), every other folder ends with its own cost."""
+    from training.experiments.compare_v1 import BY_NAME, SKIP_COSTS
+
+    skipping = {name: e.changes["v1_skip_cost"] for name, e in BY_NAME.items() if "v1_skip_cost" in e.changes}
+    assert sorted(skipping.values()) == sorted(SKIP_COSTS) and len(set(skipping)) == len(SKIP_COSTS)
+    assert skipping["adafocus_v1_skip"] == 0.05
+    for name, cost in skipping.items():
+        if name != "adafocus_v1_skip":
+            assert float(name.removeprefix("adafocus_v1_skip_")) == cost
