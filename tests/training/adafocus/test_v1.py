@@ -297,6 +297,18 @@ def test_frame_skipping_variant_trains_costs_less_for_skipped_frames_and_is_not_
     assert output.skipped.all()
     with pytest.raises(ValueError, match="skips frames"):
         export_run(tmp_path / "run", tmp_path / "repo")
+    # The skip probe reads the same run: per step, the head's probability with the model's own
+    # confidence lies between those at confidence 0 and 1, in the order the head's weight says.
+    from training.adafocus.v1.skip_probe import probe_skipping
+
+    probe = probe_skipping(tmp_path / "run", clips=3)
+    assert probe["clips"] == 3 and [s["step"] for s in probe["per_step"]] == [0, 1, 2, 3]
+    assert probe["per_step"][0]["confidence_before"] == 0
+    for step in probe["per_step"]:
+        low, high = sorted((step["skip_probability_at_confidence_0"], step["skip_probability_at_confidence_1"]))
+        assert low - 1e-4 <= step["skip_probability"] <= high + 1e-4
+        if probe["confidence_weight"] > 0:
+            assert step["skip_probability_at_confidence_1"] >= step["skip_probability_at_confidence_0"]
 
 
 def test_gaussian_policy_variant_trains_through_ppo(tiny_dataset: Path, tmp_path: Path):

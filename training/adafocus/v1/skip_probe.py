@@ -1,0 +1,93 @@
+"""What a frame-skipping V1 model's skip head learnt: per step, its skip probability, and how much
+of it comes from the classifier's confidence.
+
+    python -m training.adafocus.v1.skip_probe runs/compare/adafocus_v1_skip_0.1 [--clips 24] [--out F.json]
+
+For ``clips`` test clips of the run's own data, step by step as the model runs them (greedy
+decisions, the classifier's confidence carried over): the mean skip probability with the
+model's own confidence, and with the confidence replaced by 0 and by 1 (the spread between the
+two is all the confidence can change), the share of clips skipped and the mean confidence before
+the step; and the weight of the confidence in the head. Figures of docs/adafocus.md ("V1 against
+V2, measured").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.adafocus.calibration import CalibrationError, _dataset, load_run_model
+from training.adafocus.evaluation import loader_for
+from training.data.splits import load_splits
+
+
+def _test_clips(record: Any, clips: int) -> torch.Tensor:
+    """``clips`` test clips of the run's data, ``(B, T, 3, S, S)`` in frame order."""
+    trained = record.train_config
+    splits = load_splits(trained.get("data"), trained.get("calibration_fraction", 0.1), int(trained.get("seed", 0)))
+    dataset = _dataset(splits.test[:clips], record, False)
+    return torch.cat([batch[valid] for batch, _, _, valid, _ in loader_for(dataset, clips, 0)])
+
+
+@torch.no_grad()
+def probe_skipping(run_dir: str | Path, clips: int = 24) -> dict[str, Any]:
+    """The skip head's figures for one run folder (see the module's docstring)."""
+    model, record = load_run_model(Path(run_dir))
+    model.eval()
+    if not model.can_skip:
+        raise CalibrationError(f"{run_dir}: the model does not skip frames (trained without --v1-skip-cost)")
+    videos = _test_clips(record, clips)
+    batch, steps = videos.shape[:2]
+    state = model.initial_state(batch)
+    per_step = []
+    for t in range(steps):
+        frames = videos[:, model.order[t]]
+        features, _ = model.glance(frames)
+        hidden = model.policy._hidden(features, state.policy)
+        own, at_0, at_1 = (
+            torch.sigmoid(model.policy.skip_logit(hidden, confidence))
+            for confidence in (state.confidence, torch.zeros(batch), torch.ones(batch))
+        )
+        per_step.append(
+            {
+                "step": t,
+                "confidence_before": round(float(state.confidence.mean()), 4),
+                "skip_probability": round(float(own.mean()), 4),
+                "skip_probability_at_confidence_0": round(float(at_0.mean()), 4),
+                "skip_probability_at_confidence_1": round(float(at_1.mean()), 4),
+                "skipped": round(float((own > 0.5).float().mean()), 4),
+            }
+        )
+        _, _, state = model.step(frames, state, t)
+    weight = model.policy.skip_head.weight[0, -1]
+    return {"run": str(run_dir), "clips": batch, "confidence_weight": round(float(weight), 4), "per_step": per_step}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.adafocus.v1.skip_probe", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("runs", nargs="+", help="run folders of frame-skipping V1 models (model.pt)")
+    parser.add_argument("--clips", type=int, default=24, help="test clips to probe (default: 24)")
+    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    args = parser.parse_args(argv)
+    try:
+        results = [probe_skipping(run, args.clips) for run in args.runs]
+    except (CalibrationError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    text = json.dumps(results, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
