@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +50,34 @@ OFFSETS = tuple(range(-40, 41, 4))  # pixels from the oracle's origin, for the l
 BLUR_PX = 8.0  # the straight-through crop gradient's blur probed beside the plain one
 
 
-def _batch(model: AdaFocusV2, record: Any, data: str, clips: int) -> tuple[Tensor, Tensor, Tensor]:
-    """``clips`` test clips in processing order, their labels and their target boxes ``(B, T, 4)``."""
+def test_batches(record: Any, data: str | None, clips: int) -> list[tuple]:
+    """The first ``clips`` test clips of ``data`` as the run's loader gives them (one batch), split
+    as the run split it (``data`` None: the synthetic benchmark)."""
     trained = record.train_config
     splits = load_splits(data, trained.get("calibration_fraction", 0.1), int(trained.get("seed", 0)))
-    dataset = _dataset(splits.test[:clips], record, False)
+    return list(loader_for(_dataset(splits.test[:clips], record, False), clips, 0))
+
+
+def print_figures(probe: Callable[[], list[dict[str, Any]]], out: Path | None) -> int:
+    """Run ``probe``, print its figures as JSON (and write them to ``out``); 2 with a message on a
+    run it cannot probe."""
+    try:
+        results = probe()
+    except (CalibrationError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    text = json.dumps(results, indent=2)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def _batch(model: AdaFocusV2, record: Any, data: str, clips: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``clips`` test clips in processing order, their labels and their target boxes ``(B, T, 4)``."""
     videos, labels, boxes = [], [], []
-    for batch, target, _, valid, target_boxes in loader_for(dataset, clips, 0):
+    for batch, target, _, valid, target_boxes in test_batches(record, data, clips):
         videos.append(batch[valid])
         labels.append(target[valid])
         boxes.append(target_boxes[valid])
@@ -265,17 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args(argv)
     torch.set_grad_enabled(True)
-    try:
-        results = [probe_run(run, args.data, args.clips) for run in args.runs]
-    except CalibrationError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    text = json.dumps(results, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
-    return 0
+    return print_figures(lambda: [probe_run(run, args.data, args.clips) for run in args.runs], args.out)
 
 
 if __name__ == "__main__":

@@ -14,24 +14,20 @@ V2, measured").
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from training.adafocus.calibration import CalibrationError, _dataset, load_run_model
-from training.adafocus.evaluation import loader_for
-from training.data.splits import load_splits
+from training.adafocus.calibration import CalibrationError, load_run_model
+from training.adafocus.policy_probe import print_figures, test_batches
 
 
 def _test_clips(record: Any, clips: int) -> torch.Tensor:
     """``clips`` test clips of the run's data, ``(B, T, 3, S, S)`` in frame order."""
-    trained = record.train_config
-    splits = load_splits(trained.get("data"), trained.get("calibration_fraction", 0.1), int(trained.get("seed", 0)))
-    dataset = _dataset(splits.test[:clips], record, False)
-    return torch.cat([batch[valid] for batch, _, _, valid, _ in loader_for(dataset, clips, 0)])
+    batches = test_batches(record, record.train_config.get("data"), clips)
+    return torch.cat([batch[valid] for batch, _, _, valid, _ in batches])
 
 
 @torch.no_grad()
@@ -76,17 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips", type=int, default=24, help="test clips to probe (default: 24)")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args(argv)
-    try:
-        results = [probe_skipping(run, args.clips) for run in args.runs]
-    except (CalibrationError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    text = json.dumps(results, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
-    return 0
+    return print_figures(lambda: [probe_skipping(run, args.clips) for run in args.runs], args.out)
 
 
 if __name__ == "__main__":
