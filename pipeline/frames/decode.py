@@ -157,6 +157,39 @@ def read_clip(
     Raises a :class:`pipeline.frames.errors.VideoError` subclass for unusable input (an FFmpeg
     error included: :class:`UndecodableVideoError`).
     """
+    raw, indices, index, decoded, seeks = _decode_samples(
+        source, num_samples, limits, rng, strategy, threads, thread_type, positions
+    )
+    return _finish(raw, indices, index, geometry, rng, decoded, seeks, previews, normalisation)
+
+
+@_typed_errors
+def decode_only(
+    source: VideoSource,
+    num_samples: Samples,
+    limits: DecodeLimits | None = None,
+    threads: int = 0,
+    positions: Sequence[int] | None = None,
+) -> tuple[int, int]:
+    """Decode the evaluation samples of ``source`` as :func:`read_clip` does (the same index,
+    plan, seeks and skipped frames) but convert nothing: ``(frames decoded, seeks)``. The
+    decoding floor a benchmark compares the service's decoding with (bench/bench_realsize.py)."""
+    _, _, _, decoded, seeks = _decode_samples(source, num_samples, limits, None, "auto", threads, None, positions)
+    return decoded, seeks
+
+
+def _decode_samples(
+    source: VideoSource,
+    num_samples: Samples,
+    limits: DecodeLimits | None,
+    rng: np.random.Generator | None,
+    strategy: Strategy,
+    threads: int,
+    thread_type: str | None,
+    positions: Sequence[int] | None,
+) -> tuple[dict[int, av.VideoFrame], np.ndarray, _StreamIndex, int, int]:
+    """The decoded frames of the samples (by timestamp), their indices, the stream's index, and
+    the work it took (frames decoded, seeks): :func:`read_clip` before any conversion."""
     limits = limits or DEFAULT_LIMITS
     deadline = None if limits.max_wall_s is None else time.monotonic() + limits.max_wall_s
     _check_size(source, limits)
@@ -181,7 +214,7 @@ def read_clip(
             decoder = _SampleDecoder(container, stream, index, limits, deadline, budget)
             raw = decoder.decode(targets, strategy)
             decoded, seeks = decoder.decoded, decoder.seeks
-    return _finish(raw, indices, index, geometry, rng, decoded, seeks, previews, normalisation)
+    return raw, indices, index, decoded, seeks
 
 
 class ClipReader:

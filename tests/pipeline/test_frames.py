@@ -19,7 +19,7 @@ from pipeline.frames import (
     VideoTooLargeError,
     segment_indices,
 )
-from pipeline.frames.decode import ClipReader, clip_from_resized, read_all_resized, read_clip
+from pipeline.frames.decode import ClipReader, clip_from_resized, decode_only, read_all_resized, read_clip
 from pipeline.frames.preview import encode_jpeg
 from pipeline.frames.transform import normalise
 from tests.paths import REPO
@@ -310,6 +310,16 @@ def test_a_subset_of_positions_gives_the_same_frames(tmp_path):
         assert np.array_equal(part.frame_indices, full.frame_indices[positions])
         assert part.decoded_frames <= full.decoded_frames
     assert read_clip(path, 8, GEOMETRY, positions=[0]).decoded_frames < full.decoded_frames
+
+
+@pytest.mark.parametrize("gop", [4, 250])
+def test_decode_only_does_the_decoding_work_of_read_clip(tmp_path, gop):
+    # The benchmark's decode floor: the same plan (frames decoded, seeks), nothing converted.
+    path = make_video(tmp_path / "v.mp4", frames=60, gop=gop)
+    for positions in (None, [0], [2, 5]):
+        clip = read_clip(path, 8, GEOMETRY, threads=1, positions=positions)
+        assert decode_only(path, 8, threads=1, positions=positions) == (clip.decoded_frames, clip.seeks)
+    assert decode_only(path, 8, threads=1, positions=[0])[0] < decode_only(path, 8, threads=1)[0]
 
 
 @pytest.mark.parametrize("gop", [4, 250])
