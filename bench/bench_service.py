@@ -48,13 +48,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(repo: Path, port: int, threads: int, provider: str = CPU) -> subprocess.Popen:
-    """``python -m service`` on ``provider`` (CPU as the fallback), once it answers ``/readyz``."""
+def start_server(
+    repo: Path, port: int, threads: int, provider: str = CPU, settings: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """``python -m service`` on ``provider`` (CPU as the fallback), once it answers ``/readyz``;
+    ``settings``: more ``ADAFOCUS_*`` variables."""
     env = {
         **os.environ,
         "ADAFOCUS_MODEL_REPO": str(repo),
         "ADAFOCUS_PROVIDERS": json.dumps(list(dict.fromkeys([provider, CPU]))),
         "ADAFOCUS_THREADS": str(threads),
+        **(settings or {}),
     }
     if provider == "TensorrtExecutionProvider" and "ADAFOCUS_TRT_CACHE_DIR" not in env:
         import tempfile
@@ -130,20 +134,26 @@ def peak_rss_mb(pid: int) -> float:
     return sum(_peak_kb(p) for p in [pid, *_descendants(pid)]) / 1024
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of one process (its threads included, its children not)."""
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User plus system CPU time of one process (its threads included, its children not), or of
+    one of its threads."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0  # ended (a replaced decoder)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_by_role(server_pid: int) -> dict[str, float]:
-    """CPU seconds so far of the server process, its decoder processes, and this (the client)."""
+    """CPU seconds so far of the server process, its decoder processes, and this (the client).
+    ``server_event_loop``: the server's main thread alone (HTTP, uploads, talking to the
+    decoders, answers), part of ``server``; the rest of ``server`` is inference (the batcher's
+    worker threads and ONNX Runtime's)."""
     client = os.times()
     return {
         "server": cpu_seconds(server_pid),
+        "server_event_loop": cpu_seconds(server_pid, server_pid),
         "decoders": sum(cpu_seconds(pid) for pid in _descendants(server_pid)),
         "client": client.user + client.system,
     }
@@ -213,8 +223,11 @@ def median_row(runs: list[dict]) -> dict:
     return row
 
 
-def eager_vs_onnx(repo: Path, run: Path, clips: list[np.ndarray], repeats: int) -> dict:
-    """Inference only, batch 1, frame by frame, every frame: PyTorch eager vs ONNX Runtime."""
+def eager_vs_onnx(
+    repo: Path, run: Path, clips: list[np.ndarray], repeats: int, name: str = "adafocus_v2", threads: int = 0
+) -> dict:
+    """Inference only, batch 1, frame by frame, every frame: PyTorch eager vs ONNX Runtime
+    (``threads``: both's intra-op threads; 0: one per core for PyTorch, ONNX Runtime's default)."""
     import torch
 
     from pipeline.onnx_steps import OnnxPipeline, create_sessions
@@ -222,10 +235,10 @@ def eager_vs_onnx(repo: Path, run: Path, clips: list[np.ndarray], repeats: int) 
     from training.adafocus.record import load_model
     from training.exporter.verify import step_by_step
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     model, _ = load_model(run / "model.pt")
-    pipeline = load_pipeline(repo, "adafocus_v2")
-    runner = OnnxPipeline(pipeline, create_sessions(pipeline))
+    pipeline = load_pipeline(repo, name)
+    runner = OnnxPipeline(pipeline, create_sessions(pipeline, threads=threads))
 
     def torch_clip(frames: np.ndarray) -> None:
         with torch.inference_mode():
