@@ -16,7 +16,7 @@ SERVICE_TEST_STAMP := $(SERVICE_VENV)/.installed-test
 # The tests that must pass without torch: the shared pipeline and the service.
 TORCH_FREE_TESTS := tests/pipeline tests/service
 
-.PHONY: serve test lint bench-backbones bench-decode train-image train compare export synthetic synthetic-v2 focus-v2-local focus-v2-glance focus-v2 clean-venv
+.PHONY: serve test lint bench-backbones bench-decode bench-realsize train-image train compare export synthetic synthetic-v2 focus-v2-local focus-v2-glance focus-v2 clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,11 @@ bench-backbones: $(STAMP)
 ## decode + sample + resize timings; writes docs/benchmarks/decode.{md,json}
 bench-decode: $(STAMP)
 	$(BIN)/python -m bench.bench_decode
+
+## the service at real sizes: paper-size models, 720p/1080p uploads (about an hour on 2 cores);
+## writes docs/benchmarks/realsize.{md,json}
+bench-realsize: $(STAMP)
+	$(BIN)/python -m bench.bench_realsize
 
 ## the synthetic video benchmark under data/synthetic
 synthetic: $(STAMP)

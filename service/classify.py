@@ -171,10 +171,16 @@ def _open_clip(
     :meth:`LazyClip.close` it when done."""
     manifest = model.pipeline.manifest
     frames = manifest.frames
-    # Without an exit (or with a whole-clip model) every sample is needed: one read.
-    order = frames.order if exit is not None and manifest.temporal == "streaming" else None
+    # Without an exit that can stop early (or with a whole-clip model) every sample is needed: one read.
+    order = frames.order if _may_stop_early(exit) and manifest.temporal == "streaming" else None
     session = decoder.session(data, frames.samples, FrameGeometry(frames.resize, frames.crop))
     return LazyClip(session, frames.num_frames, thumbnails, order)
+
+
+def _may_stop_early(exit: ExitChoice | None) -> bool:
+    """Whether ``exit`` can stop before the last step: some threshold before it is not +inf
+    (``full`` and points like it need every sample, best read in one call)."""
+    return exit is not None and any(threshold != math.inf for threshold in exit.point.thresholds[:-1])
 
 
 async def _run_steps(model: ServedModel, clip: LazyClip, exit: ExitChoice | None) -> ClipResult:

@@ -617,22 +617,19 @@ class ClipSession(Protocol):
 
 
 def decode_schedule(order: Sequence[int]) -> list[list[int]]:
-    """Sample positions grouped into decode calls, in the order the step loop asks for them.
+    """Sample positions grouped into decode calls, in the order the step loop asks for them:
+    step 0 alone, then step 1, then blocks that double (``[0], [1], [2, 3], [4..7], [8..15]``
+    for chronological order; ``[7], [0], [15, 3], [11, 1, 5, 9]``, ... coarse to fine).
 
-    Chronological order: step 0 alone, then step 1, then blocks that double: ``[0], [1], [2, 3],
-    [4..7], [8..15]``. The worker decodes on from where the previous call stopped, so a video
-    that exits at step k costs the frames up to the end of k's stage (at most about twice those
-    up to step k), one that never exits costs one full decode, and a clip takes about log2(T)
-    round trips.
-
-    Any other order (coarse to fine: 7, 0, 15, 3, ...) is one call for every sample: from its
-    third step such a model needs frames from both ends of the video, and stages in step order
-    would seek back and decode again from a keyframe at every stage (16 samples of a 10 s 720p
-    H.264 clip with one keyframe: 694 frames decoded in five calls, 268 in one, half the time);
-    one forward pass decodes each frame once.
+    The worker decodes on from where the previous call stopped, so a video that exits at step
+    k costs the frames up to the end of k's stage (at most about twice those up to step k), and
+    a clip takes about log2(T) round trips. In any other order than chronological, a call may
+    ask for samples before the decoder's position: the reader then keeps, resized, the samples
+    of later calls that it decodes on the way, and does not seek past samples it would have to
+    come back for from an earlier keyframe (``pipeline.frames.decode``), so a one-keyframe
+    video is still decoded in about one forward pass while one with frequent keyframes decodes
+    only around the samples the exit needs.
     """
-    if list(order) != sorted(order):
-        return [sorted(order)]
     stages: list[list[int]] = []
     start = 0
     while start < len(order):

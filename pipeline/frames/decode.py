@@ -256,7 +256,9 @@ class ClipReader:
         stream.codec_context.thread_count = threads
         self.indices = sample_indices(len(self.index.pts), num_samples)
         self._samples = {self.index.pts[i] for i in self.indices}
-        self._decoder = _SampleDecoder(self._container, stream, self.index, self.limits, None)
+        self._decoder = _SampleDecoder(
+            self._container, stream, self.index, self.limits, None, keep=lambda frame: _Upright.of(frame, geometry)
+        )
         self._spent_s += time.monotonic() - started
 
     def _deadline(self, now: float) -> float | None:
@@ -554,6 +556,7 @@ class _SampleDecoder:
         limits: DecodeLimits,
         deadline: float | None,
         budget: _PixelBudget | None = None,
+        keep: Callable[[av.VideoFrame], object] | None = None,
     ):
         self.container = container
         self.stream = stream
@@ -574,6 +577,12 @@ class _SampleDecoder:
         # turn, and the timestamps decoded since the decoder last started from the beginning.
         self._early: dict[int, av.VideoFrame] = {}
         self._passed: set[int] = set()
+        # Files in order, read in several calls: samples of later calls decoded on the way to
+        # this call's (kept as ``keep`` makes them: a reader keeps them resized, not at full size),
+        # and the timestamps of the samples decoded so far.
+        self.keep = keep or (lambda frame: frame)
+        self._kept: dict[int, object] = {}
+        self._done: set[int] = set()
 
     def decode(
         self, targets: list[int], strategy: Strategy, wanted: set[int] | None = None
@@ -587,6 +596,10 @@ class _SampleDecoder:
         found: dict[int, av.VideoFrame] = {}
         self._wanted = set(targets) if wanted is None else wanted | set(targets)
         for target in sorted(set(targets)):
+            if target in self._kept:
+                found[target] = self._kept.pop(target)  # type: ignore[assignment]
+                self._done.add(target)
+                continue
             if self.index.in_order and self._should_seek(target, strategy):
                 self._seek(target)
             frame = self._advance_to(target)
@@ -597,6 +610,7 @@ class _SampleDecoder:
                     found[target] = self.last_good[1]
                 continue
             found[target] = frame
+            self._done.add(target)
             if self.last_good is None or target > self.last_good[0]:
                 self.last_good = (target, frame)
         if self.last_good is None:
@@ -609,7 +623,9 @@ class _SampleDecoder:
         return bisect.bisect_left(self.index.pts, pts)
 
     def _should_seek(self, target: int, strategy: Strategy) -> bool:
-        """``seek``: always; ``sequential``: never; ``auto``: when it decodes fewer frames.
+        """``seek``: always; ``sequential``: never; ``auto``: when it decodes fewer frames,
+        counting the samples of later calls that a seek would jump over (each to be reached
+        again from its own keyframe) against the frames that going forward costs now.
         A target the decoder has already passed (asked for by a later call) always seeks."""
         if self._frame_number(target) <= self._position:
             return True
@@ -620,7 +636,19 @@ class _SampleDecoder:
             return False  # the decoder is already past the keyframe: going forward is cheaper
         forward = self._frame_number(target) - self._position
         from_keyframe = self._frame_number(target) - keyframe + SEEK_COST_FRAMES
-        return from_keyframe < forward
+        return from_keyframe + self._cost_of_jumping(keyframe) < forward
+
+    def _cost_of_jumping(self, keyframe: int) -> int:
+        """Frames it would take to come back, later, for the samples not decoded yet between
+        the decoder's position and frame ``keyframe`` (0 when nothing is asked for there): per
+        keyframe group, from its keyframe to its last such sample, plus a seek."""
+        last_by_keyframe: dict[int, int] = {}
+        for stamp in self._wanted - self._done - self._kept.keys():
+            number = self._frame_number(stamp)
+            if self._position < number < keyframe:
+                group = self._frame_number(self._keyframe_before(stamp))
+                last_by_keyframe[group] = max(last_by_keyframe.get(group, number), number)
+        return sum(last - group + SEEK_COST_FRAMES for group, last in last_by_keyframe.items())
 
     def _keyframe_before(self, target: int) -> int:
         keyframes = self.index.keyframes
@@ -669,6 +697,8 @@ class _SampleDecoder:
             self._count(frame, self._position)
             if stamp >= target:
                 return frame
+            if stamp in self._wanted and stamp not in self._done and stamp not in self._kept:
+                self._kept[stamp] = self.keep(frame)  # a later call's sample, passed on the way
         return None
 
     def _take_exactly(self, target: int) -> av.VideoFrame | None:
@@ -713,8 +743,23 @@ class _SampleDecoder:
         self.budget.spend(frame.width, frame.height, frame_number)
 
 
+@dataclass(frozen=True)
+class _Upright:
+    """A decoded sample, already upright and resized (what a reader keeps of a sample that a
+    later call will ask for, instead of the full-size frame), and its display size."""
+
+    image: np.ndarray  # uint8 (resized_h, resized_w, 3)
+    display: tuple[int, int]
+
+    @classmethod
+    def of(cls, frame: av.VideoFrame | _Upright, geometry: FrameGeometry) -> _Upright:
+        if isinstance(frame, _Upright):
+            return frame
+        return cls(resize_upright(frame, geometry), _display_size(frame))
+
+
 def _finish(
-    raw: dict[int, av.VideoFrame],
+    raw: dict[int, av.VideoFrame | _Upright],
     indices: np.ndarray,
     index: _StreamIndex,
     geometry: FrameGeometry,
@@ -726,14 +771,15 @@ def _finish(
 ) -> Clip:
     """The clip of the decoded samples: resized, cropped and normalised (uint8 crops when
     ``normalisation`` is None)."""
-    resized: dict[int, np.ndarray] = {}
+    upright: dict[int, _Upright] = {}
     for target in (index.pts[i] for i in indices):
-        if target not in resized:
-            resized[target] = resize_upright(raw[target], geometry)
-    samples = [resized[index.pts[i]] for i in indices]
+        if target not in upright:
+            upright[target] = _Upright.of(raw[target], geometry)
+    samples = [upright[index.pts[i]].image for i in indices]
     first = index.pts[0]
     timestamps = np.array([(index.pts[i] - first) * index.time_base for i in indices], dtype=np.float64)
-    display = _display_size(next(iter(raw.values())))
+    first_decoded = next(iter(raw))  # the display size of the first sample decoded
+    display = (upright.get(first_decoded) or _Upright.of(raw[first_decoded], geometry)).display
     box = clip_crop_box(geometry, rng, display)
     crops = crop_clip(samples, geometry, box)
     return Clip(

@@ -85,12 +85,14 @@ def test_a_clip_reader_counts_every_read_against_one_budget(amplifier):
 
 
 def test_frames_decoded_again_after_a_seek_count(amplifier):
-    """A sample the decoder has passed is decoded again from the keyframe: those frames cost too."""
+    """A sample asked for again once the decoder has passed it is decoded again from the keyframe:
+    those frames cost too. (Samples of later reads passed on the way are kept, not decoded again.)"""
     per_frame = WIDTH * HEIGHT
     with ClipReader(io.BytesIO(amplifier), 8, GEOMETRY, DecodeLimits(max_decoded_pixels=230 * per_frame)) as reader:
         assert reader.read([7]).decoded_frames == 226  # sampled or not
+        assert reader.read([6]).decoded_frames == 0  # kept on the way to sample 7
         with pytest.raises(DecodeBudgetError):
-            reader.read([6])  # behind the decoder: a seek to the only keyframe and 196 more
+            reader.read([7])  # behind the decoder: a seek to the only keyframe and 226 more
 
 
 def test_parallel_decoders_of_one_clip_share_its_budget(tmp_path, monkeypatch):

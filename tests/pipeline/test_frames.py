@@ -312,6 +312,26 @@ def test_a_subset_of_positions_gives_the_same_frames(tmp_path):
     assert read_clip(path, 8, GEOMETRY, positions=[0]).decoded_frames < full.decoded_frames
 
 
+@pytest.mark.parametrize("gop", [4, 12, 250])
+def test_a_clip_read_in_stages_out_of_order_keeps_the_samples_it_passes(tmp_path, gop):
+    # Coarse-to-fine stages (the service's decode_schedule): a later stage's samples decoded on
+    # the way are kept, so no stage goes back for them, and an exit after the first stage costs
+    # a part of the clip.
+    path = make_video(tmp_path / "v.mp4", frames=96, gop=gop)
+    full = read_clip(path, 8, GEOMETRY, threads=1)
+    stages = ([3], [0], [6, 1], [4, 7, 2, 5])
+    with ClipReader(io.BytesIO(path.read_bytes()), 8, GEOMETRY) as reader:
+        clips = [reader.read(stage) for stage in stages]
+    order = [p for stage in stages for p in stage]
+    assert np.array_equal(np.concatenate([clip.frames for clip in clips]), full.frames[order])
+    assert np.concatenate([clip.frame_indices for clip in clips]).tolist() == full.frame_indices[order].tolist()
+    assert clips[0].decoded_frames < full.decoded_frames
+    assert sum(clip.decoded_frames for clip in clips) <= 1.25 * full.decoded_frames
+    if gop == 250:  # one keyframe: one forward pass, never back to the start
+        assert clips[1].decoded_frames == 0  # sample 0 was kept on the way to sample 3
+        assert sum(clip.seeks for clip in clips) == 0
+
+
 @pytest.mark.parametrize("gop", [4, 250])
 def test_decode_only_does_the_decoding_work_of_read_clip(tmp_path, gop):
     # The benchmark's decode floor: the same plan (frames decoded, seeks), nothing converted.
@@ -340,7 +360,9 @@ def test_a_clip_read_in_stages_is_the_full_clip_and_costs_one_decode(tmp_path, g
 
 
 def test_a_clip_reader_goes_back_for_a_sample_it_has_passed(tmp_path):
-    path = make_video(tmp_path / "v.mp4", frames=40, gop=8)
+    # Keyframes every 4 frames, samples 10 apart: the first read seeks past samples 0-5 (each is
+    # cheap to reach from its own keyframe later), so the second must seek back.
+    path = make_video(tmp_path / "v.mp4", frames=80, gop=4)
     full = read_clip(path, 8, GEOMETRY)
     with ClipReader(path, 8, GEOMETRY) as reader:
         late, early = reader.read([6, 7]), reader.read([1, 0])
