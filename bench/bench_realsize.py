@@ -285,9 +285,10 @@ def cpu_split(cell: dict, resize_ms_per_sample: float) -> dict[str, float]:
 
 
 def samples_decoded(order: list[int], steps: int) -> int:
-    """Samples the service decodes for a video that exits after ``steps`` steps: every decode
-    call (``decode_schedule``'s stages) that holds one of the steps' positions. A coarse-to-fine
-    order is one call for all samples, whatever the exit."""
+    """Samples the service asks for when a video exits after ``steps`` steps: every decode call
+    (``decode_schedule``'s stages) that holds one of the steps' positions. (A reader also resizes
+    the later samples it passes on the way, so on a clip with few keyframes this undercounts the
+    resizes of an early exit.)"""
     from service.decoding import decode_schedule
 
     needed = set(order[:steps])

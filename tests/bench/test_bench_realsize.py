@@ -44,8 +44,8 @@ def test_the_models_are_the_papers_configurations():
 
 def test_samples_decoded_follow_the_services_decode_calls():
     coarse = coarse_to_fine_order(16)
-    # Coarse to fine: one call for every sample, whatever the exit.
-    assert [samples_decoded(coarse, k) for k in (1, 4, 8, 16)] == [16, 16, 16, 16]
+    # Coarse to fine: calls [7], [0], [15, 3], [11, 1, 5, 9], then the other eight.
+    assert [samples_decoded(coarse, k) for k in (1, 2, 3, 4, 8, 9, 16)] == [1, 2, 4, 4, 8, 16, 16]
     # Chronological: calls [0], [1], [2, 3], [4..7], [8..15].
     chronological = list(range(16))
     assert [samples_decoded(chronological, k) for k in (1, 2, 3, 4, 5, 8, 9, 16)] == [1, 2, 4, 4, 8, 8, 16, 16]
