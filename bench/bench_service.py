@@ -134,15 +134,17 @@ def peak_rss_mb(pid: int) -> float:
     return sum(_peak_kb(p) for p in [pid, *_descendants(pid)]) / 1024
 
 
-def cpu_seconds(pid: int, thread: int | None = None) -> float:
+def cpu_seconds(pid: int, thread: int | None = None, reaped_children: bool = False) -> float:
     """User plus system CPU time of one process (its threads included, its children not), or of
-    one of its threads."""
+    one of its threads; ``reaped_children``: plus that of its children that have ended and been
+    waited for (a replaced decoder's CPU lands there)."""
     path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
     try:
         fields = Path(path).read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0  # ended (a replaced decoder)
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return 0.0  # ended (a replaced decoder: its CPU is its parent's reaped children's)
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if reaped_children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_by_role(server_pid: int) -> dict[str, float]:
@@ -154,7 +156,10 @@ def cpu_by_role(server_pid: int) -> dict[str, float]:
     return {
         "server": cpu_seconds(server_pid),
         "server_event_loop": cpu_seconds(server_pid, server_pid),
-        "decoders": sum(cpu_seconds(pid) for pid in _descendants(server_pid)),
+        # Live decoders, and those replaced meanwhile (counted by whoever waited for them).
+        "decoders": cpu_seconds(server_pid, reaped_children=True)
+        - cpu_seconds(server_pid)
+        + sum(cpu_seconds(pid, reaped_children=True) for pid in _descendants(server_pid)),
         "client": client.user + client.system,
     }
 

@@ -309,6 +309,12 @@ def test_frame_skipping_variant_trains_costs_less_for_skipped_frames_and_is_not_
         assert low - 1e-4 <= step["skip_probability"] <= high + 1e-4
         if probe["confidence_weight"] > 0:
             assert step["skip_probability_at_confidence_1"] >= step["skip_probability_at_confidence_0"]
+    # Its batch-norm figure starts from the run's own test top-1.
+    from training.adafocus.v1.skip_probe import batchnorm_effect
+
+    effect = batchnorm_effect(tmp_path / "run", train_clips=4)
+    assert effect["test_top1"] == pytest.approx(summary["test"]["per_step"][-1]["top1"], abs=1e-3)
+    assert 0.0 <= effect["test_top1_batchnorm_reestimated"] <= 1.0
 
 
 def test_gaussian_policy_variant_trains_through_ppo(tiny_dataset: Path, tmp_path: Path):
