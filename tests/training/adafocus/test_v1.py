@@ -203,7 +203,8 @@ def test_every_stage_runs_and_a_stopped_run_resumes_to_the_same_model(tiny_datas
     torch.save(checkpoint, tmp_path / "resumed" / "checkpoint.pt")
     resumed = train(v1_config(tiny_dataset, tmp_path / "resumed"))
     assert 1000.0 < resumed["stage_seconds"][1] <= 1000.0 + resumed["seconds_this_session"]
-    assert resumed["train_seconds"] == pytest.approx(sum(resumed["stage_seconds"]), abs=0.2)
+    # Each of the four stage times and the total is rounded to 0.1 s: they may differ by 0.25.
+    assert resumed["train_seconds"] == pytest.approx(sum(resumed["stage_seconds"]), abs=0.25)
     model_a, record = load_model(tmp_path / "whole" / "model.pt")
     model_b, _ = load_model(tmp_path / "resumed" / "model.pt")
     for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values(), strict=True):
