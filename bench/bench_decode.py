@@ -69,10 +69,13 @@ def make_clip(path: Path, width: int, height: int, gop: int, seconds: int = 10, 
     return path
 
 
-def decode_all(path: Path) -> int:
+def decode_all(path: Path, threads: int = 0) -> int:
+    """Every frame decoded (frame threads, ``threads`` of them; 0: FFmpeg's choice), nothing converted."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        if threads:
+            stream.codec_context.thread_count = threads
         return sum(1 for _ in container.decode(stream))
 
 

@@ -49,7 +49,7 @@ import numpy as np
 from av.video.frame import PictureType
 
 from bench import realsize_models
-from bench.bench_decode import render_scene
+from bench.bench_decode import decode_all, render_scene
 from bench.bench_service import CPU, _descendants, eager_vs_onnx, free_port, gpu_name, load, peak_rss_mb, start_server
 from pipeline.early_exit import OperatingPoint
 from pipeline.frames.decode import decode_only, read_clip
@@ -182,14 +182,6 @@ def _cpu_and_wall(function, repeats: int) -> tuple[float, float]:
     return statistics.median(cpu), statistics.median(wall)
 
 
-def decode_every_frame(path: Path, threads: int) -> int:
-    """Every frame of the clip decoded (frame threads, ``threads`` of them), nothing converted."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type, stream.codec_context.thread_count = "AUTO", threads
-        return sum(1 for _ in container.decode(stream))
-
-
 def decode_floors(path: Path, orders: dict[str, list[int]], repeats: int) -> dict[str, Any]:
     """Per clip: the decode floor of each exit (``decode_only`` of the samples it needs, one
     thread as in the service's decoders), the resize cost per sample, and 16 samples against
@@ -204,7 +196,7 @@ def decode_floors(path: Path, orders: dict[str, list[int]], repeats: int) -> dic
     versus_all = {}
     for threads in (1, 2):
         _, samples = _cpu_and_wall(lambda t=threads: decode_only(path, SAMPLES, threads=t), repeats)
-        _, every = _cpu_and_wall(lambda t=threads: decode_every_frame(path, t), repeats)
+        _, every = _cpu_and_wall(lambda t=threads: decode_all(path, t), repeats)
         versus_all[str(threads)] = {
             "samples_ms": 1000 * samples,
             "every_frame_ms": 1000 * every,

@@ -778,8 +778,7 @@ def _finish(
     samples = [upright[index.pts[i]].image for i in indices]
     first = index.pts[0]
     timestamps = np.array([(index.pts[i] - first) * index.time_base for i in indices], dtype=np.float64)
-    first_decoded = next(iter(raw))  # the display size of the first sample decoded
-    display = (upright.get(first_decoded) or _Upright.of(raw[first_decoded], geometry)).display
+    display = upright[next(iter(raw))].display  # (raw holds the targets only: each is in upright)
     box = clip_crop_box(geometry, rng, display)
     crops = crop_clip(samples, geometry, box)
     return Clip(

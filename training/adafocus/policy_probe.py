@@ -50,12 +50,16 @@ OFFSETS = tuple(range(-40, 41, 4))  # pixels from the oracle's origin, for the l
 BLUR_PX = 8.0  # the straight-through crop gradient's blur probed beside the plain one
 
 
+def run_splits(record: Any, data: str | None) -> Any:
+    """The splits of ``data`` as the run split it (``data`` None: the synthetic benchmark)."""
+    trained = record.train_config
+    return load_splits(data, trained.get("calibration_fraction", 0.1), int(trained.get("seed", 0)))
+
+
 def test_batches(record: Any, data: str | None, clips: int) -> list[tuple]:
     """The first ``clips`` test clips of ``data`` as the run's loader gives them (one batch), split
     as the run split it (``data`` None: the synthetic benchmark)."""
-    trained = record.train_config
-    splits = load_splits(data, trained.get("calibration_fraction", 0.1), int(trained.get("seed", 0)))
-    return list(loader_for(_dataset(splits.test[:clips], record, False), clips, 0))
+    return list(loader_for(_dataset(run_splits(record, data).test[:clips], record, False), clips, 0))
 
 
 def print_figures(probe: Callable[[], list[dict[str, Any]]], out: Path | None) -> int:

@@ -26,8 +26,7 @@ import torch
 
 from training.adafocus.calibration import CalibrationError, _dataset, load_run_model
 from training.adafocus.evaluation import loader_for
-from training.adafocus.policy_probe import print_figures, test_batches
-from training.data.splits import load_splits
+from training.adafocus.policy_probe import print_figures, run_splits, test_batches
 
 
 def _test_clips(record: Any, clips: int) -> torch.Tensor:
@@ -75,8 +74,7 @@ def batchnorm_effect(run_dir: str | Path, train_clips: int) -> dict[str, float]:
     """Test top-1 (last step, the model's own decisions) as trained, and after re-estimating every
     batch-norm layer's statistics (a cumulative average) on ``train_clips`` training clips."""
     model, record = load_run_model(Path(run_dir))
-    trained = record.train_config
-    splits = load_splits(trained.get("data"), trained.get("calibration_fraction", 0.1), int(trained.get("seed", 0)))
+    splits = run_splits(record, record.train_config.get("data"))
 
     def clips(samples) -> list[tuple[torch.Tensor, torch.Tensor]]:
         loader = loader_for(_dataset(samples, record, record.multi_label), 50, 0)
