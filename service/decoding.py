@@ -56,6 +56,7 @@ from pipeline.frames.limits import DecodeLimits
 from pipeline.frames.sampling import Samples
 from pipeline.frames.transform import FrameGeometry
 
+from .memory import return_freed_memory
 from .metrics import Metrics
 from .problems import Problem
 
@@ -76,6 +77,7 @@ RETRY_AFTER = {"Retry-After": "1"}
 # A new process (forkserver, then PyAV's import) may take seconds to answer on a loaded
 # machine: its first exchange waits for it this long, outside any video's decode deadline.
 STARTUP_TIMEOUT_S = 60.0
+
 
 
 class WorkerDied(Exception):
@@ -136,6 +138,7 @@ def _serve(connection: Connection) -> None:
         reader = sessions.pop(session_id, None)
         if reader is not None:
             reader.close()
+            return_freed_memory()
 
     while True:
         try:

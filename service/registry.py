@@ -14,6 +14,7 @@ from pipeline.onnx_steps import OnnxPipeline, create_sessions, run_step
 from pipeline.repository import LoadedPipeline, ModelRepositoryError, find_pipelines, load_pipeline
 
 from .batching import ActiveClips, StepBatcher
+from .memory import return_freed_memory
 from .problems import Problem
 from .settings import Settings
 
@@ -130,6 +131,7 @@ class ModelRegistry:
         for name in self.settings.models or sorted(found):
             for version in found.get(name, [None]):  # None: load_pipeline says what is missing
                 self._load_one(name, version, providers)
+        return_freed_memory()  # what ONNX Runtime freed while building the sessions
         self.ready = True
 
     def _load_one(self, name: str, version: int | None, providers: list[str]) -> None:
@@ -164,6 +166,7 @@ class ModelRegistry:
                 providers,
                 self.settings.threads,
                 allow_spinning=self.settings.ort_spinning,
+                shared_cpu_arena=True,
                 cache_dir=self.settings.trt_cache_dir,
             )
         except Exception as error:

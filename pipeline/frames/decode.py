@@ -252,14 +252,33 @@ class ClipReader:
         except BaseException:
             self._container.close()
             raise
-        stream.thread_type = "SLICE"  # no frame-threading pipeline to refill after a seek
-        stream.codec_context.thread_count = threads
+        self._source, self._stream_number, self._threads = source, stream.index, threads
         self.indices = sample_indices(len(self.index.pts), num_samples)
         self._samples = {self.index.pts[i] for i in self.indices}
-        self._decoder = _SampleDecoder(
-            self._container, stream, self.index, self.limits, None, keep=lambda frame: _Upright.of(frame, geometry)
-        )
+        self._decoder = self._sample_decoder(stream)
         self._spent_s += time.monotonic() - started
+
+    def _sample_decoder(self, stream, budget: _PixelBudget | None = None) -> _SampleDecoder:
+        stream.thread_type = "SLICE"  # no frame-threading pipeline to refill after a seek
+        stream.codec_context.thread_count = self._threads
+        geometry = self.geometry
+        keep = lambda frame: _Upright.of(frame, geometry)  # noqa: E731
+        return _SampleDecoder(self._container, stream, self.index, self.limits, None, budget, keep=keep)
+
+    def _release_when_done(self) -> None:
+        """Close the container once every sample has been read: its decoder holds reference
+        frames and a pool of full-size frame buffers (tens of MB at 1080p) that the reader,
+        kept open until its request ends, would otherwise hold while the model runs."""
+        if self._container is not None and self._samples <= self._decoder.delivered:
+            self.close()
+
+    def _reopen(self) -> None:
+        """Open the container again for a sample asked for after the reader released it."""
+        previous = self._decoder
+        self._container = _open(self._source, self.limits)
+        self._decoder = self._sample_decoder(self._container.streams[self._stream_number], previous.budget)
+        self._decoder.decoded, self._decoder.seeks = previous.decoded, previous.seeks
+        self._decoder.delivered.update(previous.delivered)
 
     def _deadline(self, now: float) -> float | None:
         budget = self.limits.max_wall_s
@@ -273,6 +292,8 @@ class ClipReader:
         quarter of the bytes to send to another process."""
         started = time.monotonic()
         indices = self.indices[np.asarray(positions, dtype=np.int64)]
+        if self._container is None:
+            self._reopen()
         decoded, seeks = self._decoder.decoded, self._decoder.seeks
         self._decoder.deadline = self._deadline(started)
         _check_deadline(self._decoder.deadline)  # the budget may be spent by earlier calls
@@ -281,11 +302,21 @@ class ClipReader:
         finally:
             self._spent_s += time.monotonic() - started
         work = self._decoder.decoded - decoded, self._decoder.seeks - seeks
+        self._release_when_done()
         normalisation = self.normalisation if normalised else None
         return _finish(raw, indices, self.index, self.geometry, None, *work, previews, normalisation)
 
+    @property
+    def holds_decoder(self) -> bool:
+        """Whether the reader holds an open container and decoder (False once every sample has
+        been read, or after :meth:`close`)."""
+        return self._container is not None
+
     def close(self) -> None:
-        self._container.close()
+        if self._container is not None:
+            self._decoder.let_go()  # the stream and the demuxing generator hold the codec
+            self._container.close()
+            self._container = None
 
     def __enter__(self) -> ClipReader:
         return self
@@ -577,12 +608,23 @@ class _SampleDecoder:
         # turn, and the timestamps decoded since the decoder last started from the beginning.
         self._early: dict[int, av.VideoFrame] = {}
         self._passed: set[int] = set()
+        # What is kept of each decoded sample (a reader keeps it resized, not at full size).
         # Files in order, read in several calls: samples of later calls decoded on the way to
-        # this call's (kept as ``keep`` makes them: a reader keeps them resized, not at full size),
-        # and the timestamps of the samples decoded so far.
+        # this call's, and the timestamps of the samples decoded so far.
         self.keep = keep or (lambda frame: frame)
         self._kept: dict[int, object] = {}
         self._done: set[int] = set()
+
+    def let_go(self) -> None:
+        """Drop the container, the stream and the frame generator (the codec and its frame
+        buffers are freed with them); the counters and the samples kept stay."""
+        self._frames = None
+        self.container = self.stream = None
+
+    @property
+    def delivered(self) -> set[int]:
+        """Timestamps of the targets decoded and handed out so far (stand-ins excluded)."""
+        return self._done
 
     def decode(
         self, targets: list[int], strategy: Strategy, wanted: set[int] | None = None
@@ -609,6 +651,10 @@ class _SampleDecoder:
                 if self.last_good is not None:  # out of order: a later target may still be there
                     found[target] = self.last_good[1]
                 continue
+            # Kept as ``keep`` makes it at once: a full-size frame held until the call ends
+            # would keep its buffer in the codec's pool for as long as the decoder stays open
+            # (16 samples of 1080p: 50 MB per open reader).
+            frame = self.keep(frame)
             found[target] = frame
             self._done.add(target)
             if self.last_good is None or target > self.last_good[0]:
@@ -718,7 +764,7 @@ class _SampleDecoder:
                 self._passed.add(frame.pts)
                 return frame
             if frame.pts in self._wanted and frame.pts not in self._passed:  # not a repeated timestamp
-                self._early[frame.pts] = frame
+                self._early[frame.pts] = self.keep(frame)
             self._passed.add(frame.pts)
         return None
 

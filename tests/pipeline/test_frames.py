@@ -359,6 +359,23 @@ def test_a_clip_read_in_stages_is_the_full_clip_and_costs_one_decode(tmp_path, g
     assert np.array_equal(normalise(crops), full.frames[[2, 5]])
 
 
+def test_a_clip_reader_lets_go_of_its_decoder_once_every_sample_is_read(tmp_path):
+    # An open decoder holds full-size frame buffers; the service keeps a reader until its
+    # request ends, so the reader closes the decoder as soon as nothing is left to decode,
+    # and opens it again only if a sample is asked for a second time.
+    path = make_video(tmp_path / "v.mp4", frames=40, gop=8)
+    full = read_clip(path, 8, GEOMETRY, threads=1)
+    with ClipReader(io.BytesIO(path.read_bytes()), 8, GEOMETRY) as reader:
+        reader.read([0, 1, 2, 3])
+        assert reader.holds_decoder  # samples 4-7 are still to come
+        reader.read([4, 5, 6, 7])
+        assert not reader.holds_decoder
+        again = reader.read([6, 2])
+        assert np.array_equal(again.frames, full.frames[[6, 2]]) and again.decoded_frames > 0
+        assert not reader.holds_decoder
+    assert not reader.holds_decoder
+
+
 def test_a_clip_reader_goes_back_for_a_sample_it_has_passed(tmp_path):
     # Keyframes every 4 frames, samples 10 apart: the first read seeks past samples 0-5 (each is
     # cheap to reach from its own keyframe later), so the second must seek back.
