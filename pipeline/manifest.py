@@ -227,6 +227,9 @@ class Manifest(_Strict):
     gmacs_per_frame: float = Field(
         description="every graph, one frame (a whole-clip model: its pass over a clip over num_frames)"
     )
+    precision: Literal["fp32", "int8"] = Field(
+        "fp32", description="int8: the CNN graphs statically quantized (training/exporter/quantize.py)"
+    )
     source: SourceRun
     files: dict[str, str] = Field(description="sha256 of every file of this version, by path relative to the root")
     reference: ReferenceOutputs | None = Field(

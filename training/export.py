@@ -3,6 +3,7 @@
     python training/export.py runs/adafocus --out model_repo
     python training/export.py runs/compare/full_frame --out model_repo --name full_frame --version 1
     python training/export.py --add-reference adafocus_v2:2 --out model_repo
+    python training/export.py --int8 adafocus_v2:2 --data data/synthetic --out model_repo
 
 Writes the run's graphs (``training/exporter/graphs.py``) as ONNX (opset 17, batch axis dynamic,
 ``onnx.checker`` full check), a Triton ``config.pbtxt`` per graph, ``labels.txt``, and the
@@ -12,7 +13,10 @@ before the manifest is written; a graph that disagrees by more than ``--toleranc
 the export. The manifest is written last, so an interrupted export leaves no loadable version.
 It carries reference outputs (a fixed clip through the whole pipeline), which the service
 checks when it warms the model up; ``--add-reference`` adds them to an export made before
-manifests had them, leaving its graphs and checksums as they are.
+manifests had them, leaving its graphs and checksums as they are. ``--int8`` adds an INT8
+version of an exported pipeline (``training/exporter/quantize.py``): ONNX Runtime static
+quantization calibrated on ``--data``'s calibration split, exit thresholds calibrated again on
+the INT8 logits, and the test top-1 of both precisions printed.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 
 from pipeline.manifest import Manifest
 from pipeline.repository import ModelRepositoryError
+from training.exporter.quantize import quantization_table, quantize_pipeline
 from training.exporter.repository import add_reference, export_run
 from training.exporter.tensorrt_engines import TensorRTUnavailable, build_pipeline_engines, require_tensorrt
 
@@ -50,9 +55,23 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME:VERSION",
         help="instead of exporting a run: record the reference outputs in --out's existing NAME vVERSION",
     )
+    parser.add_argument(
+        "--int8",
+        metavar="NAME:VERSION",
+        help="instead of exporting a run: add an INT8 version of --out's NAME vVERSION (see --data)",
+    )
+    parser.add_argument(
+        "--data",
+        help="with --int8: the dataset whose calibration split calibrates it (default: the synthetic benchmark)",
+    )
+    parser.add_argument(
+        "--calibration-clips", type=int, default=64, help="with --int8: calibration videos used (default: 64)"
+    )
     args = parser.parse_args(argv)
-    if (args.run_dir is None) == (args.add_reference is None):
-        parser.error("give either a run directory to export or --add-reference NAME:VERSION")
+    if sum(x is not None for x in (args.run_dir, args.add_reference, args.int8)) != 1:
+        parser.error("give one of: a run directory to export, --add-reference NAME:VERSION, --int8 NAME:VERSION")
+    if args.calibration_clips < 1:
+        parser.error("--calibration-clips must be at least 1")
 
     def log(text: str) -> None:
         print(text, file=sys.stderr)
@@ -61,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.add_reference is not None:
             name, version = _name_and_version(args.add_reference)
             add_reference(args.out, name, version, log=log)
+            return 0
+        if args.int8 is not None:
+            name, version = _name_and_version(args.int8)
+            result = quantize_pipeline(
+                args.out, name, version, args.data, args.version, args.calibration_clips, log=log
+            )
+            print(quantization_table(result))
             return 0
         if args.tensorrt:
             require_tensorrt()  # before the export: say at once that it cannot be done here
@@ -77,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 def _name_and_version(text: str) -> tuple[str, int]:
     name, _, version = text.rpartition(":")
     if not name or not version.isdigit():
-        raise ValueError(f"--add-reference wants NAME:VERSION (e.g. adafocus_v2:2), got {text!r}")
+        raise ValueError(f"--add-reference and --int8 want NAME:VERSION (e.g. adafocus_v2:2), got {text!r}")
     return name, int(version)
 
 

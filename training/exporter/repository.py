@@ -213,9 +213,11 @@ def reference_outputs(
     return ReferenceOutputs(step_logits=steps, logits=steps[-1], atol=atol, rtol=rtol)
 
 
-def with_reference(root: Path, manifest: Manifest) -> Manifest:
+def with_reference(
+    root: Path, manifest: Manifest, atol: float = REFERENCE_ATOL, rtol: float = REFERENCE_RTOL
+) -> Manifest:
     """``manifest`` with its :func:`reference_outputs` (validated again, as a whole)."""
-    reference = reference_outputs(root, manifest)
+    reference = reference_outputs(root, manifest, atol, rtol)
     return Manifest.model_validate({**manifest.model_dump(mode="json"), "reference": reference.model_dump(mode="json")})
 
 
