@@ -51,7 +51,11 @@ class PaperModel:
 MODELS = {
     **{f"adafocus_v2_p{p}": PaperModel(f"adafocus_v2_p{p}", p) for p in PATCH_SIZES},
     "full_frame": PaperModel("full_frame", None),
+    # The same p128 weights (same seed) under their own name, whose version 2 is its INT8 export
+    # (``training/export.py --int8``): the service serves a name's latest version.
+    "adafocus_v2_p128_int8": PaperModel("adafocus_v2_p128_int8", 128),
 }
+INT8_CALIBRATION_CLIPS = 16  # synthetic benchmark clips (random weights: only the speed counts)
 
 
 def forced_exit_point(after: int, num_frames: int, gmacs_per_frame: float) -> OperatingPoint:
@@ -106,15 +110,34 @@ def export_models(work: Path, names: list[str], log=print) -> Path:
 
     repo = work / "repo"
     for name in names:
-        if (repo / f"{name}.v1.json").is_file():
+        if latest_manifest(repo, name) is not None:
             continue
         run_dir = work / "runs" / name
         write_run(MODELS[name], run_dir)
         log(f"exporting {name} (random weights, paper size)")
         export_run(run_dir, repo, name=name, version=1, log=log)
+        if name.endswith("_int8"):
+            _add_int8(repo, name, log)
     return repo
+
+
+def _add_int8(repo: Path, name: str, log) -> None:
+    """Version 2 of ``name``: its INT8 export, calibrated on the synthetic benchmark's clips
+    (generated if missing), keeping the forced exits, the test split not evaluated (random
+    weights). Version 1's manifest is removed, so that the service loads the INT8 graphs alone."""
+    from training.exporter.quantize import quantize_pipeline
+
+    log(f"quantizing {name} to INT8 (version 2)")
+    quantize_pipeline(repo, name, 1, None, 2, INT8_CALIBRATION_CLIPS, evaluate_test=False, recalibrate=False, log=log)
+    (repo / f"{name}.v1.json").unlink()
+
+
+def latest_manifest(repo: Path, name: str) -> dict | None:
+    """The manifest of the latest version of ``name`` in ``repo`` (None: not exported yet)."""
+    versions = sorted(int(path.name.split(".v")[-1][: -len(".json")]) for path in repo.glob(f"{name}.v*.json"))
+    return json.loads((repo / f"{name}.v{versions[-1]}.json").read_text()) if versions else None
 
 
 def manifest_gmacs(repo: Path, name: str) -> float:
     """GMACs per frame of an exported model, from its manifest (computed from the model at export)."""
-    return float(json.loads((repo / f"{name}.v1.json").read_text())["gmacs_per_frame"])
+    return float(latest_manifest(repo, name)["gmacs_per_frame"])

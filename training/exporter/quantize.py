@@ -184,11 +184,15 @@ def quantize_pipeline(
     data: str | Path | None,
     new_version: int | None = None,
     calibration_clips: int = 64,
+    evaluate_test: bool = True,
+    recalibrate: bool = True,
     log: Callable[[str], None] = print,
 ) -> QuantizedPipeline:
     """Write an INT8 version of ``name`` v``version`` into the repository ``root`` (module
     docstring); ``data``: the dataset whose calibration split sets the activation ranges and
-    the exit thresholds (None: the synthetic benchmark, generated if missing)."""
+    the exit thresholds (None: the synthetic benchmark, generated if missing);
+    ``evaluate_test``: compare both precisions on its test split; ``recalibrate=False`` keeps
+    the FP32 version's operating points (a benchmark's forced exits)."""
     root = Path(root)
     fp32 = load_pipeline(root, name, version)
     if fp32.manifest.precision != "fp32":
@@ -227,13 +231,18 @@ def quantize_pipeline(
     )
     int8 = LoadedPipeline(root, manifest)
     runner = OnnxPipeline(int8, create_sessions(int8))
-    log("calibrating the exit thresholds on the INT8 pipeline's own logits")
-    targets = _targets(calibration, len(manifest.labels), manifest.multi_label)
-    step_gmacs = [manifest.gmacs_per_frame * manifest.frames.num_frames / manifest.num_steps] * manifest.num_steps
-    points = name_operating_points(
-        calibrate(_step_logits(runner, clips), targets, step_gmacs, manifest.confidence, manifest.multi_label)
-    )
-    fp32_test, int8_test = _compare_on_test(fp32, runner, splits.test, points, manifest)
+    if recalibrate:
+        log("calibrating the exit thresholds on the INT8 pipeline's own logits")
+        targets = _targets(calibration, len(manifest.labels), manifest.multi_label)
+        per_step = manifest.gmacs_per_frame * manifest.frames.num_frames / manifest.num_steps
+        step_gmacs = [per_step] * manifest.num_steps
+        logits = _step_logits(runner, clips)
+        calibrated = calibrate(logits, targets, step_gmacs, manifest.confidence, manifest.multi_label)
+        points = name_operating_points(calibrated)
+    else:
+        points = [OperatingPoint.from_dict(p.model_dump()) for p in fp32.manifest.operating_points]
+    test = splits.test if evaluate_test else []
+    fp32_test, int8_test = _compare_on_test(fp32, runner, test, points, manifest)
     source = manifest.source.model_dump(mode="json")
     source["config"] = {
         **source["config"],
@@ -245,7 +254,7 @@ def quantize_pipeline(
         },
     }
     if int8_test is not None:
-        source["test_top1"], source["test_videos"] = int8_test["full"], len(splits.test)
+        source["test_top1"], source["test_videos"] = int8_test["full"], len(test)
     manifest = Manifest.model_validate(
         {**manifest.model_dump(mode="json"), "operating_points": [p.as_dict() for p in points], "source": source}
     )
@@ -254,7 +263,7 @@ def quantize_pipeline(
     path = root / Manifest.file_name(name, new_version)
     atomic_write_text(path, manifest.to_json())
     log(f"wrote {path}")
-    return QuantizedPipeline(path, len(calibration), len(splits.test), fp32_test, int8_test, points)
+    return QuantizedPipeline(path, len(calibration), len(test), fp32_test, int8_test, points)
 
 
 def _compare_on_test(
