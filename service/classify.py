@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.early_exit import OperatingPoint, choose_operating_point
 from pipeline.frames.patch import box_in_original, patch_origin
-from pipeline.frames.sampling import sample_indices
+from pipeline.frames.sampling import Sampling, sample_indices
 from pipeline.frames.transform import FrameGeometry
 from pipeline.manifest import Manifest
 from pipeline.onnx_steps import ClipResult
@@ -54,6 +54,7 @@ class ClassifyRequest:
     top_k: int
     thumbnails: bool  # a JPEG of each decoded frame in the answer (the web page's)
     request_id: str
+    sampling: Sampling = "uniform"  # or keyframes: each sample moved to its nearest keyframe
 
 
 async def classify_video(request: ClassifyRequest, decoder: DecoderPool, metrics: Metrics) -> ClassifyResponse:
@@ -63,13 +64,13 @@ async def classify_video(request: ClassifyRequest, decoder: DecoderPool, metrics
     or a frames ``VideoError`` (a file that is not a readable video); both become problem details.
     """
     model, exit = request.model, request.exit
-    clip = _open_clip(model, request.video, decoder, exit, request.thumbnails)
+    clip = _open_clip(model, request.video, decoder, exit, request.thumbnails, request.sampling)
     try:
         result = await _run_steps(model, clip, exit)
     finally:
         clip.close()
     _record(metrics, model, result)
-    return describe(model, clip, exit, result, request.top_k, request.request_id)
+    return describe(model, clip, exit, result, request.top_k, request.request_id, request.sampling)
 
 
 def choose_exit(model: ServedModel, value: str) -> ExitChoice | None:
@@ -165,7 +166,12 @@ def _softmax(logits: np.ndarray, multi_label: bool) -> np.ndarray:
 
 
 def _open_clip(
-    model: ServedModel, data: bytes | bytearray, decoder: DecoderPool, exit: ExitChoice | None, thumbnails: bool
+    model: ServedModel,
+    data: bytes | bytearray,
+    decoder: DecoderPool,
+    exit: ExitChoice | None,
+    thumbnails: bool,
+    sampling: Sampling = "uniform",
 ) -> LazyClip:
     """``data`` as a clip of ``model``'s samples, opened in a decoder process and read as needed.
     :meth:`LazyClip.close` it when done."""
@@ -173,7 +179,7 @@ def _open_clip(
     frames = manifest.frames
     # Without an exit that can stop early (or with a whole-clip model) every sample is needed: one read.
     order = frames.order if _may_stop_early(exit) and manifest.temporal == "streaming" else None
-    session = decoder.session(data, frames.samples, FrameGeometry(frames.resize, frames.crop))
+    session = decoder.session(data, frames.samples, FrameGeometry(frames.resize, frames.crop), sampling)
     return LazyClip(session, frames.num_frames, thumbnails, order)
 
 
@@ -246,7 +252,10 @@ def _skipped_frames(manifest: Manifest, clip: LazyClip, steps: int) -> list[Skip
     order = manifest.frames.order
     if steps >= manifest.num_steps:
         return []
-    sampled = sample_indices(clip.num_frames, manifest.frames.samples)  # the decoder's sampling, derived once
+    # Where the decoder sampled (or would have): uniform or keyframes, as the reader chose them.
+    sampled = clip.sample_frame_indices
+    if sampled is None:
+        sampled = sample_indices(clip.num_frames, manifest.frames.samples)
     skipped = []
     for step in range(steps, len(order)):
         position = order[step]
@@ -265,7 +274,13 @@ def _skipped_frames(manifest: Manifest, clip: LazyClip, steps: int) -> list[Skip
 
 
 def describe(
-    model: ServedModel, clip: LazyClip, exit: ExitChoice | None, result: ClipResult, top_k: int, request_id: str
+    model: ServedModel,
+    clip: LazyClip,
+    exit: ExitChoice | None,
+    result: ClipResult,
+    top_k: int,
+    request_id: str,
+    sampling: Sampling = "uniform",
 ) -> ClassifyResponse:
     """The answer for a processed clip: scores, exit, compute spent, the focus boxes, timings."""
     manifest = model.pipeline.manifest
@@ -295,5 +310,6 @@ def describe(
         frames=processed,
         skipped_frames=_skipped_frames(manifest, clip, steps),
         video=VideoInfo(width=clip.original_size[0], height=clip.original_size[1], frames=int(clip.num_frames)),
+        sampling=sampling,
         timings_s=StageTimings(**result.seconds),
     )

@@ -53,7 +53,7 @@ import numpy as np
 
 from pipeline.frames.decode import Clip, ClipReader
 from pipeline.frames.limits import DecodeLimits
-from pipeline.frames.sampling import Samples
+from pipeline.frames.sampling import Samples, Sampling
 from pipeline.frames.transform import FrameGeometry
 
 from .memory import return_freed_memory
@@ -77,7 +77,6 @@ RETRY_AFTER = {"Retry-After": "1"}
 # A new process (forkserver, then PyAV's import) may take seconds to answer on a loaded
 # machine: its first exchange waits for it this long, outside any video's decode deadline.
 STARTUP_TIMEOUT_S = 60.0
-
 
 
 class WorkerDied(Exception):
@@ -109,9 +108,11 @@ def exit_cause(process: BaseProcess) -> str:
     return f"exit code {code}"
 
 
-def open_reader(data: bytes, num_samples: Samples, geometry: FrameGeometry, limits: DecodeLimits) -> ClipReader:
+def open_reader(
+    data: bytes, num_samples: Samples, geometry: FrameGeometry, limits: DecodeLimits, sampling: Sampling = "uniform"
+) -> ClipReader:
     """What a worker runs to open a session (module-level, so a worker can unpickle it)."""
-    return ClipReader(io.BytesIO(data), num_samples, geometry, limits, threads=1)
+    return ClipReader(io.BytesIO(data), num_samples, geometry, limits, threads=1, sampling=sampling)
 
 
 def _picklable(error: BaseException) -> BaseException:
@@ -339,12 +340,19 @@ class DecoderPool:
     def hard_deadline_s(self) -> float:
         return (self.limits.max_wall_s or 60.0) + HARD_DEADLINE_MARGIN_S
 
-    def session(self, data: bytes | bytearray, num_samples: Samples, geometry: FrameGeometry) -> DecodeSession:
+    def session(
+        self,
+        data: bytes | bytearray,
+        num_samples: Samples,
+        geometry: FrameGeometry,
+        sampling: Sampling = "uniform",
+    ) -> DecodeSession:
         """A video to read in stages, in the worker with the fewest open sessions; ``num_samples``
-        as ``read_clip`` takes it (one set of segments, or several: ``FrameSpec.samples``)."""
+        and ``sampling`` as ``read_clip`` takes them (``num_samples``: one set of segments, or
+        several: ``FrameSpec.samples``)."""
         worker = self._least_loaded()
         worker.sessions += 1
-        opening = (self.open_function, (num_samples, geometry, self.limits))
+        opening = (self.open_function, (num_samples, geometry, self.limits, sampling))
         return DecodeSession(self, worker, next(self._ids), opening, data)
 
     def _least_loaded(self) -> _Worker:
@@ -669,6 +677,7 @@ class LazyClip:
         self.timestamps: dict[int, float] = {}
         self.original_size: tuple[int, int] = (0, 0)
         self.num_frames = 0
+        self.sample_frame_indices: np.ndarray | None = None  # every sample's frame, once a read came back
         self.decoded_frames = 0
         self.decodes = 0
 
@@ -688,6 +697,7 @@ class LazyClip:
                 self.frame_indices[p] = int(clip.frame_indices[row])
                 self.timestamps[p] = float(clip.timestamps[row])
             self.original_size, self.num_frames = clip.original_size, clip.num_frames
+            self.sample_frame_indices = clip.sample_frame_indices
             self.decoded_frames += clip.decoded_frames
             self.decodes += 1
         return self.frames[position]

@@ -15,6 +15,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from pipeline.frames.sampling import Sampling
+
 from .classify import ClassifyRequest, choose_exit, classify_video, default_exit
 from .dependencies import DecoderDep, MetricsDep, RegistryDep, SettingsDep, UploadGateDep, require_api_key
 from .metrics import MODEL_LABELS_KEY, model_labels
@@ -93,6 +95,14 @@ async def classify(
     thumbnails: Annotated[
         bool, Query(description="add a small JPEG (data URL) of each processed frame, uncropped")
     ] = False,
+    sampling: Annotated[
+        Sampling,
+        Query(
+            description="uniform: the segment centres the model was trained on; keyframes: each sample moved to "
+            "its nearest keyframe, only keyframes decoded (cheaper; less accurate, few keyframes give few distinct "
+            "frames: docs/benchmarks/keyframes.md)"
+        ),
+    ] = "uniform",
 ) -> ClassifyResponse:
     if not registry.ready:
         raise Problem(503, "Not ready", "models are still loading", {"Retry-After": "5"})
@@ -111,6 +121,7 @@ async def classify(
                 top_k=top_k,
                 thumbnails=thumbnails,
                 request_id=request.state.request_id,
+                sampling=sampling,
             )
             return await classify_video(job, decoder, metrics)
         finally:

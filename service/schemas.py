@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
+from pipeline.frames.sampling import Sampling
 from pipeline.manifest import Manifest
 
 
@@ -103,6 +104,11 @@ class ClassifyResponse(BaseModel):
     )
     skipped_frames: list[SkippedFrame] = Field(description="the sampled frames after the exit, in step order")
     video: VideoInfo
+    sampling: Sampling = Field(
+        "uniform",
+        description="how the samples were chosen: uniform (segment centres, as trained) or keyframes "
+        "(each moved to its nearest keyframe)",
+    )
     timings_s: StageTimings
 
 

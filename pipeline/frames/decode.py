@@ -58,7 +58,7 @@ from .errors import (
 )
 from .limits import DecodeLimits
 from .preview import encode_jpeg
-from .sampling import Samples, sample_indices
+from .sampling import Samples, Sampling, nearest_keyframes, sample_indices
 from .transform import IMAGENET, CropBox, FrameGeometry, Normalisation, scale
 
 Strategy = Literal["auto", "seek", "sequential"]
@@ -112,6 +112,8 @@ class Clip:
     seeks: int  # how many times the decoder sought
     previews: list[bytes] | None = None  # JPEG of each sample's whole resized frame, when asked for
     crop_box: CropBox | None = None  # the crop of the resized frames (a training draw, or the centre)
+    # ClipReader: the frame index of every sample of the video, read by this call or not
+    sample_frame_indices: np.ndarray | None = None
 
 
 @dataclass
@@ -138,6 +140,7 @@ def read_clip(
     positions: Sequence[int] | None = None,
     previews: bool = False,
     normalisation: Normalisation = IMAGENET,
+    sampling: Sampling = "uniform",
 ) -> Clip:
     """Decode ``num_samples`` frames of ``source`` (a path or a binary file object): one set of
     segments, or several sets sampled separately (:func:`pipeline.frames.sampling.sample_indices`).
@@ -153,12 +156,14 @@ def read_clip(
     one per core); for a file on disk whose samples span several keyframes, that many
     decoders work on different keyframe groups at once, otherwise one decoder uses them
     (``thread_type``, FFmpeg's FRAME, SLICE, AUTO or NONE, chosen from the plan when None).
-    ``normalisation``: the model's input statistics (ImageNet's unless given).
+    ``normalisation``: the model's input statistics (ImageNet's unless given). ``sampling``:
+    ``keyframes`` moves each sample to its nearest keyframe and decodes keyframes only
+    (:mod:`pipeline.frames.sampling`).
     Raises a :class:`pipeline.frames.errors.VideoError` subclass for unusable input (an FFmpeg
     error included: :class:`UndecodableVideoError`).
     """
     raw, indices, index, decoded, seeks = _decode_samples(
-        source, num_samples, limits, rng, strategy, threads, thread_type, positions
+        source, num_samples, limits, rng, strategy, threads, thread_type, positions, sampling
     )
     return _finish(raw, indices, index, geometry, rng, decoded, seeks, previews, normalisation)
 
@@ -170,11 +175,14 @@ def decode_only(
     limits: DecodeLimits | None = None,
     threads: int = 0,
     positions: Sequence[int] | None = None,
+    sampling: Sampling = "uniform",
 ) -> tuple[int, int]:
     """Decode the evaluation samples of ``source`` as :func:`read_clip` does (the same index,
     plan, seeks and skipped frames) but convert nothing: ``(frames decoded, seeks)``. The
     decoding floor a benchmark compares the service's decoding with (bench/bench_realsize.py)."""
-    _, _, _, decoded, seeks = _decode_samples(source, num_samples, limits, None, "auto", threads, None, positions)
+    _, _, _, decoded, seeks = _decode_samples(
+        source, num_samples, limits, None, "auto", threads, None, positions, sampling
+    )
     return decoded, seeks
 
 
@@ -187,6 +195,7 @@ def _decode_samples(
     threads: int,
     thread_type: str | None,
     positions: Sequence[int] | None,
+    sampling: Sampling = "uniform",
 ) -> tuple[dict[int, av.VideoFrame], np.ndarray, _StreamIndex, int, int]:
     """The decoded frames of the samples (by timestamp), their indices, the stream's index, and
     the work it took (frames decoded, seeks): :func:`read_clip` before any conversion."""
@@ -195,7 +204,7 @@ def _decode_samples(
     _check_size(source, limits)
     with _open(source, limits) as container:
         stream, index = _video_stream_and_index(container, limits, deadline)
-        indices = sample_indices(len(index.pts), num_samples, rng)
+        indices = sampled_frames(index, num_samples, rng, sampling)
         if positions is not None:
             if rng is not None:
                 raise ValueError("positions are for evaluation sampling (rng=None) only")
@@ -204,17 +213,33 @@ def _decode_samples(
         if not index.in_order:
             strategy = "sequential"  # from the start, in one decoder: seeking is no use (_StreamIndex)
         groups = _keyframe_groups(sorted(set(targets)), index)
-        chunks = _parallel_chunks(source, threads, strategy, groups, index)
+        # Keyframes only: one frame per group, nothing worth a decoder of its own.
+        keyframes_only = sampling == "keyframes"
+        chunks = [targets] if keyframes_only else _parallel_chunks(source, threads, strategy, groups, index)
         budget = _PixelBudget(limits.max_decoded_pixels, len(index.pts))
         if len(chunks) > 1:
             raw, decoded, seeks = _decode_in_parallel(source, index, chunks, limits, deadline, strategy, budget)
         else:
             stream.thread_type = thread_type or _thread_type_for(len(groups), strategy)
             stream.codec_context.thread_count = threads
-            decoder = _SampleDecoder(container, stream, index, limits, deadline, budget)
+            decoder = _SampleDecoder(container, stream, index, limits, deadline, budget, keyframes_only=keyframes_only)
             raw = decoder.decode(targets, strategy)
             decoded, seeks = decoder.decoded, decoder.seeks
     return raw, indices, index, decoded, seeks
+
+
+def sampled_frames(
+    index: _StreamIndex, num_samples: Samples, rng: np.random.Generator | None, sampling: Sampling
+) -> np.ndarray:
+    """The frame index of each sample: :func:`sample_indices`, moved to the nearest keyframes
+    with ``keyframes`` sampling."""
+    indices = sample_indices(len(index.pts), num_samples, rng)
+    if sampling == "uniform":
+        return indices
+    if sampling != "keyframes":
+        raise ValueError(f"unknown sampling {sampling!r}: uniform or keyframes")
+    keyframe_numbers = sorted({bisect.bisect_left(index.pts, stamp) for stamp in index.keyframes})
+    return nearest_keyframes(indices, keyframe_numbers)
 
 
 class ClipReader:
@@ -239,8 +264,10 @@ class ClipReader:
         limits: DecodeLimits | None = None,
         threads: int = 1,
         normalisation: Normalisation = IMAGENET,
+        sampling: Sampling = "uniform",
     ) -> None:
         self.limits = limits or DEFAULT_LIMITS
+        self.sampling = sampling
         self.geometry = geometry
         self.normalisation = normalisation
         self._spent_s = 0.0
@@ -253,7 +280,7 @@ class ClipReader:
             self._container.close()
             raise
         self._source, self._stream_number, self._threads = source, stream.index, threads
-        self.indices = sample_indices(len(self.index.pts), num_samples)
+        self.indices = sampled_frames(self.index, num_samples, None, sampling)
         self._samples = {self.index.pts[i] for i in self.indices}
         self._decoder = self._sample_decoder(stream)
         self._spent_s += time.monotonic() - started
@@ -263,7 +290,10 @@ class ClipReader:
         stream.codec_context.thread_count = self._threads
         geometry = self.geometry
         keep = lambda frame: _Upright.of(frame, geometry)  # noqa: E731
-        return _SampleDecoder(self._container, stream, self.index, self.limits, None, budget, keep=keep)
+        keyframes_only = self.sampling == "keyframes"
+        return _SampleDecoder(
+            self._container, stream, self.index, self.limits, None, budget, keep=keep, keyframes_only=keyframes_only
+        )
 
     def _release_when_done(self) -> None:
         """Close the container once every sample has been read: its decoder holds reference
@@ -304,7 +334,9 @@ class ClipReader:
         work = self._decoder.decoded - decoded, self._decoder.seeks - seeks
         self._release_when_done()
         normalisation = self.normalisation if normalised else None
-        return _finish(raw, indices, self.index, self.geometry, None, *work, previews, normalisation)
+        clip = _finish(raw, indices, self.index, self.geometry, None, *work, previews, normalisation)
+        clip.sample_frame_indices = self.indices.astype(np.int64)
+        return clip
 
     @property
     def holds_decoder(self) -> bool:
@@ -588,8 +620,12 @@ class _SampleDecoder:
         deadline: float | None,
         budget: _PixelBudget | None = None,
         keep: Callable[[av.VideoFrame], object] | None = None,
+        keyframes_only: bool = False,
     ):
         self.container = container
+        # Frames that are not targets are skipped: non-reference ones (the targets come out
+        # bit-identical), or every non-keyframe when every target is a keyframe.
+        self.skip_unwanted = "NONKEY" if keyframes_only else "NONREF"
         self.stream = stream
         self.index = index
         self.limits = limits
@@ -718,7 +754,7 @@ class _SampleDecoder:
             for packet in self.container.demux(self.stream):
                 stamp = packet.pts if packet.pts is not None else packet.dts
                 needed = packet.size == 0 or stamp is None or stamp in self._wanted
-                context.skip_frame = "DEFAULT" if needed else "NONREF"
+                context.skip_frame = "DEFAULT" if needed else self.skip_unwanted
                 try:
                     yield from packet.decode()
                 except av.error.InvalidDataError:

@@ -1,8 +1,22 @@
-"""TSN-style frame sampling: ``T`` equal segments, one frame from each."""
+"""TSN-style frame sampling: ``T`` equal segments, one frame from each.
+
+``keyframes`` sampling (a serving option) moves each sample to the keyframe nearest to it, so
+the decoder decodes keyframes only; where a video has fewer keyframes than samples, samples share
+them (a 10 s clip with a keyframe every 8.3 s offers two frames).
+"""
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Sequence
+from typing import Literal
+
 import numpy as np
+
+# How the samples are chosen: the segment centres (what the models are trained and calibrated
+# on), or the keyframe nearest to each (decoding only keyframes: cheaper, less accurate).
+Sampling = Literal["uniform", "keyframes"]
+SAMPLING_MODES: tuple[Sampling, ...] = ("uniform", "keyframes")
 
 
 def segment_indices(num_frames: int, num_samples: int, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -50,3 +64,16 @@ def sample_indices(num_frames: int, samples: Samples, rng: np.random.Generator |
     if not samples:
         raise ValueError("at least one set of samples is needed")
     return np.concatenate([segment_indices(num_frames, count, rng) for count in samples])
+
+
+def nearest_keyframes(indices: np.ndarray, keyframes: Sequence[int]) -> np.ndarray:
+    """Each frame index of ``indices`` replaced by the nearest of ``keyframes`` (sorted frame
+    indices, at least one), the earlier one on a tie."""
+    if not keyframes:
+        raise ValueError("a video needs at least one keyframe")
+    nearest = []
+    for index in indices.tolist():
+        after = bisect.bisect_left(keyframes, index)
+        candidates = keyframes[max(0, after - 1) : after + 1]
+        nearest.append(min(candidates, key=lambda keyframe: (abs(keyframe - index), keyframe)))
+    return np.asarray(nearest, dtype=np.int64)

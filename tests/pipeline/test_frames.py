@@ -493,3 +493,39 @@ def test_encode_jpeg_refuses_what_is_not_an_rgb_image():
         encode_jpeg(np.zeros((8, 8), dtype=np.uint8))
     with pytest.raises(ValueError, match="uint8"):
         encode_jpeg(np.zeros((8, 8, 3), dtype=np.float32))
+
+
+def test_nearest_keyframes_takes_the_closer_and_the_earlier_on_a_tie():
+    from pipeline.frames.sampling import nearest_keyframes
+
+    indices = np.array([0, 3, 4, 5, 11, 30])
+    assert nearest_keyframes(indices, [0, 8, 16]).tolist() == [0, 0, 0, 8, 8, 16]
+    assert nearest_keyframes(indices, [10]).tolist() == [10] * 6
+    with pytest.raises(ValueError):
+        nearest_keyframes(indices, [])
+
+
+@pytest.mark.parametrize("reader", ["read_clip", "clip_reader"])
+def test_keyframes_sampling_moves_samples_to_keyframes_and_decodes_only_them(tmp_path, reader):
+    # 32 frames, a keyframe every 8: the 8 centre samples (2, 6, ..., 30) move to 0, 8, 8, 16, 16,
+    # 24, 24, 24, and the decoder decodes those 4 keyframes, nothing in between.
+    path = make_video(tmp_path / "v.mp4", frames=32, gop=8)
+    if reader == "read_clip":
+        clip = read_clip(path, 8, GEOMETRY, sampling="keyframes")
+    else:
+        with ClipReader(io.BytesIO(path.read_bytes()), 8, GEOMETRY, sampling="keyframes") as opened:
+            clip = opened.read(list(range(8)))
+    assert clip.frame_indices.tolist() == [0, 8, 8, 16, 16, 24, 24, 24]
+    assert [brightness_index(frame) for frame in clip.frames] == clip.frame_indices.tolist()
+    assert clip.decoded_frames == 4
+    uniform = read_clip(path, 8, GEOMETRY)
+    assert uniform.frame_indices.tolist() == [2, 6, 10, 14, 18, 22, 26, 30]
+    assert decode_only(path, 8, sampling="keyframes")[0] == 4 < decode_only(path, 8)[0]
+
+
+def test_keyframes_sampling_of_a_video_with_one_keyframe_repeats_it(tmp_path):
+    path = make_video(tmp_path / "v.mp4", frames=24, gop=250)
+    clip = read_clip(path, 8, GEOMETRY, sampling="keyframes")
+    assert clip.frame_indices.tolist() == [0] * 8 and clip.decoded_frames == 1
+    with pytest.raises(ValueError, match="unknown sampling"):
+        read_clip(path, 8, GEOMETRY, sampling="every_other")  # type: ignore[arg-type]

@@ -331,6 +331,27 @@ def test_frames_after_an_early_exit_are_not_decoded(client, videos):
     assert full["frames"][0]["frame_index"] == early["frames"][0]["frame_index"]
 
 
+def test_keyframes_sampling_samples_keyframes_and_says_so(client, tmp_path):
+    from tests.videos import make_video
+
+    # 32 frames, a keyframe every 8; the model samples 8 frames.
+    data = make_video(tmp_path / "k.mp4", frames=32, gop=8).read_bytes()
+    keyframes = client.post(
+        "/v1/classify", params={"exit": "off", "sampling": "keyframes"}, files={"video": ("k.mp4", data)}
+    ).json()
+    uniform = client.post("/v1/classify", params={"exit": "off"}, files={"video": ("k.mp4", data)}).json()
+    assert keyframes["sampling"] == "keyframes" and uniform["sampling"] == "uniform"
+    assert {frame["frame_index"] for frame in keyframes["frames"]} == {0, 8, 16, 24}
+    assert keyframes["exit"]["frames_decoded"] == 4 < uniform["exit"]["frames_decoded"]
+    early = client.post(
+        "/v1/classify", params={"exit": "fast", "sampling": "keyframes"}, files={"video": ("k.mp4", data)}
+    ).json()
+    # The frames after an exit are where keyframes sampling would have put them.
+    assert {frame["frame_index"] for frame in early["skipped_frames"]} <= {0, 8, 16, 24}
+    body = _problem(client.post("/v1/classify", params={"sampling": "every"}, files={"video": ("k.mp4", data)}), 422)
+    assert "sampling" in str(body)
+
+
 def test_decode_schedule_doubles_after_the_first_two_steps():
     assert decode_schedule(range(8)) == [[0], [1], [2, 3], [4, 5, 6, 7]]
     # Coarse to fine: the same stages, in step order (the reader keeps the samples it passes).
