@@ -193,6 +193,15 @@ def decode_floors(path: Path, orders: dict[str, list[int]], repeats: int) -> dic
         decoded, seeks = decode_only(path, SAMPLES, threads=1, positions=positions)
         cpu, wall = _cpu_and_wall(lambda p=positions: decode_only(path, SAMPLES, threads=1, positions=p), repeats)
         floors[exit_name] = {"cpu_ms": 1000 * cpu, "wall_ms": 1000 * wall, "frames_decoded": decoded, "seeks": seeks}
+    # sampling=keyframes (every sample): each sample at its nearest keyframe, keyframes only decoded
+    decoded, seeks = decode_only(path, SAMPLES, threads=1, sampling="keyframes")
+    cpu, wall = _cpu_and_wall(lambda: decode_only(path, SAMPLES, threads=1, sampling="keyframes"), repeats)
+    floors["keyframes sampling"] = {
+        "cpu_ms": 1000 * cpu,
+        "wall_ms": 1000 * wall,
+        "frames_decoded": decoded,
+        "seeks": seeks,
+    }
     full_cpu, _ = _cpu_and_wall(lambda: read_clip(path, SAMPLES, GEOMETRY, threads=1, normalisation=None), repeats)
     resize_ms = max(0.0, 1000 * full_cpu - floors["full"]["cpu_ms"]) / SAMPLES
     versus_all = {}
