@@ -1,0 +1,20 @@
+"""The decoder-count choice of bench/bench_decoder_sizing.py."""
+
+from __future__ import annotations
+
+from bench.bench_decoder_sizing import markdown, pick
+
+
+def _cells(full: float, early: float) -> dict:
+    row = {"p95_ms": 1000.0, "peak_rss_mb": 800.0}
+    return {"1080p": {"p128_full": [{**row, "videos_per_s": full}], "p128_after_4": [{**row, "videos_per_s": early}]}}
+
+
+def test_the_fewest_workers_within_three_percent_of_the_best_in_every_cell():
+    results = {1: _cells(0.70, 1.0), 2: _cells(0.80, 2.0), 3: _cells(0.81, 2.05), 4: _cells(0.79, 2.1)}
+    assert pick(results) == 3  # 2 is 4.8% behind 4 on the early exit
+    results[2] = _cells(0.80, 2.04)
+    assert pick(results) == 2
+    summary = {"command": "c", "machine": "m", "date": "d", "concurrency": 16, "requests": 32, "cells": results}
+    table = markdown({**summary, "picked": 2})
+    assert table.count("| 1080p |") == 8 and "Picked: **2**" in table
