@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     ort_spinning: bool = Field(
         False, description="let ONNX Runtime's idle threads spin (off: they leave the cores to decoding)"
     )
+    # 2 on 2 cores: docs/benchmarks/decoder-sizing.md (4 serve 25-30% more 1080p videos/s but
+    # pass the 1 GB memory budget; each process reads with one thread).
     decode_workers: int = Field(2, ge=1, description="decoder processes (a hostile file cannot crash the server)")
     max_upload_mb: float = Field(200.0, gt=0, description="largest accepted upload (413 above)")
     max_duration_s: float = Field(600.0, gt=0, description="longest accepted video (422 above)")
