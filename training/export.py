@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--calibration-clips", type=int, default=64, help="with --int8: calibration videos used (default: 64)"
     )
+    parser.add_argument("--report", type=Path, help="with --int8: also write the accuracy table there (Markdown)")
     args = parser.parse_args(argv)
     if sum(x is not None for x in (args.run_dir, args.add_reference, args.int8)) != 1:
         parser.error("give one of: a run directory to export, --add-reference NAME:VERSION, --int8 NAME:VERSION")
@@ -86,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
             result = quantize_pipeline(
                 args.out, name, version, args.data, args.version, args.calibration_clips, log=log
             )
-            print(quantization_table(result))
+            table = quantization_table(result)
+            print(table)
+            if args.report is not None:
+                command = " ".join(["python training/export.py", *(sys.argv[1:] if argv is None else argv)])
+                args.report.write_text(f"# INT8 export: its accuracy cost\n\n`{command}`\n\n{table}\n")
             return 0
         if args.tensorrt:
             require_tensorrt()  # before the export: say at once that it cannot be done here

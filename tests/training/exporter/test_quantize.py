@@ -84,3 +84,13 @@ def test_the_int8_option_refuses_what_it_cannot_do(quantized, capsys):
     assert "already exists" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         export_main(["runs/x", "--int8", f"{SHIPPED}:2"])
+
+
+def test_the_int8_option_writes_its_report(quantized, tmp_path):
+    repo, shipped, _ = quantized
+    report = tmp_path / "int8.md"
+    data = generate(tmp_path / "data", SyntheticConfig(seed=22, train=1, calibration=2, test=3), workers=1)
+    argv = ["--int8", f"{SHIPPED}:{shipped.manifest.version}", "--out", str(repo), "--data", str(data)]
+    assert export_main([*argv, "--calibration-clips", "2", "--report", str(report)]) == 0
+    text = report.read_text()
+    assert "--int8" in text and "| full |" in text and "3 videos" in text
