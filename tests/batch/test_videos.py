@@ -1,0 +1,90 @@
+"""The job's stages called in this process, without Ray: decode, classify, decode the rest, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from batch.limits import Limits
+from batch.videos import DecodeSpec, ModelSpec, Video, classifier, decode_batch, decode_video, unpack
+from pipeline.answers import choose_exit
+from pipeline.repository import load_pipeline
+from tests.paths import SHIPPED_MODELS
+from tests.pipeline.hostile_videos import make_case
+from tests.videos import make_video
+
+MANIFEST = load_pipeline(SHIPPED_MODELS, "adafocus_v2").manifest
+BALANCED = choose_exit(MANIFEST, "balanced")
+# The static clip decodes about 0.5 megapixels to reach its last sample; a flat 64x48 clip 0.05.
+LIMITS = Limits(decode_budget_mpx=0.2).decode_limits()
+
+
+def paths_batch(paths: list[str]) -> dict[str, np.ndarray]:
+    return {"path": np.asarray(paths, dtype=object)}
+
+
+def model(exit=BALANCED) -> ModelSpec:
+    return ModelSpec(repo=str(SHIPPED_MODELS), name=MANIFEST.name, version=MANIFEST.version, exit=exit, threads=1)
+
+
+def run_stages(paths: list[str], exit=BALANCED) -> list[Video]:
+    spec = DecodeSpec.of(MANIFEST, LIMITS, exit)
+    staged = spec.first is not None
+    batch = decode_batch(paths_batch(paths), spec, first=True)
+    batch = classifier(model(exit), final=not staged)()(batch)
+    if staged:
+        batch = decode_batch(batch, spec, first=False)
+        batch = classifier(model(exit), final=True)()(batch)
+    return [unpack(data) for data in batch["video"]]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("videos")
+    return {
+        "flat": str(make_video(root / "flat.mp4", frames=24, width=64, height=48)),
+        "static": str(make_case("static_long_one_keyframe", root)),
+        "missing": str(root / "missing.mp4"),
+        "folder": str(root),
+    }
+
+
+def test_videos_get_answers_or_problems_through_both_rounds(files):
+    videos = {Path(v.path).stem: v for v in run_stages([files[name] for name in ("flat", "static", "missing")])}
+    flat = videos["flat"].answer
+    assert flat["status"] == "ok" and flat["exit_step"] == 7 and flat["operating_point"] == "balanced"
+    assert flat["frames_processed"] == 8 and flat["video_frames"] == 24 and flat["frames_decoded"] >= 8
+    assert videos["flat"].frames == {} and videos["flat"].recorded == []  # answered: nothing carried on
+    static = videos["static"].answer
+    assert (static["status"], static["http_status"]) == ("Video exceeds a limit", 422)
+    assert "decode budget" in static["detail"]
+    missing = videos["missing"].answer
+    assert (missing["status"], missing["http_status"]) == ("Unreadable file", 400)
+    assert missing["labels"] == [] and missing["exit_step"] is None
+
+
+def test_without_early_exit_every_sample_is_read_at_once(files):
+    spec = DecodeSpec.of(MANIFEST, LIMITS, None)
+    assert spec.first is None
+    (video,) = run_stages([files["flat"]], exit=None)
+    assert video.answer["exit_step"] == 7 and video.answer["operating_point"] is None
+
+
+def test_the_first_round_reads_step_zeros_sample_only(files):
+    video = Video(files["flat"])
+    decode_video(video, DecodeSpec.of(MANIFEST, LIMITS, BALANCED), first=True)
+    assert list(video.frames) == [MANIFEST.frames.order[0]] and video.problem is None
+
+
+def test_a_second_round_has_what_the_first_left_of_the_decode_time(files):
+    video = Video(files["flat"], decode_s=LIMITS.max_wall_s)  # the first round spent it all
+    decode_video(video, DecodeSpec.of(MANIFEST, LIMITS, BALANCED), first=False)
+    assert (video.problem.title, video.problem.status) == ("Decoding timed out", 504)
+
+
+def test_a_folder_named_as_a_video_is_the_files_problem(files):
+    video = Video(files["folder"])
+    decode_video(video, DecodeSpec.of(MANIFEST, LIMITS, BALANCED), first=True)
+    assert video.problem is not None and video.problem.title == "Unreadable file"
