@@ -39,7 +39,6 @@ from pipeline.answers import (
     problem_of,
     top_labels,
 )
-from pipeline.frames.decode import ClipReader
 from pipeline.frames.errors import VideoError
 from pipeline.frames.limits import DecodeLimits
 from pipeline.frames.sampling import Samples
@@ -49,7 +48,8 @@ from pipeline.onnx_steps import STAGES, OnnxPipeline, create_sessions
 from pipeline.repository import LoadedPipeline, load_pipeline
 from pipeline.step_batches import ClipRun, Row, run_in_lockstep
 
-from .inputs import open_video, size_of
+from .inputs import size_of
+from .isolation import HARD_DEADLINE_MARGIN_S, IsolatedProblem, ReadFunction, read_isolated, read_samples
 
 # Problems of a batch job that the service never meets (it receives bytes, not paths).
 UNREADABLE = "Unreadable file"
@@ -95,6 +95,9 @@ class DecodeSpec:
     geometry: FrameGeometry
     limits: DecodeLimits
     first: tuple[int, ...] | None  # the positions of the first read; None: every sample at once
+    isolated: bool = True  # read in the worker's decoder child (batch.isolation), not in the task
+    read_function: ReadFunction = read_samples  # tests pass stand-ins that crash or hang
+    hard_margin_s: float = HARD_DEADLINE_MARGIN_S
 
     @classmethod
     def of(cls, manifest: Manifest, limits: DecodeLimits, exit: Exit | None) -> DecodeSpec:
@@ -141,6 +144,8 @@ def decode_video(video: Video, spec: DecodeSpec, first: bool) -> None:
         _read(video, spec, wanted)
     except VideoError as error:
         video.problem = problem_of(error)
+    except IsolatedProblem as error:  # the decoder died on the file twice, or hung
+        video.problem = error.problem
     except OSError as error:  # missing, unreadable, a folder: the file's problem, not the job's
         video.problem = Problem(UNREADABLE, 400, f"{type(error).__name__}: {error.strerror or error}")
     except Exception as error:  # noqa: BLE001 - any other failure is this video's row, never the job's end
@@ -155,8 +160,11 @@ def _read(video: Video, spec: DecodeSpec, positions: list[int]) -> None:
     limits = spec.limits
     if spent and limits.max_wall_s is not None:
         limits = dataclasses.replace(limits, max_wall_s=max(limits.max_wall_s - spent, 0.0))
-    with ClipReader(open_video(video.path), spec.samples, spec.geometry, limits, threads=1) as reader:
-        clip = reader.read(positions, normalised=False)  # uint8 crops, as the service's decoders send them
+    args = (video.path, spec.samples, spec.geometry, limits, positions)
+    if spec.isolated:
+        clip = read_isolated(spec.read_function, args, limits, spec.hard_margin_s)
+    else:
+        clip = spec.read_function(*args)
     for row, position in enumerate(positions):
         video.frames[position] = clip.frames[row : row + 1]
     video.num_frames, video.size = clip.num_frames, clip.original_size

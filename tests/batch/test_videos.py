@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from batch.isolation import read_samples
 from batch.limits import Limits
 from batch.videos import DecodeSpec, ModelSpec, Video, classifier, decode_batch, decode_video, unpack
-from pipeline.answers import choose_exit
+from pipeline.answers import DECODER_CRASHED, choose_exit
 from pipeline.repository import load_pipeline
+from tests.batch.hostile_readers import crash_once
 from tests.paths import SHIPPED_MODELS
 from tests.pipeline.hostile_videos import make_case
+from tests.service import hostile_decoders
 from tests.videos import make_video
 
 MANIFEST = load_pipeline(SHIPPED_MODELS, "adafocus_v2").manifest
@@ -88,3 +94,34 @@ def test_a_folder_named_as_a_video_is_the_files_problem(files):
     video = Video(files["folder"])
     decode_video(video, DecodeSpec.of(MANIFEST, LIMITS, BALANCED), first=True)
     assert video.problem is not None and video.problem.title == "Unreadable file"
+
+
+def isolated_spec(function, timeout_s: float = 30.0) -> DecodeSpec:
+    limits = Limits(decode_timeout_s=timeout_s).decode_limits()
+    return dataclasses.replace(DecodeSpec.of(MANIFEST, limits, None), read_function=function, hard_margin_s=0.5)
+
+
+def test_a_file_that_crashes_the_decoder_twice_is_undecodable(files):
+    video = Video(files["flat"])
+    decode_video(video, isolated_spec(hostile_decoders.crash), first=True)
+    assert video.problem == DECODER_CRASHED and (video.problem.title, video.problem.status) == (
+        "Undecodable video",
+        422,
+    )
+
+
+def test_a_death_the_file_does_not_reproduce_costs_nothing(files, tmp_path):
+    video = Video(files["flat"])
+    decode_video(video, isolated_spec(functools.partial(crash_once, str(tmp_path / "crashed"))), first=True)
+    assert video.problem is None and len(video.frames) == MANIFEST.frames.num_frames
+    assert (tmp_path / "crashed").exists()
+
+
+def test_a_decoder_stuck_in_ffmpeg_is_killed_at_the_hard_deadline(files):
+    video = Video(files["flat"])
+    started = time.monotonic()
+    decode_video(video, isolated_spec(hostile_decoders.hang, timeout_s=0.5), first=True)
+    assert (video.problem.title, video.problem.status) == ("Decoding timed out", 504)
+    assert time.monotonic() - started < 10
+    decode_video(video := Video(files["flat"]), isolated_spec(read_samples), first=True)  # a new child reads on
+    assert video.problem is None
