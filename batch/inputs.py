@@ -16,6 +16,8 @@ import io
 from pathlib import Path
 from typing import BinaryIO
 
+from pipeline.frames.errors import VideoTooLargeError
+
 # What a folder or a glob over a folder yields (case-insensitive); a list names files itself.
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".3gp")
 LIST_EXTENSIONS = (".txt", ".csv")
@@ -115,11 +117,14 @@ def size_of(path: str) -> int:
     return info.size
 
 
-def open_video(path: str) -> str | BinaryIO:
-    """What the frame pipeline reads: a local path as it is, an object's bytes in memory (as the
-    service holds an upload; the size limit is checked first, on :func:`size_of`)."""
+def open_video(path: str, max_bytes: int | None = None) -> str | BinaryIO:
+    """What the frame pipeline reads: a local path as it is (the pipeline checks its size), an
+    object's bytes in memory, as the service holds an upload. An object over ``max_bytes`` is
+    refused before a byte of it is fetched (``VideoTooLargeError``, the service's 413)."""
     if not is_uri(path):
         return path
+    if max_bytes is not None and (size := size_of(path)) > max_bytes:
+        raise VideoTooLargeError(f"{size} bytes; the limit is {max_bytes}")
     filesystem, inner = _filesystem(path)
     with filesystem.open_input_file(inner) as handle:
         return io.BytesIO(handle.read())

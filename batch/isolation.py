@@ -51,7 +51,7 @@ def read_samples(
 ) -> ReadResult:
     """Open ``path`` and read ``positions`` of its samples as the service's decoders do (one
     reader, one decoding thread, uint8 crops); runs in the child process."""
-    with ClipReader(open_video(path), samples, geometry, limits, threads=1) as reader:
+    with ClipReader(open_video(path, limits.max_bytes), samples, geometry, limits, threads=1) as reader:
         clip = reader.read(positions, normalised=False)
     return ReadResult(clip.frames, clip.num_frames, clip.original_size, clip.decoded_frames)
 

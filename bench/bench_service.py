@@ -216,6 +216,14 @@ async def load(
     }
 
 
+def stolen_line(results: dict) -> list[str]:
+    """How much of the machine's CPU time its host took during the run (a shared virtual machine)."""
+    share = results.get("stolen_cpu_share")
+    if share is None:
+        return []
+    return [f"CPU time stolen by the virtual machine's host during the run: {100 * share:.1f}%.", ""]
+
+
 def median_row(runs: list[dict]) -> dict:
     """One cell over repeated runs: the median of each figure, and every run's videos/s."""
     row = dict(runs[0])

@@ -68,3 +68,26 @@ def test_nothing_to_read_is_an_error(tmp_path):
         list_inputs(str(tmp_path / "missing"))
     with pytest.raises(FileNotFoundError):
         list_inputs(f"file://{tmp_path}/missing")
+
+
+def test_an_object_over_the_size_limit_is_refused_before_it_is_fetched(tree, monkeypatch):
+    import batch.inputs
+    from pipeline.frames.errors import VideoTooLargeError
+
+    real = batch.inputs._filesystem
+
+    class NoFetch:  # answers sizes, fails on a read
+        def __init__(self, filesystem):
+            self.filesystem = filesystem
+
+        def get_file_info(self, path):
+            return self.filesystem.get_file_info(path)
+
+        def open_input_file(self, path):
+            raise AssertionError("fetched")
+
+    monkeypatch.setattr(batch.inputs, "_filesystem", lambda uri: (NoFetch(real(uri)[0]), real(uri)[1]))
+    with pytest.raises(VideoTooLargeError, match="5 bytes; the limit is 4"):
+        open_video(f"file://{tree}/a.mp4", max_bytes=4)
+    with pytest.raises(AssertionError, match="fetched"):  # within the limit, it is read
+        open_video(f"file://{tree}/a.mp4", max_bytes=5)

@@ -20,6 +20,26 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def cpu_ticks() -> tuple[int, int] | None:
+    """(all, stolen) CPU ticks of the machine so far, from ``/proc/stat``; None where there is none.
+
+    Stolen ticks are those a virtual machine's host gave to someone else: a benchmark run while
+    the host is busy is slower by that share, whatever the code does."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is already in user)
+    return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
+
+
+def stolen_share(start: tuple[int, int] | None, end: tuple[int, int] | None) -> float | None:
+    """The share of the machine's CPU time stolen by the host between two :func:`cpu_ticks`."""
+    if start is None or end is None or end[0] <= start[0]:
+        return None
+    return (end[1] - start[1]) / (end[0] - start[0])
+
+
 def machine_facts(**versions: Any) -> dict[str, Any]:
     """The processor, its cores, torch's threads and the versions a benchmark ran with
     (``versions``: more library versions, e.g. ``onnxruntime=ort.__version__``)."""
