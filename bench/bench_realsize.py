@@ -19,8 +19,8 @@ tree during the cell, and CPU ms per video split four ways:
 
 * decode: the decoder processes' CPU less the resize's;
 * resize: conversion from the decoder's format, resize and crop, measured per sample on the same
-  clip outside the service (``read_clip`` less ``decode_only`` with the decoders' one thread),
-  times the samples decoded;
+  clip outside the service (the frame pipeline's ``resize_upright`` and ``crop_clip`` timed on the
+  clip's 16 decoded sample frames), times the samples decoded;
 * inference: the server process's CPU less its event loop's thread (batcher and ONNX Runtime threads);
 * HTTP: the server's event-loop thread (upload, talking to the decoders, the answer).
 
@@ -50,10 +50,21 @@ from av.video.frame import PictureType
 
 from bench import realsize_models
 from bench.bench_decode import decode_all, render_scene
-from bench.bench_service import CPU, _descendants, eager_vs_onnx, free_port, gpu_name, load, peak_rss_mb, start_server
+from bench.bench_service import (
+    CPU,
+    _descendants,
+    eager_vs_onnx,
+    free_port,
+    gpu_name,
+    load,
+    peak_rss_mb,
+    start_server,
+    stolen_line,
+)
 from pipeline.early_exit import OperatingPoint
-from pipeline.frames.decode import decode_only, read_clip
-from training.engine.machine import cpu_name
+from pipeline.frames.decode import crop_clip, decode_only, read_clip, resize_upright
+from pipeline.frames.sampling import sample_indices
+from training.engine.machine import cpu_name, cpu_ticks, stolen_share
 
 OUT_DIR = Path("docs/benchmarks")
 CONCURRENCY = (1, 4, 16)
@@ -202,8 +213,7 @@ def decode_floors(path: Path, orders: dict[str, list[int]], repeats: int) -> dic
         "frames_decoded": decoded,
         "seeks": seeks,
     }
-    full_cpu, _ = _cpu_and_wall(lambda: read_clip(path, SAMPLES, GEOMETRY, threads=1, normalisation=None), repeats)
-    resize_ms = max(0.0, 1000 * full_cpu - floors["full"]["cpu_ms"]) / SAMPLES
+    resize_ms = resize_ms_per_sample(path, repeats)
     versus_all = {}
     for threads in (1, 2):
         _, samples = _cpu_and_wall(lambda t=threads: decode_only(path, SAMPLES, threads=t), repeats)
@@ -214,6 +224,24 @@ def decode_floors(path: Path, orders: dict[str, list[int]], repeats: int) -> dic
             "ratio": samples / every,
         }
     return {"exits": floors, "resize_ms_per_sample": resize_ms, "samples_vs_every_frame": versus_all}
+
+
+def resize_ms_per_sample(path: Path, repeats: int) -> float:
+    """CPU ms to turn one decoded sample into the model's uint8 crop, as the service's decoders do
+    (``resize_upright``: one swscale call from the decoder's format; then ``crop_clip``), timed on
+    the clip's own sample frames. Measured directly: a difference of two decode timings is
+    noisier than the resize itself."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        wanted = set(sample_indices(stream.frames, SAMPLES, None).tolist())
+        frames = [frame for number, frame in enumerate(container.decode(stream)) if number in wanted]
+
+    def resize_all() -> None:
+        resized = [resize_upright(frame, GEOMETRY) for frame in frames]
+        crop_clip(resized, GEOMETRY, GEOMETRY.centre_box(frames[0].width, frames[0].height))
+
+    cpu, _ = _cpu_and_wall(resize_all, max(repeats, 5))
+    return 1000 * cpu / len(frames)
 
 
 def inference_floors(repo: Path, scenarios: list[Scenario], provider: str, repeats: int) -> dict[str, Any]:
@@ -456,6 +484,7 @@ def markdown(results: dict) -> str:
         "weights of the published shapes (bench/realsize_models.py); exits forced after k steps (`after_k`) or "
         "never (`full`). Each figure is one run of the cell; requests per cell: max(8, 2 x concurrency) unless set.",
         "",
+        *stolen_line(results),
         "## Uploads",
         "",
         "| clip | codec | MB | frames | keyframes | B-frames |",
@@ -548,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--provider", default=CPU)
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     args = parser.parse_args(argv)
+    ticks = cpu_ticks()
     scenarios = [SCENARIOS[name] for name in args.scenarios]
     models = list(dict.fromkeys(s.model for s in scenarios))
     eager = "p128_full" in args.scenarios and args.provider == CPU
@@ -573,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
         results["eager_vs_onnx"] = eager_reference(repo, args.work, next(iter(clips.values())))
     results["cells"] = service_cells(repo, clips, scenarios, args)
     with_floors(results)
+    results["stolen_cpu_share"] = stolen_share(ticks, cpu_ticks())
     results["aims"] = aims(results)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "realsize" if args.provider == CPU else f"realsize_{args.provider.removesuffix('ExecutionProvider').lower()}"

@@ -143,3 +143,14 @@ def test_the_int8_aim_needs_both_the_floor_and_the_served_ratio():
     assert met.startswith("- **Met**") and "(2.00x)" in met and "1080p_h264_gop250 2.00x" in met
     assert int8_verdict(alone_ms=700.0, served_server_ms=260.0).startswith("- **Not met**")  # 1.43x alone
     assert int8_verdict(alone_ms=500.0, served_server_ms=340.0).startswith("- **Not met**")  # 1.5x served
+
+
+def test_the_resize_cost_is_measured_on_the_clips_own_samples_and_grows_with_the_frame(tmp_path):
+    from bench.bench_realsize import resize_ms_per_sample
+    from tests.videos import make_video
+
+    # The same output size (the model's resize), 36x the input pixels.
+    small = make_video(tmp_path / "small.mp4", frames=32, width=320, height=180)
+    large = make_video(tmp_path / "large.mp4", frames=32, width=1920, height=1080)
+    small_ms, large_ms = resize_ms_per_sample(small, repeats=5), resize_ms_per_sample(large, repeats=5)
+    assert 0 < small_ms < large_ms
