@@ -31,7 +31,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Any
 
 from bench.bench_service import (
     CPU,
+    Poller,
     _descendants,
     _peak_kb,
     cpu_seconds,
@@ -132,20 +132,14 @@ def service_cells(case: Case) -> list[dict]:
 
 
 # -- the batch job ---------------------------------------------------------------------------
-class TreeSampler:
+class TreeSampler(Poller):
     """Polls a process tree: the CPU seconds of each process last seen, and each one's peak RSS."""
 
     def __init__(self, pid: int, interval_s: float = 0.2) -> None:
-        self.pid, self.interval_s = pid, interval_s
+        super().__init__(interval_s)
+        self.pid = pid
         self.cpu: dict[int, float] = {}
         self.peak_kb: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval_s)
 
     def sample(self) -> None:
         for pid in [self.pid, *_descendants(self.pid)]:
@@ -157,14 +151,6 @@ class TreeSampler:
                 self.cpu[pid] = max(cpu, self.cpu.get(pid, 0.0))
             if peak:
                 self.peak_kb[pid] = max(peak, self.peak_kb.get(pid, 0))
-
-    def __enter__(self) -> TreeSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
     @property
     def cpu_s(self) -> float:

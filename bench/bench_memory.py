@@ -29,7 +29,6 @@ import json
 import os
 import statistics
 import struct
-import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -38,8 +37,8 @@ import aiohttp
 import av
 import numpy as np
 
+from bench.bench_service import Poller, free_port, start_server
 from bench.bench_service import _descendants as descendants
-from bench.bench_service import free_port, start_server
 from service.settings import Settings
 from training.engine.machine import cpu_name
 
@@ -98,26 +97,16 @@ def tree_rss_mib(pid: int) -> float:
     return sum(_rss_kb(p) for p in [pid, *descendants(pid)]) / 1024
 
 
-class Sampler:
+class Sampler(Poller):
     """Samples :func:`tree_rss_mib` every 50 ms in a thread; the peak by phase."""
 
     def __init__(self, pid: int) -> None:
+        super().__init__(0.05)
         self.pid, self.phase, self.peaks = pid, "start", {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            rss = tree_rss_mib(self.pid)
-            self.peaks[self.phase] = max(self.peaks.get(self.phase, 0.0), rss)
+    def sample(self) -> None:
+        rss = tree_rss_mib(self.pid)
+        self.peaks[self.phase] = max(self.peaks.get(self.phase, 0.0), rss)
 
 
 # -- clients ---------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,31 @@ def _descendants(pid: int) -> list[int]:
         except OSError:
             continue  # the thread ended meanwhile
     return found + [d for c in found for d in _descendants(c)]
+
+
+class Poller:
+    """Calls :meth:`sample` every ``interval_s`` in a thread while used as a context manager;
+    subclasses say what a sample records."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def peak_rss_mb(pid: int) -> float:
