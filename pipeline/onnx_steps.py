@@ -101,12 +101,37 @@ def _register_shared_cpu_arena() -> None:
     _shared_cpu_arena_registered = True
 
 
+class ArenaShrinkingSession:
+    """An ``InferenceSession`` whose every run hands the CPU arena's free chunks back to the system.
+
+    ONNX Runtime's arena keeps the peak of the largest batch it has served for good; with the
+    run option ``memory.enable_memory_arena_shrinkage`` it returns the chunks the run no longer
+    uses once the run ends. Measured on the paper-size p128 model (batch-16 steps, 2 cores):
+    resident memory after the steps 803 -> 623 MB, peak 803 -> 728 MB, time per frame within
+    run-to-run noise. Everything else (``get_inputs``, ``get_providers``, ...) is the session's.
+    """
+
+    def __init__(self, session: Any) -> None:
+        import onnxruntime as ort
+
+        self.session = session
+        self.run_options = ort.RunOptions()
+        self.run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+
+    def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(output_names, feeds, self.run_options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.session, name)
+
+
 def create_sessions(
     pipeline: LoadedPipeline,
     providers: Sequence[str] = ("CPUExecutionProvider",),
     threads: int = 0,
     allow_spinning: bool = False,
     shared_cpu_arena: bool = False,
+    shrink_arena: bool = False,
     **options,
 ) -> dict:
     """One ``onnxruntime.InferenceSession`` per graph; providers in order of preference (:func:`provider_options`).
@@ -115,6 +140,8 @@ def create_sessions(
     default; lower latency for back-to-back calls on an otherwise idle machine).
     ``shared_cpu_arena``: allocate CPU tensors from one process-wide arena
     (:func:`_register_shared_cpu_arena`) instead of one arena per session (a server's memory).
+    ``shrink_arena``: after each run, give the arena's unused memory back
+    (:class:`ArenaShrinkingSession`).
     """
     import onnxruntime as ort
 
@@ -128,12 +155,15 @@ def create_sessions(
     # cycles belong to the decoder processes and the other sessions (measured on 2 cores:
     # 36 -> 59-66 videos/s at concurrency 16 with spinning off).
     session_options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
-    return {
+    sessions = {
         name: ort.InferenceSession(
             str(pipeline.graph_path(name)), session_options, providers=provider_options(graph, providers, **options)
         )
         for name, graph in pipeline.manifest.graphs.items()
     }
+    if shrink_arena:
+        return {name: ArenaShrinkingSession(session) for name, session in sessions.items()}
+    return sessions
 
 
 @functools.lru_cache(maxsize=32)

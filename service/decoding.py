@@ -22,6 +22,13 @@ reported as ``adafocus_decoder_rss_bytes{worker}``) passes ``max_rss_bytes``, is
 new sessions go to other workers, and once its last session closes it is replaced (cause
 ``recycled``). Requests in flight on it are never interrupted.
 
+Open decoders. A video read in stages keeps its decoder (reference frames, frame buffers:
+about 30 MB at 1080p) between stages, while its request waits for the model. With
+``max_open_per_worker``, a video takes one of ``workers x max_open_per_worker`` decoder
+slots before its first read and gives it back once every sample is read (the reader then
+closes its decoder) or the request ends; more videos wait for a slot, holding only their
+upload. A worker decodes one video at a time, so a few open videos per worker keep it busy.
+
 The event loop only awaits: it talks to each worker over the worker's socket with asyncio
 streams, in the framing of ``multiprocessing.connection`` (which the worker side keeps), so
 an exchange costs no thread hop. An upload goes to its worker as raw bytes after the message
@@ -216,6 +223,7 @@ class _Worker:
         self.lock = asyncio.Lock()
         self.open_ids: set[int] = set()
         self.sessions = 0  # sessions assigned here (to spread new ones)
+        self.slots_held = 0  # sessions here holding a decoder slot (DecoderPool.max_open_per_worker)
         self.busy_since: float | None = None  # when the exchange in flight started
         self.process: BaseProcess | None = None
         self._socket: socket.socket | None = None
@@ -313,7 +321,9 @@ class DecoderPool:
 
     ``max_videos`` / ``max_rss_bytes`` (None: never): a worker that has opened that many
     videos, or whose resident memory passes that bound, is replaced once its last session
-    closes. ``metrics``: where restarts and the workers' memory are reported (none: not).
+    closes. ``max_open_per_worker`` (None: no bound): videos holding a decoder at once, per
+    worker (module docstring). ``metrics``: where restarts and the workers' memory are
+    reported (none: not).
     """
 
     def __init__(
@@ -324,9 +334,12 @@ class DecoderPool:
         *,
         max_videos: int | None = None,
         max_rss_bytes: int | None = None,
+        max_open_per_worker: int | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.limits = limits
+        self.max_open_per_worker = max_open_per_worker
+        self._slots = asyncio.Semaphore(workers * max_open_per_worker) if max_open_per_worker else None
         # Module-level, so that the workers can unpickle it; tests swap in hostile stand-ins.
         self.open_function = open_function
         self.max_videos, self.max_rss_bytes, self.metrics = max_videos, max_rss_bytes, metrics
@@ -367,16 +380,41 @@ class DecoderPool:
         # Every one is draining: the busiest takes it, so that the others empty and are recycled.
         return max(live, key=lambda w: w.sessions)
 
+    async def _take_slot(self, session: DecodeSession) -> None:
+        """Wait for a decoder slot for ``session`` (its first read); a session not sent anywhere
+        yet moves to the worker holding the fewest slots, where one is free."""
+        if self._slots is None:
+            return
+        await self._slots.acquire()
+        if not session._sent_to:
+            live = [w for w in self._workers if not w.draining and w.process is not None]
+            target = min(live or self._workers, key=lambda w: (w.slots_held, w.sessions))
+            self._move(session, target)
+        session.worker.slots_held += 1
+        session.slot = session.worker
+
+    def _give_slot(self, session: DecodeSession) -> None:
+        """``session``'s decoder is closed (every sample read, or the request ended): its slot
+        goes to the next video waiting."""
+        if session.slot is None or self._slots is None:
+            return
+        session.slot.slots_held -= 1
+        session.slot = None
+        self._slots.release()
+
+    @staticmethod
+    def _move(session: DecodeSession, target: _Worker) -> None:
+        if target is not session.worker:
+            session.worker.sessions -= 1
+            target.sessions += 1
+            session.worker = target
+
     def _unstall(self, session: DecodeSession) -> None:
         """Move ``session`` off a stalled worker: it opens again elsewhere (the server holds its
         bytes), rather than waiting behind another request's slow file."""
         if not session.worker.stalled(time.monotonic()):
             return
-        target = self._least_loaded()
-        if target is not session.worker:
-            session.worker.sessions -= 1
-            target.sessions += 1
-            session.worker = target
+        self._move(session, self._least_loaded())
 
     @staticmethod
     def _unavailable(detail: str) -> Problem:
@@ -602,18 +640,29 @@ class DecodeSession:
         self.opening, self.data = opening, data  # kept: a replaced worker's successor opens it again
         self._sent_to: set[_Worker] = set()  # workers that may hold it (closed at the end)
         self.closed = False
+        self.slot: _Worker | None = None  # the worker whose decoder slot it holds, if any
+        self._read: set[int] = set()  # positions read so far
+        self._all_read = False  # every sample read: the reader has closed its decoder
 
     async def read(self, positions: Sequence[int], previews: bool = False) -> Clip:
         """Samples ``positions``; raises ``VideoError`` or a ``Problem``."""
         if self.closed:
             raise RuntimeError("read from a closed decode session")
+        if self.slot is None and not self._all_read:
+            await self.pool._take_slot(self)
         self.pool._unstall(self)
         self._sent_to.add(self.worker)
-        return await self.pool._read(self.worker, self, list(positions), previews)
+        clip = await self.pool._read(self.worker, self, list(positions), previews)
+        self._read.update(positions)
+        if clip.sample_frame_indices is not None and len(self._read) >= len(clip.sample_frame_indices):
+            self._all_read = True
+            self.pool._give_slot(self)
+        return clip
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self.pool._give_slot(self)
             self.worker.sessions -= 1
             for worker in self._sent_to | {self.worker}:
                 self.pool._forget(worker, self.id, sent=worker in self._sent_to)

@@ -167,6 +167,7 @@ class ModelRegistry:
                 self.settings.threads,
                 allow_spinning=self.settings.ort_spinning,
                 shared_cpu_arena=True,
+                shrink_arena=self.settings.ort_arena_shrinkage,
                 cache_dir=self.settings.trt_cache_dir,
             )
         except Exception as error:

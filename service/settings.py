@@ -36,9 +36,22 @@ class Settings(BaseSettings):
     ort_spinning: bool = Field(
         False, description="let ONNX Runtime's idle threads spin (off: they leave the cores to decoding)"
     )
+    ort_arena_shrinkage: bool = Field(
+        True,
+        description="after each batched step, give ONNX Runtime's unused CPU arena memory back to the system "
+        "(off: the arena keeps the peak of the largest batch served)",
+    )
     # 2 on 2 cores: docs/benchmarks/decoder-sizing.md (4 serve 25-30% more 1080p videos/s but
     # pass the 1 GB memory budget; each process reads with one thread).
     decode_workers: int = Field(2, ge=1, description="decoder processes (a hostile file cannot crash the server)")
+    # 2: at 16 concurrent 1080p early-exit uploads on 2 cores, the process tree's peak fell
+    # from 1.5 GB to 0.9 GB at the same videos/s (docs/benchmarks/realsize.md).
+    decoder_max_open: int = Field(
+        2,
+        ge=0,
+        description="videos holding an open decoder at once in each decoder process (about 30 MB each at 1080p "
+        "between early-exit stages); more wait for a free one (0: no bound)",
+    )
     max_upload_mb: float = Field(200.0, gt=0, description="largest accepted upload (413 above)")
     max_duration_s: float = Field(600.0, gt=0, description="longest accepted video (422 above)")
     max_pixels: int = Field(3840 * 2160, gt=0, description="largest accepted frame (422 above)")

@@ -53,3 +53,18 @@ def test_one_normalisation_per_statistics(pipeline):
     normalisation = normalisation_of(pipeline.manifest)
     assert normalisation is normalisation_of(pipeline.manifest)
     assert (normalisation.mean, normalisation.std) == (MEAN, STD)
+
+
+def test_arena_shrinking_sessions_answer_as_plain_ones(pipeline):
+    """Giving the arena back after each run changes where memory lives, not what the graphs compute."""
+    from pipeline.onnx_steps import ArenaShrinkingSession
+
+    shrinking = create_sessions(pipeline.pipeline, threads=1, shared_cpu_arena=True, shrink_arena=True)
+    assert all(isinstance(session, ArenaShrinkingSession) for session in shrinking.values())
+    entry = shrinking["classifier"].run_options.get_run_config_entry("memory.enable_memory_arena_shrinkage")
+    assert entry == "cpu:0"
+    assert shrinking["glance"].get_providers() == ["CPUExecutionProvider"]  # the session's own API passes through
+    crops = _crops(pipeline.manifest.frames.num_frames, pipeline.manifest.frames.crop)
+    reference = pipeline.run_clip(crops)
+    shrunk = OnnxPipeline(pipeline.pipeline, shrinking).run_clip(crops)
+    np.testing.assert_array_equal(np.stack(shrunk.step_logits), np.stack(reference.step_logits))

@@ -155,3 +155,14 @@ def test_an_empty_repository_still_fails_start_up(tmp_path, make):
         root.mkdir()
     with pytest.raises(ModelRepositoryError, match="no pipeline manifests|does not exist"):
         loaded(root)
+
+
+@pytest.mark.parametrize("shrinkage", [True, False])
+def test_the_arena_gives_memory_back_unless_told_not_to(shrinkage: bool):
+    """ADAFOCUS_ORT_ARENA_SHRINKAGE (on by default) decides whether the served sessions shrink the arena."""
+    from pipeline.onnx_steps import ArenaShrinkingSession
+
+    assert Settings().ort_arena_shrinkage is True
+    registry = loaded(SHIPPED_MODELS, models=["adafocus_v2"], ort_arena_shrinkage=shrinkage)
+    sessions = registry.get("adafocus_v2").runner.sessions
+    assert all(isinstance(session, ArenaShrinkingSession) == shrinkage for session in sessions.values())

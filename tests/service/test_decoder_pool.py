@@ -358,3 +358,43 @@ def test_the_service_retries_a_crash_refuses_amplification_and_recycles(clip, tm
             time.sleep(0.02)
         assert metric(client, "adafocus_decoder_restarts_total", {"cause": "recycled"}) == 1
         assert metric(client, "adafocus_decoder_rss_bytes", {"worker": "0"}) > 10e6
+
+
+# -- open decoders ----------------------------------------------------------------------------
+def test_videos_past_the_open_decoder_bound_wait_for_a_slot(clip, full):
+    """With one open decoder per worker, a third video waits until a video has read every
+    sample (its decoder is closed) or ended, then opens in the worker that freed the slot."""
+
+    async def scenario(pool):
+        first, second, third, fourth = (pool.session(clip, 8, GEOMETRY) for _ in range(4))
+        await first.read([0])
+        await second.read([0])
+        assert {first.worker, second.worker} == set(pool._workers)  # one slot each
+        waiting = asyncio.create_task(third.read([0, 1]))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        await first.read(list(range(1, 8)))  # its last samples: the decoder closes, the slot is free
+        np.testing.assert_array_equal(normalise((await asyncio.wait_for(waiting, 10)).frames), full[:2])
+        assert third.worker is first.worker
+        blocked = asyncio.create_task(fourth.read([3]))
+        await asyncio.sleep(0.3)
+        assert not blocked.done()
+        second.close()  # a request that ends frees its slot too
+        np.testing.assert_array_equal(normalise((await asyncio.wait_for(blocked, 10)).frames), full[3:4])
+        assert fourth.worker is second.worker
+        for session in (first, third, fourth):
+            session.close()
+        await settle()
+        assert [w.slots_held for w in pool._workers] == [0, 0]
+
+    run(scenario, max_open_per_worker=1)
+
+
+def test_the_service_bounds_open_decoders_by_default():
+    from service.settings import Settings
+
+    assert Settings().decoder_max_open == 2
+    with TestClient(create_app(settings())) as client:
+        assert client.app.state.decoder.max_open_per_worker == 2
+    with TestClient(create_app(settings(decoder_max_open=0))) as client:
+        assert client.app.state.decoder.max_open_per_worker is None
