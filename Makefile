@@ -16,7 +16,7 @@ SERVICE_TEST_STAMP := $(SERVICE_VENV)/.installed-test
 # The tests that must pass without torch: the shared pipeline and the service.
 TORCH_FREE_TESTS := tests/pipeline tests/service
 
-.PHONY: serve test lint bench-backbones bench-decode bench-realsize bench-batch train-image train compare export synthetic synthetic-v2 focus-v2-local focus-v2-glance focus-v2 clean-venv
+.PHONY: serve test lint bench-backbones bench-decode bench-realsize bench-loop-filter bench-batch train-image train compare export synthetic synthetic-v2 focus-v2-local focus-v2-glance focus-v2 clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,11 @@ bench-decode: $(STAMP)
 ## writes docs/benchmarks/realsize.{md,json}
 bench-realsize: $(STAMP)
 	$(BIN)/python -m bench.bench_realsize
+
+## skip_loop_filter: decode CPU at real sizes and top-1 on the synthetic benchmark (about 15
+## minutes on 2 cores); writes docs/benchmarks/loop-filter.{md,json}
+bench-loop-filter: $(STAMP)
+	$(BIN)/python -m bench.bench_loop_filter
 
 ## adafocus-batch against the service on the same clips (about 15 minutes on 2 cores; needs
 ## bench-realsize's 720p clip and p128 model, made on the way); writes docs/benchmarks/batch.{md,json}

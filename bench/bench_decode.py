@@ -69,13 +69,16 @@ def make_clip(path: Path, width: int, height: int, gop: int, seconds: int = 10, 
     return path
 
 
-def decode_all(path: Path, threads: int = 0) -> int:
-    """Every frame decoded (frame threads, ``threads`` of them; 0: FFmpeg's choice), nothing converted."""
+def decode_all(path: Path, threads: int = 0, skip_loop_filter: str = "none") -> int:
+    """Every frame decoded (frame threads, ``threads`` of them; 0: FFmpeg's choice), nothing
+    converted; ``skip_loop_filter`` as ``pipeline.frames.decode`` takes it."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         if threads:
             stream.codec_context.thread_count = threads
+        if skip_loop_filter != "none":
+            stream.codec_context.options = {"skip_loop_filter": skip_loop_filter}
         return sum(1 for _ in container.decode(stream))
 
 

@@ -34,13 +34,15 @@ OUT_DIR = Path("docs/benchmarks")
 REENCODED_GOPS = (8, 4)
 
 
-def reencode(source: Path, target: Path, gop: int) -> Path:
-    """``source`` encoded again (libx264, crf 16 as generated) with a keyframe every ``gop`` frames
-    and no scene-cut keyframes."""
+def reencode(source: Path, target: Path, gop: int | None, crf: int = 16) -> Path:
+    """``source`` encoded again (libx264, crf 16 as generated unless given) with a keyframe every
+    ``gop`` frames and no scene-cut keyframes (None: the encoder's keyframe choice)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(source)) as reader, av.open(str(target), "w") as writer:
         decoded = reader.streams.video[0]
-        options = {"preset": "veryfast", "crf": "16", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
+        options = {"preset": "veryfast", "crf": str(crf)}
+        if gop is not None:
+            options["x264-params"] = f"keyint={gop}:min-keyint={gop}:scenecut=0"
         stream = writer.add_stream("libx264", rate=decoded.average_rate, options=options)
         stream.width, stream.height, stream.pix_fmt = decoded.width, decoded.height, "yuv420p"
         for frame in reader.decode(decoded):

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import statistics
@@ -42,7 +43,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import av
 import numpy as np
@@ -62,7 +63,7 @@ from bench.bench_service import (
     stolen_line,
 )
 from pipeline.early_exit import OperatingPoint
-from pipeline.frames.decode import crop_clip, decode_only, read_clip, resize_upright
+from pipeline.frames.decode import LoopFilterSkip, crop_clip, decode_only, read_clip, resize_upright
 from pipeline.frames.sampling import sample_indices
 from training.engine.machine import cpu_name, cpu_ticks, stolen_share
 
@@ -195,18 +196,21 @@ def _cpu_and_wall(function, repeats: int) -> tuple[float, float]:
     return statistics.median(cpu), statistics.median(wall)
 
 
-def decode_floors(path: Path, orders: dict[str, list[int]], repeats: int) -> dict[str, Any]:
+def decode_floors(
+    path: Path, orders: dict[str, list[int]], repeats: int, skip_loop_filter: LoopFilterSkip = "none"
+) -> dict[str, Any]:
     """Per clip: the decode floor of each exit (``decode_only`` of the samples it needs, one
     thread as in the service's decoders), the resize cost per sample, and 16 samples against
-    every frame with 1 and 2 threads."""
+    every frame with 1 and 2 threads; every decode with the service's ``skip_loop_filter``."""
     floors: dict[str, Any] = {}
+    decode = functools.partial(decode_only, path, SAMPLES, skip_loop_filter=skip_loop_filter)
     for exit_name, positions in orders.items():
-        decoded, seeks = decode_only(path, SAMPLES, threads=1, positions=positions)
-        cpu, wall = _cpu_and_wall(lambda p=positions: decode_only(path, SAMPLES, threads=1, positions=p), repeats)
+        decoded, seeks = decode(threads=1, positions=positions)
+        cpu, wall = _cpu_and_wall(lambda p=positions: decode(threads=1, positions=p), repeats)
         floors[exit_name] = {"cpu_ms": 1000 * cpu, "wall_ms": 1000 * wall, "frames_decoded": decoded, "seeks": seeks}
     # sampling=keyframes (every sample): each sample at its nearest keyframe, keyframes only decoded
-    decoded, seeks = decode_only(path, SAMPLES, threads=1, sampling="keyframes")
-    cpu, wall = _cpu_and_wall(lambda: decode_only(path, SAMPLES, threads=1, sampling="keyframes"), repeats)
+    decoded, seeks = decode(threads=1, sampling="keyframes")
+    cpu, wall = _cpu_and_wall(lambda: decode(threads=1, sampling="keyframes"), repeats)
     floors["keyframes sampling"] = {
         "cpu_ms": 1000 * cpu,
         "wall_ms": 1000 * wall,
@@ -216,8 +220,8 @@ def decode_floors(path: Path, orders: dict[str, list[int]], repeats: int) -> dic
     resize_ms = resize_ms_per_sample(path, repeats)
     versus_all = {}
     for threads in (1, 2):
-        _, samples = _cpu_and_wall(lambda t=threads: decode_only(path, SAMPLES, threads=t), repeats)
-        _, every = _cpu_and_wall(lambda t=threads: decode_all(path, t), repeats)
+        _, samples = _cpu_and_wall(lambda t=threads: decode(threads=t), repeats)
+        _, every = _cpu_and_wall(lambda t=threads: decode_all(path, t, skip_loop_filter), repeats)
         versus_all[str(threads)] = {
             "samples_ms": 1000 * samples,
             "every_frame_ms": 1000 * every,
@@ -290,13 +294,14 @@ def reset_peak_rss(pid: int) -> None:
             pass  # ended meanwhile
 
 
-def serve(repo: Path, model: str, provider: str, decode_workers: int):
+def serve(repo: Path, model: str, provider: str, decode_workers: int, skip_loop_filter: LoopFilterSkip = "none"):
     """``python -m service`` serving ``model`` alone, every frame unless a request names an exit."""
     settings = {
         "ADAFOCUS_MODELS": json.dumps([model]),
         "ADAFOCUS_DEFAULT_MODEL": model,
         "ADAFOCUS_DEFAULT_EXIT": "full",
         "ADAFOCUS_DECODE_WORKERS": str(decode_workers),
+        "ADAFOCUS_DECODE_SKIP_LOOP_FILTER": skip_loop_filter,
     }
     port = free_port()
     return start_server(repo, port, THREADS, provider, settings), port
@@ -346,7 +351,7 @@ def service_cells(
     cells: dict[str, dict[str, list[dict]]] = {name: {} for name in clips}
     order = step_order(repo, scenarios[0].model)
     for model in dict.fromkeys(s.model for s in scenarios):
-        server, port = serve(repo, model, args.provider, args.decode_workers)
+        server, port = serve(repo, model, args.provider, args.decode_workers, args.skip_loop_filter)
         try:
             for clip_name, path in clips.items():
                 video = path.read_bytes()
@@ -475,6 +480,16 @@ def _int8_aims(results: dict, hd: list[str], top: int) -> list[str]:
     ]
 
 
+def _shortcut_note(results: dict) -> str:
+    mode = results.get("skip_loop_filter", "none")
+    if mode == "none":
+        return ""
+    return (
+        f" Decoder shortcut: `skip_loop_filter={mode}` in the service and the decode floors (pixels differ "
+        "from the training decoder's: docs/benchmarks/loop-filter.md)."
+    )
+
+
 def markdown(results: dict) -> str:
     lines = [
         "# Real-size benchmark: paper-size models on 720p and 1080p uploads",
@@ -482,7 +497,8 @@ def markdown(results: dict) -> str:
         f"`{results['command']}` on {results['machine']}, {results['date']}; {results['provider']}, ONNX Runtime "
         f"{THREADS} intra-op threads, {results['decode_workers']} decoder processes (one thread each). Models: random "
         "weights of the published shapes (bench/realsize_models.py); exits forced after k steps (`after_k`) or "
-        "never (`full`). Each figure is one run of the cell; requests per cell: max(8, 2 x concurrency) unless set.",
+        "never (`full`). Each figure is one run of the cell; requests per cell: max(8, 2 x concurrency) unless set."
+        + _shortcut_note(results),
         "",
         *stolen_line(results),
         "## Uploads",
@@ -575,6 +591,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each floor measurement (median)")
     parser.add_argument("--decode-workers", type=int, default=2, help="the service's decoder processes")
     parser.add_argument("--provider", default=CPU)
+    parser.add_argument(
+        "--skip-loop-filter",
+        choices=get_args(LoopFilterSkip),
+        default="none",
+        help="the service's and the floors' decoder shortcut (ADAFOCUS_DECODE_SKIP_LOOP_FILTER); "
+        "written as realsize_skip_loop_filter_<mode>.*",
+    )
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     args = parser.parse_args(argv)
     ticks = cpu_ticks()
@@ -591,11 +614,15 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d"),
         "provider": args.provider,
         "decode_workers": args.decode_workers,
+        "skip_loop_filter": args.skip_loop_filter,
         "concurrency": args.concurrency,
         "clips": {name: clip_facts(path) for name, path in clips.items()},
         "models": {name: realsize_models.manifest_gmacs(repo, name) for name in models},
         "floors": {
-            "decode": {name: decode_floors(path, positions, args.repeats) for name, path in clips.items()},
+            "decode": {
+                name: decode_floors(path, positions, args.repeats, args.skip_loop_filter)
+                for name, path in clips.items()
+            },
             "inference": inference_floors(repo, scenarios, args.provider, args.repeats),
         },
     }
@@ -607,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
     results["aims"] = aims(results)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "realsize" if args.provider == CPU else f"realsize_{args.provider.removesuffix('ExecutionProvider').lower()}"
+    if args.skip_loop_filter != "none":
+        stem += f"_skip_loop_filter_{args.skip_loop_filter}"
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / f"{stem}.md").write_text(markdown(results))
     print("\n".join(results["aims"]), file=sys.stderr)

@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_videos=settings.decoder_max_videos,
             max_rss_bytes=int(settings.decoder_max_rss_mb * 2**20),
             max_open_per_worker=settings.decoder_max_open or None,
+            skip_loop_filter=settings.decode_skip_loop_filter,
             metrics=metrics,
         )
         # Loading verifies checksums and warms every graph up: off the event loop.

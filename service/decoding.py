@@ -58,7 +58,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pipeline.frames.decode import Clip, ClipReader
+from pipeline.frames.decode import Clip, ClipReader, LoopFilterSkip
 from pipeline.frames.limits import DecodeLimits
 from pipeline.frames.sampling import Samples, Sampling
 from pipeline.frames.transform import FrameGeometry
@@ -116,10 +116,18 @@ def exit_cause(process: BaseProcess) -> str:
 
 
 def open_reader(
-    data: bytes, num_samples: Samples, geometry: FrameGeometry, limits: DecodeLimits, sampling: Sampling = "uniform"
+    data: bytes,
+    num_samples: Samples,
+    geometry: FrameGeometry,
+    limits: DecodeLimits,
+    sampling: Sampling = "uniform",
+    skip_loop_filter: LoopFilterSkip = "none",
 ) -> ClipReader:
     """What a worker runs to open a session (module-level, so a worker can unpickle it)."""
-    return ClipReader(io.BytesIO(data), num_samples, geometry, limits, threads=1, sampling=sampling)
+    source = io.BytesIO(data)
+    return ClipReader(
+        source, num_samples, geometry, limits, threads=1, sampling=sampling, skip_loop_filter=skip_loop_filter
+    )
 
 
 def _picklable(error: BaseException) -> BaseException:
@@ -322,8 +330,9 @@ class DecoderPool:
     ``max_videos`` / ``max_rss_bytes`` (None: never): a worker that has opened that many
     videos, or whose resident memory passes that bound, is replaced once its last session
     closes. ``max_open_per_worker`` (None: no bound): videos holding a decoder at once, per
-    worker (module docstring). ``metrics``: where restarts and the workers' memory are
-    reported (none: not).
+    worker (module docstring). ``skip_loop_filter``: the readers' decoder shortcut
+    (``pipeline.frames.decode.LoopFilterSkip``). ``metrics``: where restarts and the workers'
+    memory are reported (none: not).
     """
 
     def __init__(
@@ -335,9 +344,11 @@ class DecoderPool:
         max_videos: int | None = None,
         max_rss_bytes: int | None = None,
         max_open_per_worker: int | None = None,
+        skip_loop_filter: LoopFilterSkip = "none",
         metrics: Metrics | None = None,
     ) -> None:
         self.limits = limits
+        self.skip_loop_filter = skip_loop_filter
         self.max_open_per_worker = max_open_per_worker
         self._slots = asyncio.Semaphore(workers * max_open_per_worker) if max_open_per_worker else None
         # Module-level, so that the workers can unpickle it; tests swap in hostile stand-ins.
@@ -365,7 +376,7 @@ class DecoderPool:
         several: ``FrameSpec.samples``)."""
         worker = self._least_loaded()
         worker.sessions += 1
-        opening = (self.open_function, (num_samples, geometry, self.limits, sampling))
+        opening = (self.open_function, (num_samples, geometry, self.limits, sampling, self.skip_loop_filter))
         return DecodeSession(self, worker, next(self._ids), opening, data)
 
     def _least_loaded(self) -> _Worker:

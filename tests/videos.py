@@ -101,3 +101,21 @@ def make_audio_only(path: Path) -> Path:
     with av.open(str(path), "w", format="mp4") as output:
         _write_audio(output, output.add_stream("aac", rate=8000), seconds=1.0)
     return path
+
+
+def blocky_video(path: Path, frames: int = 24, size: int = 128) -> Path:
+    """Moving noise at a low H.264 quality (crf 40, B-frames): the decoder's deblocking filter
+    changes its pixels, so skipping it shows (``skip_loop_filter``)."""
+    texture = np.random.default_rng(0).integers(0, 256, (size * 2, size * 2, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as output:
+        stream = output.add_stream("libx264", rate=12, options={"crf": "40", "preset": "veryfast", "bf": "2"})
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.gop_size = 8  # several keyframes: the parallel decoders take part
+        for i in range(frames):
+            image = np.ascontiguousarray(texture[3 * i : 3 * i + size, 2 * i : 2 * i + size])
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                output.mux(packet)
+        for packet in stream.encode():
+            output.mux(packet)
+    return path

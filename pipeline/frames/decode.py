@@ -62,6 +62,9 @@ from .sampling import Samples, Sampling, nearest_keyframes, sample_indices
 from .transform import IMAGENET, CropBox, FrameGeometry, Normalisation, scale
 
 Strategy = Literal["auto", "seek", "sequential"]
+# FFmpeg's skip_loop_filter: deblock every frame (none, bit-exact), skip it on B-frames (bidir)
+# or on every frame (all). A decoder shortcut for serving: docs/benchmarks/loop-filter.md.
+LoopFilterSkip = Literal["none", "bidir", "all"]
 DEFAULT_LIMITS = DecodeLimits()
 # A seek flushes the decoder and re-reads from a keyframe; counted as this many frames of work.
 SEEK_COST_FRAMES = 4
@@ -141,6 +144,7 @@ def read_clip(
     previews: bool = False,
     normalisation: Normalisation = IMAGENET,
     sampling: Sampling = "uniform",
+    skip_loop_filter: LoopFilterSkip = "none",
 ) -> Clip:
     """Decode ``num_samples`` frames of ``source`` (a path or a binary file object): one set of
     segments, or several sets sampled separately (:func:`pipeline.frames.sampling.sample_indices`).
@@ -158,12 +162,13 @@ def read_clip(
     (``thread_type``, FFmpeg's FRAME, SLICE, AUTO or NONE, chosen from the plan when None).
     ``normalisation``: the model's input statistics (ImageNet's unless given). ``sampling``:
     ``keyframes`` moves each sample to its nearest keyframe and decodes keyframes only
-    (:mod:`pipeline.frames.sampling`).
+    (:mod:`pipeline.frames.sampling`). ``skip_loop_filter``: FFmpeg's decoder shortcut
+    (:data:`LoopFilterSkip`; anything but ``none`` changes pixels).
     Raises a :class:`pipeline.frames.errors.VideoError` subclass for unusable input (an FFmpeg
     error included: :class:`UndecodableVideoError`).
     """
     raw, indices, index, decoded, seeks = _decode_samples(
-        source, num_samples, limits, rng, strategy, threads, thread_type, positions, sampling
+        source, num_samples, limits, rng, strategy, threads, thread_type, positions, sampling, skip_loop_filter
     )
     return _finish(raw, indices, index, geometry, rng, decoded, seeks, previews, normalisation)
 
@@ -176,12 +181,13 @@ def decode_only(
     threads: int = 0,
     positions: Sequence[int] | None = None,
     sampling: Sampling = "uniform",
+    skip_loop_filter: LoopFilterSkip = "none",
 ) -> tuple[int, int]:
     """Decode the evaluation samples of ``source`` as :func:`read_clip` does (the same index,
     plan, seeks and skipped frames) but convert nothing: ``(frames decoded, seeks)``. The
     decoding floor a benchmark compares the service's decoding with (bench/bench_realsize.py)."""
     _, _, _, decoded, seeks = _decode_samples(
-        source, num_samples, limits, None, "auto", threads, None, positions, sampling
+        source, num_samples, limits, None, "auto", threads, None, positions, sampling, skip_loop_filter
     )
     return decoded, seeks
 
@@ -196,6 +202,7 @@ def _decode_samples(
     thread_type: str | None,
     positions: Sequence[int] | None,
     sampling: Sampling = "uniform",
+    skip_loop_filter: LoopFilterSkip = "none",
 ) -> tuple[dict[int, av.VideoFrame], np.ndarray, _StreamIndex, int, int]:
     """The decoded frames of the samples (by timestamp), their indices, the stream's index, and
     the work it took (frames decoded, seeks): :func:`read_clip` before any conversion."""
@@ -218,11 +225,22 @@ def _decode_samples(
         chunks = [targets] if keyframes_only else _parallel_chunks(source, threads, strategy, groups, index)
         budget = _PixelBudget(limits.max_decoded_pixels, len(index.pts))
         if len(chunks) > 1:
-            raw, decoded, seeks = _decode_in_parallel(source, index, chunks, limits, deadline, strategy, budget)
+            raw, decoded, seeks = _decode_in_parallel(
+                source, index, chunks, limits, deadline, strategy, budget, skip_loop_filter
+            )
         else:
             stream.thread_type = thread_type or _thread_type_for(len(groups), strategy)
             stream.codec_context.thread_count = threads
-            decoder = _SampleDecoder(container, stream, index, limits, deadline, budget, keyframes_only=keyframes_only)
+            decoder = _SampleDecoder(
+                container,
+                stream,
+                index,
+                limits,
+                deadline,
+                budget,
+                keyframes_only=keyframes_only,
+                skip_loop_filter=skip_loop_filter,
+            )
             raw = decoder.decode(targets, strategy)
             decoded, seeks = decoder.decoded, decoder.seeks
     return raw, indices, index, decoded, seeks
@@ -265,9 +283,11 @@ class ClipReader:
         threads: int = 1,
         normalisation: Normalisation = IMAGENET,
         sampling: Sampling = "uniform",
+        skip_loop_filter: LoopFilterSkip = "none",
     ) -> None:
         self.limits = limits or DEFAULT_LIMITS
         self.sampling = sampling
+        self.skip_loop_filter = skip_loop_filter
         self.geometry = geometry
         self.normalisation = normalisation
         self._spent_s = 0.0
@@ -292,7 +312,15 @@ class ClipReader:
         keep = lambda frame: _Upright.of(frame, geometry)  # noqa: E731
         keyframes_only = self.sampling == "keyframes"
         return _SampleDecoder(
-            self._container, stream, self.index, self.limits, None, budget, keep=keep, keyframes_only=keyframes_only
+            self._container,
+            stream,
+            self.index,
+            self.limits,
+            None,
+            budget,
+            keep=keep,
+            keyframes_only=keyframes_only,
+            skip_loop_filter=self.skip_loop_filter,
         )
 
     def _release_when_done(self) -> None:
@@ -408,13 +436,16 @@ def _decode_in_parallel(
     deadline: float | None,
     strategy: Strategy,
     budget: _PixelBudget,
+    skip_loop_filter: LoopFilterSkip = "none",
 ) -> tuple[dict[int, av.VideoFrame], int, int]:
 
     def decode_chunk(targets: list[int]) -> tuple[dict[int, av.VideoFrame], int, int]:
         with _open(source, limits) as container:
             stream = container.streams.video[0]
             stream.thread_type = "NONE"  # the parallelism is across decoders
-            decoder = _SampleDecoder(container, stream, index, limits, deadline, budget)
+            decoder = _SampleDecoder(
+                container, stream, index, limits, deadline, budget, skip_loop_filter=skip_loop_filter
+            )
             try:
                 found = decoder.decode(targets, strategy)
             except UndecodableVideoError:
@@ -621,8 +652,11 @@ class _SampleDecoder:
         budget: _PixelBudget | None = None,
         keep: Callable[[av.VideoFrame], object] | None = None,
         keyframes_only: bool = False,
+        skip_loop_filter: LoopFilterSkip = "none",
     ):
         self.container = container
+        if skip_loop_filter != "none":  # read when the codec opens, at the first packet decoded
+            stream.codec_context.options = {**stream.codec_context.options, "skip_loop_filter": skip_loop_filter}
         # Frames that are not targets are skipped: non-reference ones (the targets come out
         # bit-identical), or every non-keyframe when every target is a keyframe.
         self.skip_unwanted = "NONKEY" if keyframes_only else "NONREF"

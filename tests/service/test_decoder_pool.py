@@ -398,3 +398,23 @@ def test_the_service_bounds_open_decoders_by_default():
         assert client.app.state.decoder.max_open_per_worker == 2
     with TestClient(create_app(settings(decoder_max_open=0))) as client:
         assert client.app.state.decoder.max_open_per_worker is None
+
+
+def test_the_loop_filter_shortcut_reaches_the_decoders(tmp_path):
+    """ADAFOCUS_DECODE_SKIP_LOOP_FILTER: the decoder processes read as read_clip with the same shortcut."""
+    from tests.videos import blocky_video
+
+    video = blocky_video(tmp_path / "blocky.mp4")
+    skipped = read_clip(video, 8, GEOMETRY, threads=1, skip_loop_filter="all").frames
+    assert not np.array_equal(skipped, read_clip(video, 8, GEOMETRY, threads=1).frames)
+
+    async def scenario(pool):
+        session = pool.session(video.read_bytes(), 8, GEOMETRY)
+        try:
+            return normalise((await session.read(list(range(8)))).frames)
+        finally:
+            session.close()
+
+    np.testing.assert_array_equal(run(scenario, workers=1, skip_loop_filter="all"), skipped)
+    with TestClient(create_app(settings(decode_skip_loop_filter="all"))) as client:
+        assert client.app.state.decoder.skip_loop_filter == "all"
