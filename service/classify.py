@@ -24,7 +24,7 @@ from pipeline.manifest import Manifest
 from pipeline.onnx_steps import ClipResult
 
 from .batching import run_clip_batched
-from .decoding import DecoderPool, LazyClip
+from .decoding import DecoderPool, LazyClip, need_probabilities
 from .metrics import Metrics, model_labels
 from .problems import Problem, shown
 from .registry import ServedModel
@@ -179,7 +179,11 @@ def _open_clip(
     frames = manifest.frames
     # Without an exit that can stop early (or with a whole-clip model) every sample is needed: one read.
     order = frames.order if _may_stop_early(exit) and manifest.temporal == "streaming" else None
-    session = decoder.session(data, frames.samples, FrameGeometry(frames.resize, frames.crop), sampling)
+    # How many videos read each stage (the point's calibrated exits): the reader seeks past
+    # samples that few will need rather than decode on through them.
+    need = need_probabilities(order, exit.point.exit_fractions) if order is not None and exit is not None else None
+    geometry = FrameGeometry(frames.resize, frames.crop)
+    session = decoder.session(data, frames.samples, geometry, sampling, need)
     return LazyClip(session, frames.num_frames, thumbnails, order)
 
 

@@ -122,12 +122,11 @@ def open_reader(
     limits: DecodeLimits,
     sampling: Sampling = "uniform",
     skip_loop_filter: LoopFilterSkip = "none",
+    need_probability: Sequence[float] | None = None,
 ) -> ClipReader:
     """What a worker runs to open a session (module-level, so a worker can unpickle it)."""
-    source = io.BytesIO(data)
-    return ClipReader(
-        source, num_samples, geometry, limits, threads=1, sampling=sampling, skip_loop_filter=skip_loop_filter
-    )
+    options = {"sampling": sampling, "skip_loop_filter": skip_loop_filter, "need_probability": need_probability}
+    return ClipReader(io.BytesIO(data), num_samples, geometry, limits, threads=1, **options)
 
 
 def _picklable(error: BaseException) -> BaseException:
@@ -370,13 +369,16 @@ class DecoderPool:
         num_samples: Samples,
         geometry: FrameGeometry,
         sampling: Sampling = "uniform",
+        need_probability: Sequence[float] | None = None,
     ) -> DecodeSession:
         """A video to read in stages, in the worker with the fewest open sessions; ``num_samples``
         and ``sampling`` as ``read_clip`` takes them (``num_samples``: one set of segments, or
-        several: ``FrameSpec.samples``)."""
+        several: ``FrameSpec.samples``), ``need_probability`` as ``ClipReader`` does
+        (:func:`need_probabilities`)."""
         worker = self._least_loaded()
         worker.sessions += 1
-        opening = (self.open_function, (num_samples, geometry, self.limits, sampling, self.skip_loop_filter))
+        args = (num_samples, geometry, self.limits, sampling, self.skip_loop_filter, need_probability)
+        opening = (self.open_function, args)
         return DecodeSession(self, worker, next(self._ids), opening, data)
 
     def _least_loaded(self) -> _Worker:
@@ -708,6 +710,21 @@ def decode_schedule(order: Sequence[int]) -> list[list[int]]:
         stages.append(list(order[start : start + size]))
         start += size
     return stages
+
+
+def need_probabilities(order: Sequence[int], exit_fractions: Sequence[float]) -> list[float]:
+    """Per sample position, the share of videos whose step loop reads it in :func:`decode_schedule`'s
+    stages: a stage is read by the videos that have not exited before its first step
+    (``exit_fractions``: an operating point's share of videos exiting at each step). What a
+    :class:`~pipeline.frames.decode.ClipReader` weighs a seek past later samples with."""
+    need = [1.0] * len(order)
+    first_step = 0
+    for stage in decode_schedule(order):
+        reaching = max(0.0, 1.0 - sum(exit_fractions[:first_step]))
+        for position in stage:
+            need[position] = reaching
+        first_step += len(stage)
+    return need
 
 
 class LazyClip:

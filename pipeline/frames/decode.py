@@ -36,7 +36,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -271,6 +271,13 @@ class ClipReader:
     together counts against ``limits.max_wall_s``, and the pixels they decode against
     ``limits.max_decoded_pixels``. Use it as a context manager, or
     :meth:`close` it.
+
+    ``need_probability`` (one per sample position): how likely a caller that reads in stages
+    is to ask for each sample at all (an early exit's: samples of late stages are read only for
+    the videos that have not exited). When deciding whether to seek past samples of later calls,
+    the reader weighs the cost of coming back for them by that likelihood (given the call being
+    made); without it, every sample counts as certain to be asked for. The samples are the same
+    either way; only the frames decoded to reach them differ.
     """
 
     @_typed_errors
@@ -284,6 +291,7 @@ class ClipReader:
         normalisation: Normalisation = IMAGENET,
         sampling: Sampling = "uniform",
         skip_loop_filter: LoopFilterSkip = "none",
+        need_probability: Sequence[float] | None = None,
     ) -> None:
         self.limits = limits or DEFAULT_LIMITS
         self.sampling = sampling
@@ -302,6 +310,9 @@ class ClipReader:
         self._source, self._stream_number, self._threads = source, stream.index, threads
         self.indices = sampled_frames(self.index, num_samples, None, sampling)
         self._samples = {self.index.pts[i] for i in self.indices}
+        if need_probability is not None and len(need_probability) != len(self.indices):
+            raise ValueError(f"need_probability has {len(need_probability)} values for {len(self.indices)} samples")
+        self._need = None if need_probability is None else np.asarray(need_probability, dtype=np.float64)
         self._decoder = self._sample_decoder(stream)
         self._spent_s += time.monotonic() - started
 
@@ -338,6 +349,19 @@ class ClipReader:
         self._decoder.decoded, self._decoder.seeks = previous.decoded, previous.seeks
         self._decoder.delivered.update(previous.delivered)
 
+    def _later_likelihood(self, positions: Sequence[int]) -> dict[int, float] | None:
+        """For each sample's timestamp, the probability that a later call asks for it, given
+        that this call (``positions``) was made: its ``need_probability`` over this call's."""
+        if self._need is None:
+            return None
+        now = float(self._need[np.asarray(positions, dtype=np.int64)].max())
+        likelihood: dict[int, float] = {}
+        for position, frame in enumerate(self.indices):
+            chance = 1.0 if now <= 0 else min(1.0, float(self._need[position]) / now)
+            stamp = self.index.pts[frame]
+            likelihood[stamp] = max(likelihood.get(stamp, 0.0), chance)
+        return likelihood
+
     def _deadline(self, now: float) -> float | None:
         budget = self.limits.max_wall_s
         return None if budget is None else now + budget - self._spent_s
@@ -356,7 +380,8 @@ class ClipReader:
         self._decoder.deadline = self._deadline(started)
         _check_deadline(self._decoder.deadline)  # the budget may be spent by earlier calls
         try:
-            raw = self._decoder.decode([self.index.pts[i] for i in indices], "auto", wanted=self._samples)
+            targets = [self.index.pts[i] for i in indices]
+            raw = self._decoder.decode(targets, "auto", self._samples, self._later_likelihood(positions))
         finally:
             self._spent_s += time.monotonic() - started
         work = self._decoder.decoded - decoded, self._decoder.seeks - seeks
@@ -684,6 +709,7 @@ class _SampleDecoder:
         self.keep = keep or (lambda frame: frame)
         self._kept: dict[int, object] = {}
         self._done: set[int] = set()
+        self._likelihood: dict[int, float] = {}  # of later calls' samples (decode()); 1 if absent
 
     def let_go(self) -> None:
         """Drop the container, the stream and the frame generator (the codec and its frame
@@ -697,16 +723,23 @@ class _SampleDecoder:
         return self._done
 
     def decode(
-        self, targets: list[int], strategy: Strategy, wanted: set[int] | None = None
+        self,
+        targets: list[int],
+        strategy: Strategy,
+        wanted: set[int] | None = None,
+        likelihood: Mapping[int, float] | None = None,
     ) -> dict[int, av.VideoFrame]:
         """The decoded frame for each distinct target timestamp.
 
         ``wanted``: every timestamp that this decoder will be asked for, in this call or a
         later one (default: ``targets``); those frames are never skipped, even when they go
-        through the decoder's reordering delay before they are asked for.
+        through the decoder's reordering delay before they are asked for. ``likelihood``: for
+        the wanted timestamps of later calls, the probability that a later call asks for them
+        (1 unless given): a seek that jumps over samples few videos will need is worth more.
         """
         found: dict[int, av.VideoFrame] = {}
         self._wanted = set(targets) if wanted is None else wanted | set(targets)
+        self._likelihood = dict(likelihood or {})
         for target in sorted(set(targets)):
             if target in self._kept:
                 found[target] = self._kept.pop(target)  # type: ignore[assignment]
@@ -754,17 +787,24 @@ class _SampleDecoder:
         from_keyframe = self._frame_number(target) - keyframe + SEEK_COST_FRAMES
         return from_keyframe + self._cost_of_jumping(keyframe) < forward
 
-    def _cost_of_jumping(self, keyframe: int) -> int:
-        """Frames it would take to come back, later, for the samples not decoded yet between
-        the decoder's position and frame ``keyframe`` (0 when nothing is asked for there): per
-        keyframe group, from its keyframe to its last such sample, plus a seek."""
+    def _cost_of_jumping(self, keyframe: int) -> float:
+        """Frames it is expected to take to come back, later, for the samples not decoded yet
+        between the decoder's position and frame ``keyframe`` (0 when nothing is asked for
+        there): per keyframe group, from its keyframe to its last such sample, plus a seek,
+        times the likelihood that a later call asks for one of them."""
         last_by_keyframe: dict[int, int] = {}
+        likelihood_by_keyframe: dict[int, float] = {}
         for stamp in self._wanted - self._done - self._kept.keys():
             number = self._frame_number(stamp)
             if self._position < number < keyframe:
                 group = self._frame_number(self._keyframe_before(stamp))
                 last_by_keyframe[group] = max(last_by_keyframe.get(group, number), number)
-        return sum(last - group + SEEK_COST_FRAMES for group, last in last_by_keyframe.items())
+                chance = self._likelihood.get(stamp, 1.0)
+                likelihood_by_keyframe[group] = max(likelihood_by_keyframe.get(group, 0.0), chance)
+        return sum(
+            (last - group + SEEK_COST_FRAMES) * likelihood_by_keyframe[group]
+            for group, last in last_by_keyframe.items()
+        )
 
     def _keyframe_before(self, target: int) -> int:
         keyframes = self.index.keyframes

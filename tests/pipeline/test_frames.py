@@ -388,6 +388,27 @@ def test_a_clip_reader_goes_back_for_a_sample_it_has_passed(tmp_path):
     assert early.seeks >= 1
 
 
+def test_a_reader_told_few_videos_need_the_later_samples_seeks_past_them(tmp_path):
+    """An early exit's reader (``need_probability``): stage 3 needs sample 6; samples 4 and 5,
+    between the decoder and 6's keyframe, belong to a stage few videos reach, so the reader
+    seeks to 6's keyframe instead of decoding through them. The samples are the same."""
+    path = make_video(tmp_path / "v.mp4", frames=96, width=64, height=48, gop=72)
+    geometry = FrameGeometry(48, 48)
+    full = read_clip(path, 8, geometry, threads=1)
+    stages = [[3], [0], [6, 1], [4, 7, 2, 5]]  # decode_schedule of the order 3, 0, 6, 1, 4, 7, 2, 5
+    decoded = {}
+    for name, need in (("certain", None), ("rarely", [1, 1, 1, 1, 0.05, 0.05, 1, 0.05])):
+        with ClipReader(path, 8, geometry, threads=1, need_probability=need) as reader:
+            clips = [reader.read(stage) for stage in stages]
+        for stage, clip in zip(stages, clips, strict=True):
+            assert np.array_equal(clip.frames, full.frames[stage])
+        decoded[name] = [clip.decoded_frames for clip in clips]
+    assert sum(decoded["rarely"][:3]) < sum(decoded["certain"][:3])  # the videos that exit by step 4
+    assert sum(decoded["certain"]) <= sum(decoded["rarely"])  # the few that read everything pay for it
+    with pytest.raises(ValueError, match="need_probability"):
+        ClipReader(path, 8, geometry, need_probability=[1.0] * 7)
+
+
 # Frame i of each MJPEG file has brightness 8 i; its timestamp (ms) and the frames in presentation
 # order. In the Matroska file the first stored frame is not the earliest. (An MP4 file so stored
 # has an edit list that drops frames: its first stored frame is the earliest.)

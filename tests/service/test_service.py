@@ -352,6 +352,18 @@ def test_keyframes_sampling_samples_keyframes_and_says_so(client, tmp_path):
     assert "sampling" in str(body)
 
 
+def test_need_probabilities_are_the_share_of_videos_reading_each_stage():
+    from service.decoding import need_probabilities
+
+    # Stages [3], [0], [6, 1], [4, 7, 2, 5] start at steps 0, 1, 2, 4.
+    fractions = [0.5, 0.2, 0.1, 0.1, 0.05, 0.05, 0.0, 0.0]
+    need = need_probabilities([3, 0, 6, 1, 4, 7, 2, 5], fractions)
+    assert need[3] == 1.0 and need[0] == pytest.approx(0.5)
+    assert need[6] == need[1] == pytest.approx(0.3)
+    assert need[4] == need[7] == need[2] == need[5] == pytest.approx(0.1)
+    assert need_probabilities(range(4), [0.0, 0.0, 0.0, 1.0]) == [1.0, 1.0, 1.0, 1.0]
+
+
 def test_decode_schedule_doubles_after_the_first_two_steps():
     assert decode_schedule(range(8)) == [[0], [1], [2, 3], [4, 5, 6, 7]]
     # Coarse to fine: the same stages, in step order (the reader keeps the samples it passes).
@@ -572,3 +584,25 @@ def test_videos_waiting_for_a_stalled_decoder_move_to_another(videos):
             await pool.close()
 
     asyncio.run(scenario())
+
+
+def test_an_early_exit_request_tells_its_reader_how_many_videos_read_each_stage(client):
+    """The point's calibrated exit fractions reach the reader (it seeks past rarely needed
+    samples); ``full`` and no exit read every sample in one call and pass none."""
+    from service.classify import _open_clip, choose_point
+    from service.decoding import need_probabilities
+
+    class Recorder:
+        def session(self, data, samples, geometry, sampling, need=None):
+            self.need = need
+            return self
+
+    model = client.app.state.registry.get("adafocus_v2")
+    order = model.pipeline.manifest.frames.order
+    for choice in ("balanced", "full", None):
+        recorder = Recorder()
+        exit = choose_point(model, choice)
+        _open_clip(model, b"", recorder, exit, thumbnails=False)
+        expected = need_probabilities(order, exit.point.exit_fractions) if choice == "balanced" else None
+        assert recorder.need == expected
+    assert min(need_probabilities(order, choose_point(model, "balanced").point.exit_fractions)) < 1.0
