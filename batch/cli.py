@@ -9,13 +9,15 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import get_args
 
 from pipeline.answers import ExitError
+from pipeline.frames.decode import LoopFilterSkip
 from pipeline.repository import ModelRepositoryError
 
 from .inputs import VIDEO_EXTENSIONS
 from .job import DEFAULT_PROVIDERS, JobConfig, run_job
-from .limits import Limits, setting
+from .limits import Limits, SettingError, setting, skip_loop_filter_setting
 from .output import FORMATS
 
 
@@ -85,6 +87,13 @@ def parser() -> argparse.ArgumentParser:
         default=setting("decode_budget_mpx"),
         help="most megapixels one video may decode, sampled or not",
     )
+    p.add_argument(
+        "--skip-loop-filter",
+        choices=get_args(LoopFilterSkip),
+        default=None,
+        help="skip FFmpeg's deblocking filter (faster decoding, pixels slightly off the training decoder's; "
+        "default: ADAFOCUS_DECODE_SKIP_LOOP_FILTER, else none, as the service)",
+    )
     p.add_argument("--flush-rows", type=int, default=256, help="rows per output part")
     p.add_argument("--flush-s", type=float, default=10.0, help="longest wait before buffered rows are written")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -119,6 +128,7 @@ def config_of(args: argparse.Namespace) -> JobConfig:
             decode_timeout_s=args.decode_timeout_s,
             decode_budget_mpx=args.decode_budget_mpx,
         ),
+        skip_loop_filter=args.skip_loop_filter or skip_loop_filter_setting(),
         extensions=tuple(e.strip() for e in args.extensions.split(",") if e.strip()),
         flush_rows=args.flush_rows,
         flush_s=args.flush_s,
@@ -131,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         summary = run_job(config_of(args))
-    except (ModelRepositoryError, ExitError, FileNotFoundError) as error:
+    except (ModelRepositoryError, ExitError, FileNotFoundError, SettingError) as error:
         print(f"adafocus-batch: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.answers import DECODER_CRASHED, Problem
-from pipeline.frames.decode import ClipReader
+from pipeline.frames.decode import ClipReader, LoopFilterSkip
 from pipeline.frames.limits import DecodeLimits
 from pipeline.frames.sampling import Samples
 from pipeline.frames.transform import FrameGeometry
@@ -47,11 +47,18 @@ class ReadResult:
 
 
 def read_samples(
-    path: str, samples: Samples, geometry: FrameGeometry, limits: DecodeLimits, positions: Sequence[int]
+    path: str,
+    samples: Samples,
+    geometry: FrameGeometry,
+    limits: DecodeLimits,
+    positions: Sequence[int],
+    skip_loop_filter: LoopFilterSkip = "none",
 ) -> ReadResult:
     """Open ``path`` and read ``positions`` of its samples as the service's decoders do (one
-    reader, one decoding thread, uint8 crops); runs in the child process."""
-    with ClipReader(open_video(path, limits.max_bytes), samples, geometry, limits, threads=1) as reader:
+    reader, one decoding thread, uint8 crops, the service's ``skip_loop_filter``); runs in the
+    child process."""
+    source = open_video(path, limits.max_bytes)
+    with ClipReader(source, samples, geometry, limits, threads=1, skip_loop_filter=skip_loop_filter) as reader:
         clip = reader.read(positions, normalised=False)
     return ReadResult(clip.frames, clip.num_frames, clip.original_size, clip.decoded_frames)
 

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.answers import OK, Exit, choose_exit, default_exit
+from pipeline.frames.decode import LoopFilterSkip
 from pipeline.manifest import Manifest
 from pipeline.repository import load_pipeline
 
 from .inputs import VIDEO_EXTENSIONS, list_inputs
-from .limits import Limits
+from .limits import Limits, skip_loop_filter_setting
 from .output import Format, PartWriter, done_paths
 from .videos import DecodeSpec, ModelSpec, classifier, decode_batch, unpack
 
@@ -59,6 +60,7 @@ class JobConfig:
     decode_memory_mb: float = 256.0  # memory Ray reserves per decode task
     inference_batch: int = 32  # videos per actor call, and most rows in one batched step
     limits: Limits = field(default_factory=Limits.from_environment)
+    skip_loop_filter: LoopFilterSkip = field(default_factory=skip_loop_filter_setting)
     extensions: tuple[str, ...] = VIDEO_EXTENSIONS
     flush_rows: int = 256
     flush_s: float = 10.0
@@ -235,7 +237,7 @@ def _results(config: JobConfig, model: ModelSpec, manifest: Manifest, todo: list
 
     _quiet_ray_data()
     decoders, actors, gpus = _resources(config)
-    spec = DecodeSpec.of(manifest, config.limits.decode_limits(), model.exit)
+    spec = DecodeSpec.of(manifest, config.limits.decode_limits(), model.exit, config.skip_loop_filter)
     staged = spec.first is not None  # a second round for the videos that did not exit on one sample
     blocks = max(1, min(math.ceil(len(todo) / config.decode_batch), 10_000))
     dataset = ray.data.from_items([{"path": path} for path in todo], override_num_blocks=blocks)

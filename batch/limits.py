@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import get_args
 
+from pipeline.frames.decode import LoopFilterSkip
 from pipeline.frames.limits import DecodeLimits
 
 # (setting, the service's default): the environment variable is ADAFOCUS_<SETTING>.
@@ -21,6 +23,20 @@ DEFAULTS: dict[str, float] = {
     "decode_timeout_s": 30.0,
     "decode_budget_mpx": 6000.0,
 }
+
+
+class SettingError(ValueError):
+    """An ``ADAFOCUS_*`` variable the service would refuse too."""
+
+
+def skip_loop_filter_setting() -> LoopFilterSkip:
+    """The service's decoder shortcut, ``ADAFOCUS_DECODE_SKIP_LOOP_FILTER`` (``none`` unless set)."""
+    value = os.environ.get("ADAFOCUS_DECODE_SKIP_LOOP_FILTER", "none")
+    if value not in get_args(LoopFilterSkip):
+        raise SettingError(
+            f"ADAFOCUS_DECODE_SKIP_LOOP_FILTER is {value!r}; use one of {', '.join(get_args(LoopFilterSkip))}"
+        )
+    return value  # type: ignore[return-value]  # checked above
 
 
 def setting(name: str) -> float:

@@ -39,6 +39,7 @@ from pipeline.answers import (
     problem_of,
     top_labels,
 )
+from pipeline.frames.decode import LoopFilterSkip
 from pipeline.frames.errors import VideoError
 from pipeline.frames.limits import DecodeLimits
 from pipeline.frames.sampling import Samples
@@ -98,9 +99,12 @@ class DecodeSpec:
     isolated: bool = True  # read in the worker's decoder child (batch.isolation), not in the task
     read_function: ReadFunction = read_samples  # tests pass stand-ins that crash or hang
     hard_margin_s: float = HARD_DEADLINE_MARGIN_S
+    skip_loop_filter: LoopFilterSkip = "none"  # the service's ADAFOCUS_DECODE_SKIP_LOOP_FILTER
 
     @classmethod
-    def of(cls, manifest: Manifest, limits: DecodeLimits, exit: Exit | None) -> DecodeSpec:
+    def of(
+        cls, manifest: Manifest, limits: DecodeLimits, exit: Exit | None, skip_loop_filter: LoopFilterSkip = "none"
+    ) -> DecodeSpec:
         frames = manifest.frames
         staged = exit is not None and exit.may_stop_early() and manifest.temporal == "streaming"
         return cls(
@@ -109,6 +113,7 @@ class DecodeSpec:
             geometry=FrameGeometry(frames.resize, frames.crop),
             limits=limits,
             first=(frames.order[0],) if staged else None,
+            skip_loop_filter=skip_loop_filter,
         )
 
 
@@ -160,7 +165,7 @@ def _read(video: Video, spec: DecodeSpec, positions: list[int]) -> None:
     limits = spec.limits
     if spent and limits.max_wall_s is not None:
         limits = dataclasses.replace(limits, max_wall_s=max(limits.max_wall_s - spent, 0.0))
-    args = (video.path, spec.samples, spec.geometry, limits, positions)
+    args = (video.path, spec.samples, spec.geometry, limits, positions, spec.skip_loop_filter)
     if spec.isolated:
         clip = read_isolated(spec.read_function, args, limits, spec.hard_margin_s)
     else:

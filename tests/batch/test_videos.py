@@ -125,3 +125,32 @@ def test_a_decoder_stuck_in_ffmpeg_is_killed_at_the_hard_deadline(files):
     assert time.monotonic() - started < 10
     decode_video(video := Video(files["flat"]), isolated_spec(read_samples), first=True)  # a new child reads on
     assert video.problem is None
+
+
+def test_the_services_loop_filter_shortcut_applies_to_a_job_too(tmp_path, monkeypatch):
+    """ADAFOCUS_DECODE_SKIP_LOOP_FILTER (or --skip-loop-filter): a job decodes as the service's
+    decoders would with it, in the decoder child too; a value the service refuses is a CLI error."""
+    from batch.cli import main
+    from batch.limits import SettingError, skip_loop_filter_setting
+    from pipeline.frames.decode import ClipReader
+    from pipeline.frames.transform import FrameGeometry
+    from tests.videos import blocky_video
+
+    path = str(blocky_video(tmp_path / "blocky.mp4"))
+    frames = MANIFEST.frames
+    geometry = FrameGeometry(frames.resize, frames.crop)
+    read = {}
+    for mode in ("none", "all"):
+        video = Video(path)
+        decode_video(video, DecodeSpec.of(MANIFEST, Limits().decode_limits(), None, mode), first=True)
+        read[mode] = np.concatenate([video.frames[p] for p in range(frames.num_frames)])
+        with ClipReader(path, frames.samples, geometry, threads=1, skip_loop_filter=mode) as reader:
+            np.testing.assert_array_equal(read[mode], reader.read(range(frames.num_frames), normalised=False).frames)
+    assert not np.array_equal(read["none"], read["all"])
+    assert skip_loop_filter_setting() == "none"
+    monkeypatch.setenv("ADAFOCUS_DECODE_SKIP_LOOP_FILTER", "all")
+    assert skip_loop_filter_setting() == "all"
+    monkeypatch.setenv("ADAFOCUS_DECODE_SKIP_LOOP_FILTER", "most")
+    with pytest.raises(SettingError):
+        skip_loop_filter_setting()
+    assert main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
