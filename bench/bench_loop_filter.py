@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -57,14 +56,9 @@ def crops(path: Path, samples, geometry: FrameGeometry, mode: LoopFilterSkip) ->
 
 
 def cpu_ms(function, repeats: int) -> float:
-    """Median CPU ms of ``function()`` after one warm-up call."""
-    function()
-    spent = []
-    for _ in range(repeats):
-        started = time.process_time()
-        function()
-        spent.append(time.process_time() - started)
-    return 1000 * statistics.median(spent)
+    """Median CPU ms of ``function()`` after one warm-up call (the real-size bench's timing)."""
+    cpu, _ = bench_realsize.cpu_and_wall(function, repeats)
+    return 1000 * cpu
 
 
 def pixel_difference(skipped: np.ndarray, exact: np.ndarray) -> dict[str, float]:

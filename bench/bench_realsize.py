@@ -184,7 +184,7 @@ def clip_facts(path: Path) -> dict[str, Any]:
 
 
 # -- floors -------------------------------------------------------------------------------
-def _cpu_and_wall(function, repeats: int) -> tuple[float, float]:
+def cpu_and_wall(function, repeats: int) -> tuple[float, float]:
     """Median CPU seconds (this process, every thread) and wall seconds of ``function()``."""
     function()  # warm: page cache, libraries
     cpu, wall = [], []
@@ -206,11 +206,11 @@ def decode_floors(
     decode = functools.partial(decode_only, path, SAMPLES, skip_loop_filter=skip_loop_filter)
     for exit_name, positions in orders.items():
         decoded, seeks = decode(threads=1, positions=positions)
-        cpu, wall = _cpu_and_wall(lambda p=positions: decode(threads=1, positions=p), repeats)
+        cpu, wall = cpu_and_wall(lambda p=positions: decode(threads=1, positions=p), repeats)
         floors[exit_name] = {"cpu_ms": 1000 * cpu, "wall_ms": 1000 * wall, "frames_decoded": decoded, "seeks": seeks}
     # sampling=keyframes (every sample): each sample at its nearest keyframe, keyframes only decoded
     decoded, seeks = decode(threads=1, sampling="keyframes")
-    cpu, wall = _cpu_and_wall(lambda: decode(threads=1, sampling="keyframes"), repeats)
+    cpu, wall = cpu_and_wall(lambda: decode(threads=1, sampling="keyframes"), repeats)
     floors["keyframes sampling"] = {
         "cpu_ms": 1000 * cpu,
         "wall_ms": 1000 * wall,
@@ -220,8 +220,8 @@ def decode_floors(
     resize_ms = resize_ms_per_sample(path, repeats)
     versus_all = {}
     for threads in (1, 2):
-        _, samples = _cpu_and_wall(lambda t=threads: decode(threads=t), repeats)
-        _, every = _cpu_and_wall(lambda t=threads: decode_all(path, t, skip_loop_filter), repeats)
+        _, samples = cpu_and_wall(lambda t=threads: decode(threads=t), repeats)
+        _, every = cpu_and_wall(lambda t=threads: decode_all(path, t, skip_loop_filter), repeats)
         versus_all[str(threads)] = {
             "samples_ms": 1000 * samples,
             "every_frame_ms": 1000 * every,
@@ -244,7 +244,7 @@ def resize_ms_per_sample(path: Path, repeats: int) -> float:
         resized = [resize_upright(frame, GEOMETRY) for frame in frames]
         crop_clip(resized, GEOMETRY, GEOMETRY.centre_box(frames[0].width, frames[0].height))
 
-    cpu, _ = _cpu_and_wall(resize_all, max(repeats, 5))
+    cpu, _ = cpu_and_wall(resize_all, max(repeats, 5))
     return 1000 * cpu / len(frames)
 
 
@@ -263,7 +263,7 @@ def inference_floors(repo: Path, scenarios: list[Scenario], provider: str, repea
         runner = runners[scenario.model]
         spec = next(p for p in runner.manifest.operating_points if scenario.exit in p.names)
         thresholds = OperatingPoint.from_dict(spec.model_dump()).thresholds  # ("inf" in JSON -> float)
-        cpu, wall = _cpu_and_wall(lambda r=runner, t=thresholds: r.run_clip(frames, t), repeats)
+        cpu, wall = cpu_and_wall(lambda r=runner, t=thresholds: r.run_clip(frames, t), repeats)
         floors[scenario.name] = {"cpu_ms": 1000 * cpu, "wall_ms": 1000 * wall}
     return floors
 
