@@ -654,7 +654,7 @@ class DecodeSession:
         self._sent_to: set[_Worker] = set()  # workers that may hold it (closed at the end)
         self.closed = False
         self.slot: _Worker | None = None  # the worker whose decoder slot it holds, if any
-        self._read: set[int] = set()  # positions read so far
+        self._positions_read: set[int] = set()  # positions read so far
         self._all_read = False  # every sample read: the reader has closed its decoder
 
     async def read(self, positions: Sequence[int], previews: bool = False) -> Clip:
@@ -666,8 +666,8 @@ class DecodeSession:
         self.pool._unstall(self)
         self._sent_to.add(self.worker)
         clip = await self.pool._read(self.worker, self, list(positions), previews)
-        self._read.update(positions)
-        if clip.sample_frame_indices is not None and len(self._read) >= len(clip.sample_frame_indices):
+        self._positions_read.update(positions)
+        if clip.sample_frame_indices is not None and len(self._positions_read) >= len(clip.sample_frame_indices):
             self._all_read = True
             self.pool._give_slot(self)
         return clip
