@@ -13,6 +13,7 @@ from pipeline.frames.errors import VideoError
 from pipeline.frames.limits import DecodeLimits
 
 from .decoding import DecoderPool
+from .memory import release_freed_memory_eagerly
 from .metrics import Metrics
 from .middleware import RequestIdMiddleware
 from .operations import router as operations_router
@@ -48,6 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if settings.release_freed_memory:  # before the sessions load: their weights' copies go back
+            release_freed_memory_eagerly()
         app.state.settings = settings
         app.state.metrics = metrics
         app.state.upload_gate = UploadGate(UploadLimits.from_settings(settings), metrics)
@@ -59,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_rss_bytes=int(settings.decoder_max_rss_mb * 2**20),
             max_open_per_worker=settings.decoder_max_open or None,
             skip_loop_filter=settings.decode_skip_loop_filter,
+            release_freed_memory=settings.release_freed_memory,
             metrics=metrics,
         )
         # Loading verifies checksums and warms every graph up: off the event loop.

@@ -63,7 +63,7 @@ from pipeline.frames.limits import DecodeLimits
 from pipeline.frames.sampling import Samples, Sampling
 from pipeline.frames.transform import FrameGeometry
 
-from .memory import return_freed_memory
+from .memory import release_freed_memory_eagerly, return_freed_memory
 from .metrics import Metrics
 from .problems import Problem
 
@@ -137,7 +137,7 @@ def _picklable(error: BaseException) -> BaseException:
         return RuntimeError(repr(error))
 
 
-def _serve(connection: Connection) -> None:
+def _serve(connection: Connection, eager_release: bool = False) -> None:
     """A worker's loop: one message at a time, sessions kept open between reads.
 
     Messages: ``("read", id, opening, positions, previews)`` -> ``("ok", Clip)`` (uint8
@@ -147,6 +147,8 @@ def _serve(connection: Connection) -> None:
     ``("count",)`` -> ``("ok", open sessions)``. The loop ends when the server closes its end.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the server, which stops us
+    if eager_release:  # FFmpeg's 3 MB frame buffers: service.memory
+        release_freed_memory_eagerly()
     sessions: dict[int, Any] = {}
 
     def end(session_id: int) -> None:
@@ -224,9 +226,10 @@ class _Worker:
     it has opened, ``rss`` its resident memory after its last exchange. ``process`` is None
     while no process runs (one that could not be started is tried again at the next use)."""
 
-    def __init__(self, context, index: int) -> None:
+    def __init__(self, context, index: int, eager_release: bool = False) -> None:
         self.context = context
         self.index = index
+        self.eager_release = eager_release  # service.memory.release_freed_memory_eagerly in the process
         self.lock = asyncio.Lock()
         self.open_ids: set[int] = set()
         self.sessions = 0  # sessions assigned here (to spread new ones)
@@ -240,7 +243,9 @@ class _Worker:
     def _spawn(self) -> tuple[BaseProcess, socket.socket]:
         """A new decoder process and the server's end of its socket."""
         ours, theirs = self.context.Pipe()  # duplex: a Unix socket pair
-        process = self.context.Process(target=_serve, args=(theirs,), daemon=True, name=f"decoder-{self.index}")
+        process = self.context.Process(
+            target=_serve, args=(theirs, self.eager_release), daemon=True, name=f"decoder-{self.index}"
+        )
         try:
             process.start()
         except BaseException:
@@ -330,8 +335,9 @@ class DecoderPool:
     videos, or whose resident memory passes that bound, is replaced once its last session
     closes. ``max_open_per_worker`` (None: no bound): videos holding a decoder at once, per
     worker (module docstring). ``skip_loop_filter``: the readers' decoder shortcut
-    (``pipeline.frames.decode.LoopFilterSkip``). ``metrics``: where restarts and the workers'
-    memory are reported (none: not).
+    (``pipeline.frames.decode.LoopFilterSkip``). ``release_freed_memory``: the workers' allocator
+    gives freed memory back as it goes (``service.memory.release_freed_memory_eagerly``).
+    ``metrics``: where restarts and the workers' memory are reported (none: not).
     """
 
     def __init__(
@@ -344,6 +350,7 @@ class DecoderPool:
         max_rss_bytes: int | None = None,
         max_open_per_worker: int | None = None,
         skip_loop_filter: LoopFilterSkip = "none",
+        release_freed_memory: bool = False,
         metrics: Metrics | None = None,
     ) -> None:
         self.limits = limits
@@ -354,7 +361,7 @@ class DecoderPool:
         self.open_function = open_function
         self.max_videos, self.max_rss_bytes, self.metrics = max_videos, max_rss_bytes, metrics
         context = multiprocessing.get_context("forkserver")  # no fork under ONNX Runtime's threads
-        self._workers = [_Worker(context, index) for index in range(workers)]
+        self._workers = [_Worker(context, index, release_freed_memory) for index in range(workers)]
         self._ids = itertools.count()
         self._background: set[asyncio.Task] = set()
         self._closing = False
