@@ -8,9 +8,9 @@ stayed at 450-500 MB after they ended, and 125 MB once trimmed; a p128 model's s
 
 Trimming at chosen moments misses the peak, though: while 16 videos are in flight, blocks
 freed by one batched step stay resident while the next allocates elsewhere. The server of the
-full-frame ResNet-50 peaked at 779 MB under 16 concurrent 1080p uploads, 428 MB with glibc
-told to give memory back as it is freed (:func:`release_freed_memory_eagerly`), at the same
-videos/s.
+full-frame ResNet-50 and its decoders peaked at 1031-1053 MB under 16 concurrent 1080p
+uploads, 691-704 MB with glibc told to give large blocks back as they are freed
+(:func:`release_freed_memory_eagerly`), at the same videos/s.
 """
 
 from __future__ import annotations
@@ -32,21 +32,26 @@ _LIBC = _libc()
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's initial value, kept fixed
+# Measured at 16 concurrent 1080p uploads (2 cores): a 128 KiB mmap threshold and no trim
+# threshold cut the most but cost the INT8 server 20% more CPU (page faults on every batch's
+# buffers); 4 MiB / 32 MiB kept the CPU but left the full-frame tree at 750-780 MB; 1 MiB /
+# 8 MiB: 690-700 MB at 5-10% of the server's CPU.
+MMAP_THRESHOLD_BYTES = 1 << 20
+TRIM_THRESHOLD_BYTES = 8 << 20
 
 
 def release_freed_memory_eagerly() -> bool:
     """Make this process's allocator give freed memory back to the system as it goes.
 
-    Two glibc settings, the ones ``MALLOC_TRIM_THRESHOLD_=0`` and ``MALLOC_MMAP_THRESHOLD_``
-    set from the environment: free space at the top of the heap is returned at once (trim
-    threshold 0), and blocks of 128 KiB or more get pages of their own that ``free`` unmaps.
-    Fixing the mmap threshold matters: glibc otherwise raises it to the size of every large
-    block freed, so the next frame buffers and activations land in the heap and stay there.
+    Two glibc settings, the ones ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` set
+    from the environment: blocks of 1 MiB or more get pages of their own, which ``free``
+    unmaps, and more than 8 MiB free at the top of the heap is returned at once. Fixing the
+    mmap threshold is what matters: glibc otherwise raises it to the size of every large block
+    freed, so the next frame buffers and activations land in the heap and stay there.
     Returns whether the settings took (False where the C library is not glibc)."""
     if _LIBC is None or not hasattr(_LIBC, "mallopt"):
         return False
-    trimmed = _LIBC.mallopt(_M_TRIM_THRESHOLD, 0) == 1
+    trimmed = _LIBC.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
     mapped = _LIBC.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
     return trimmed and mapped
 

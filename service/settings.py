@@ -41,12 +41,12 @@ class Settings(BaseSettings):
         description="after each batched step, give ONNX Runtime's unused CPU arena memory back to the system "
         "(off: the arena keeps the peak of the largest batch served)",
     )
-    # On: the server of the full-frame ResNet-50 peaked at 779 MB under 16 concurrent 1080p
-    # uploads, 428 MB with it, at the same videos/s (service/memory.py).
+    # On: the full-frame ResNet-50's process tree peaked at 1031-1053 MB under 16 concurrent
+    # 1080p uploads, 693-714 MB with it, at the same videos/s (service/memory.py).
     release_freed_memory: bool = Field(
         True,
-        description="tell the C library (glibc) to give freed memory back to the system at once, in the server and "
-        "its decoder processes (off: freed blocks stay resident until a trim)",
+        description="tell the C library (glibc) to give freed blocks of 1 MiB or more back to the system at once, in "
+        "the server and its decoder processes (off: freed blocks stay resident until a trim)",
     )
     # 2 on 2 cores: docs/benchmarks/decoder-sizing.md (4 serve 25-30% more 1080p videos/s but
     # pass the 1 GB memory budget; each process reads with one thread).

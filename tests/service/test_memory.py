@@ -13,7 +13,7 @@ from tests.paths import REPO, SHIPPED_MODELS
 
 # A fresh interpreter per case: the allocator's settings are process-wide and sticky.
 # Large blocks freed among live ones: glibc keeps them resident unless told otherwise (after a
-# 4 MB block is freed it serves 1 MB blocks from the heap, as it does a model's weights and
+# 4 MB block is freed it serves 2 MB blocks from the heap, as it does a model's weights and
 # FFmpeg's frame buffers).
 _RETAINED_MB = textwrap.dedent(
     """
@@ -35,9 +35,9 @@ _RETAINED_MB = textwrap.dedent(
     libc.free(libc.malloc(4 << 20))
     before = rss_mb()
     blocks = []
-    for _ in range(200):
-        block = libc.malloc(1 << 20)
-        ctypes.memset(block, 1, 1 << 20)  # resident, not just reserved
+    for _ in range(100):
+        block = libc.malloc(2 << 20)
+        ctypes.memset(block, 1, 2 << 20)  # resident, not just reserved
         blocks.append(block)
     for block in blocks[::2]:  # every other one: each freed block lies between live ones
         libc.free(block)
