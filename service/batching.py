@@ -26,6 +26,8 @@ import numpy as np
 from pipeline.manifest import Manifest
 from pipeline.onnx_steps import FRAME, STAGES, ClipResult, clip_steps
 
+from .problems import Problem
+
 Row = dict[str, np.ndarray]
 # Runs a batch of rows: (outputs, seconds per stage); see ``pipeline.onnx_steps.run_step``.
 BatchFunction = Callable[[Row], tuple[Row, dict[str, float]]]
@@ -67,10 +69,14 @@ class StepBatcher:
         self.on_batch = on_batch
         self.active = active
         self.queue: asyncio.Queue[tuple[Row, asyncio.Future]] = asyncio.Queue()
+        self.closed = False
         self.task = asyncio.create_task(self._serve())
 
     async def run(self, row: Row) -> tuple[Row, dict[str, float]]:
-        """This row's outputs, and the seconds per stage of the batch it ran in."""
+        """This row's outputs, and the seconds per stage of the batch it ran in (a 503
+        :class:`Problem` once the batcher is closed)."""
+        if self.closed:
+            raise _stopping()
         future = asyncio.get_running_loop().create_future()
         self.queue.put_nowait((row, future))
         return await future
@@ -81,8 +87,9 @@ class StepBatcher:
         # Each clip has at most one step in flight, so no batch can hold more rows than clips.
         return min(self.max_batch, max(1, self.active.count))
 
-    async def _gather(self) -> list[tuple[Row, asyncio.Future]]:
-        batch = [await self.queue.get()]
+    async def _gather(self, batch: list[tuple[Row, asyncio.Future]]) -> None:
+        """Fill ``batch`` (the caller's, so that closing can answer rows taken mid-gather)."""
+        batch.append(await self.queue.get())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait_s
         while len(batch) < self._rows_that_can_come():
@@ -96,18 +103,19 @@ class StepBatcher:
                 batch.append(await asyncio.wait_for(self.queue.get(), remaining))
             except TimeoutError:
                 break
-        return batch
 
     async def _serve(self) -> None:
         while True:
-            batch = await self._gather()
-            rows = [row for row, _ in batch]
+            batch: list[tuple[Row, asyncio.Future]] = []
             try:
+                await self._gather(batch)
+                rows = [row for row, _ in batch]
                 outputs, seconds = await asyncio.to_thread(self._run, rows)
+            except asyncio.CancelledError:  # closed: the rows taken get an answer, not a hang
+                _fail(batch, _stopping())
+                raise
             except Exception as error:  # noqa: BLE001 - every waiting request gets the error
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
+                _fail(batch, error)
                 continue
             if self.on_batch is not None:
                 self.on_batch(len(batch))
@@ -121,7 +129,24 @@ class StepBatcher:
         return self.run_batch(feeds)
 
     def close(self) -> None:
+        """Stop batching. Rows still queued, in the batch being gathered or run, and rows sent
+        later get a 503 :class:`Problem` (the service is stopping) instead of waiting forever."""
+        self.closed = True
         self.task.cancel()
+        waiting = []
+        while not self.queue.empty():
+            waiting.append(self.queue.get_nowait())
+        _fail(waiting, _stopping())
+
+
+def _stopping() -> Problem:
+    return Problem(503, "Shutting down", "the service is shutting down", {"Retry-After": "1"})
+
+
+def _fail(batch: Sequence[tuple[Row, asyncio.Future]], error: BaseException) -> None:
+    for _, future in batch:
+        if not future.done():  # a cancelled request (client gone) is skipped
+            future.set_exception(error)
 
 
 async def run_clip_batched(

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import numpy as np
+import pytest
 
 from service.batching import ActiveClips, StepBatcher
 
@@ -128,3 +129,37 @@ def test_a_step_time_is_shared_among_its_stages_as_the_batch_spent_it():
     assert seconds["decode"] == 0.5
     assert np.isclose(seconds["glance"], 0.0025) and np.isclose(seconds["focus"], 0.0075)
     assert seconds["classify"] == 0.0
+
+
+class SlowStep(RecordingStep):
+    def __call__(self, feeds):
+        time.sleep(0.3)
+        return super().__call__(feeds)
+
+
+@pytest.mark.parametrize(
+    "step, max_batch",
+    [(RecordingStep(), 4), (SlowStep(), 2)],
+    ids=["gathering (waiting for a fourth row)", "running two, the third queued"],
+)
+def test_closing_answers_every_waiting_row_and_refuses_new_ones_with_503(step: RecordingStep, max_batch: int):
+    """Rows in the batch being gathered or run, rows still queued, and rows sent after close
+    get a 503 problem: none waits forever."""
+    from service.problems import Problem
+
+    async def scenario() -> tuple[list, BaseException | None]:
+        batcher = StepBatcher(step, max_batch=max_batch, max_wait_s=30.0)  # no ActiveClips: gathers for 30 s
+        waiting = [asyncio.create_task(batcher.run(_row(float(i)))) for i in range(3)]
+        await asyncio.sleep(0.05)
+        batcher.close()
+        answers = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), timeout=5)
+        try:
+            await asyncio.wait_for(batcher.run(_row(9.0)), timeout=5)
+        except Problem as refused:
+            return answers, refused
+        return answers, None
+
+    answers, refused = asyncio.run(scenario())
+    for answer in [*answers, refused]:
+        assert isinstance(answer, Exception) and getattr(answer, "status", None) == 503, answer
+        assert answer.title == "Shutting down"
