@@ -137,7 +137,7 @@ def _picklable(error: BaseException) -> BaseException:
         return RuntimeError(repr(error))
 
 
-def _serve(connection: Connection, eager_release: bool = False) -> None:
+def _serve(connection: Connection, release_freed_memory: bool = False) -> None:
     """A worker's loop: one message at a time, sessions kept open between reads.
 
     Messages: ``("read", id, opening, positions, previews)`` -> ``("ok", Clip)`` (uint8
@@ -147,7 +147,7 @@ def _serve(connection: Connection, eager_release: bool = False) -> None:
     ``("count",)`` -> ``("ok", open sessions)``. The loop ends when the server closes its end.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the server, which stops us
-    if eager_release:  # FFmpeg's 3 MB frame buffers: service.memory
+    if release_freed_memory:  # FFmpeg's 3 MB frame buffers: service.memory
         release_freed_memory_eagerly()
     sessions: dict[int, Any] = {}
 
@@ -226,10 +226,10 @@ class _Worker:
     it has opened, ``rss`` its resident memory after its last exchange. ``process`` is None
     while no process runs (one that could not be started is tried again at the next use)."""
 
-    def __init__(self, context, index: int, eager_release: bool = False) -> None:
+    def __init__(self, context, index: int, release_freed_memory: bool = False) -> None:
         self.context = context
         self.index = index
-        self.eager_release = eager_release  # service.memory.release_freed_memory_eagerly in the process
+        self.release_freed_memory = release_freed_memory  # service.memory.release_freed_memory_eagerly in the process
         self.lock = asyncio.Lock()
         self.open_ids: set[int] = set()
         self.sessions = 0  # sessions assigned here (to spread new ones)
@@ -244,7 +244,7 @@ class _Worker:
         """A new decoder process and the server's end of its socket."""
         ours, theirs = self.context.Pipe()  # duplex: a Unix socket pair
         process = self.context.Process(
-            target=_serve, args=(theirs, self.eager_release), daemon=True, name=f"decoder-{self.index}"
+            target=_serve, args=(theirs, self.release_freed_memory), daemon=True, name=f"decoder-{self.index}"
         )
         try:
             process.start()

@@ -78,5 +78,5 @@ def test_the_server_and_its_decoders_follow_the_setting(monkeypatch, release: bo
     with TestClient(service.app.create_app(settings)) as client:
         assert client.get("/readyz").status_code == 200
         workers = client.app.state.decoder._workers
-        assert [worker.eager_release for worker in workers] == [release]
+        assert [worker.release_freed_memory for worker in workers] == [release]
     assert calls == ([True] if release else [])
