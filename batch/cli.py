@@ -69,6 +69,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per session (0: its default)")
     p.add_argument("--trt-cache-dir", help="TensorRT engine cache (on every node)")
+    p.add_argument("--trt-fp16", action="store_true", help="TensorRT engines in FP16 (the service's ADAFOCUS_TRT_FP16)")
     p.add_argument("--decode-batch", type=int, default=8, help="videos per decode task call")
     p.add_argument("--inference-batch", type=int, default=32, help="videos per actor call and rows per step batch")
     p.add_argument(
@@ -119,6 +120,7 @@ def config_of(args: argparse.Namespace) -> JobConfig:
         providers=tuple(p.strip() for p in args.providers.split(",") if p.strip()),
         threads=args.threads,
         trt_cache_dir=args.trt_cache_dir,
+        trt_fp16=args.trt_fp16,
         decode_batch=args.decode_batch,
         inference_batch=args.inference_batch,
         limits=Limits(

@@ -56,6 +56,7 @@ class JobConfig:
     providers: tuple[str, ...] = DEFAULT_PROVIDERS
     threads: int = 0  # ONNX Runtime intra-op threads per session (0: its default)
     trt_cache_dir: str | None = None
+    trt_fp16: bool = False  # TensorRT engines in FP16 (cached apart, under trt_cache_dir/fp16)
     decode_batch: int = 8  # videos per decode task call
     decode_memory_mb: float = 256.0  # memory Ray reserves per decode task
     inference_batch: int = 32  # videos per actor call, and most rows in one batched step
@@ -146,6 +147,7 @@ def model_spec(config: JobConfig) -> tuple[ModelSpec, Manifest]:
         providers=tuple(config.providers),
         threads=config.threads,
         trt_cache_dir=config.trt_cache_dir,
+        trt_fp16=config.trt_fp16,
         max_batch=config.inference_batch,
     )
     return spec, manifest

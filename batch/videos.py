@@ -189,6 +189,7 @@ class ModelSpec:
     providers: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
     threads: int = 0
     trt_cache_dir: str | None = None
+    trt_fp16: bool = False
     max_batch: int = 32
 
     def load(self) -> LoadedPipeline:
@@ -215,7 +216,7 @@ class Classifier:
         pipeline = model.load()
         self.manifest = pipeline.manifest
         providers = available_providers(model.providers)
-        options = {"cache_dir": model.trt_cache_dir, "max_batch": max(model.max_batch, 1)}
+        options = {"cache_dir": model.trt_cache_dir, "max_batch": max(model.max_batch, 1), "fp16": model.trt_fp16}
         self.sessions = create_sessions(pipeline, providers, model.threads, **options)
         self.thresholds = model.exit.thresholds if model.exit is not None else None
         _check_reference(OnnxPipeline(pipeline, self.sessions))

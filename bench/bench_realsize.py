@@ -3,6 +3,7 @@
     python -m bench.bench_realsize                    # writes docs/benchmarks/realsize.{json,md}
     python -m bench.bench_realsize --clips 1080p_h264_gop250 --scenarios p128_full full_frame_full
     python -m bench.bench_realsize --provider CUDAExecutionProvider      # on an NVIDIA GPU
+    python -m bench.bench_realsize --provider TensorrtExecutionProvider --trt-fp16
 
 Uploads: 10 s at 30 fps, camera-like content (``bench_decode.render_scene``), H.264 (libx264
 ``veryfast``, crf 23, B-frames on) at 720p and 1080p with a keyframe every second (GOP 30) and
@@ -248,8 +249,11 @@ def resize_ms_per_sample(path: Path, repeats: int) -> float:
     return 1000 * cpu / len(frames)
 
 
-def inference_floors(repo: Path, scenarios: list[Scenario], provider: str, repeats: int) -> dict[str, Any]:
-    """ONNX Runtime alone on pre-decoded tensors, with each scenario's forced exit: CPU and wall ms per clip."""
+def inference_floors(
+    repo: Path, scenarios: list[Scenario], provider: str, repeats: int, trt_fp16: bool = False
+) -> dict[str, Any]:
+    """ONNX Runtime alone on pre-decoded tensors, with each scenario's forced exit: CPU and wall ms per clip
+    (``trt_fp16``: TensorRT engines in FP16, as the service's ADAFOCUS_TRT_FP16)."""
     from pipeline.onnx_steps import OnnxPipeline, create_sessions
     from pipeline.repository import load_pipeline
 
@@ -259,7 +263,8 @@ def inference_floors(repo: Path, scenarios: list[Scenario], provider: str, repea
         if scenario.model not in runners:
             pipeline = load_pipeline(repo, scenario.model)
             providers = list(dict.fromkeys([provider, CPU]))
-            runners[scenario.model] = OnnxPipeline(pipeline, create_sessions(pipeline, providers, THREADS))
+            sessions = create_sessions(pipeline, providers, THREADS, fp16=trt_fp16)
+            runners[scenario.model] = OnnxPipeline(pipeline, sessions)
         runner = runners[scenario.model]
         spec = next(p for p in runner.manifest.operating_points if scenario.exit in p.names)
         thresholds = OperatingPoint.from_dict(spec.model_dump()).thresholds  # ("inf" in JSON -> float)
@@ -294,9 +299,17 @@ def reset_peak_rss(pid: int) -> None:
             pass  # ended meanwhile
 
 
-def serve(repo: Path, model: str, provider: str, decode_workers: int, skip_loop_filter: LoopFilterSkip = "none"):
+def serve(
+    repo: Path,
+    model: str,
+    provider: str,
+    decode_workers: int,
+    skip_loop_filter: LoopFilterSkip = "none",
+    trt_fp16: bool = False,
+):
     """``python -m service`` serving ``model`` alone, every frame unless a request names an exit."""
     settings = {
+        "ADAFOCUS_TRT_FP16": str(trt_fp16).lower(),
         "ADAFOCUS_MODELS": json.dumps([model]),
         "ADAFOCUS_DEFAULT_MODEL": model,
         "ADAFOCUS_DEFAULT_EXIT": "full",
@@ -351,7 +364,7 @@ def service_cells(
     cells: dict[str, dict[str, list[dict]]] = {name: {} for name in clips}
     order = step_order(repo, scenarios[0].model)
     for model in dict.fromkeys(s.model for s in scenarios):
-        server, port = serve(repo, model, args.provider, args.decode_workers, args.skip_loop_filter)
+        server, port = serve(repo, model, args.provider, args.decode_workers, args.skip_loop_filter, args.trt_fp16)
         try:
             for clip_name, path in clips.items():
                 video = path.read_bytes()
@@ -494,7 +507,8 @@ def markdown(results: dict) -> str:
     lines = [
         "# Real-size benchmark: paper-size models on 720p and 1080p uploads",
         "",
-        f"`{results['command']}` on {results['machine']}, {results['date']}; {results['provider']}, ONNX Runtime "
+        f"`{results['command']}` on {results['machine']}, {results['date']}; {results['provider']}"
+        f"{' (FP16 engines)' if results.get('trt_fp16') else ''}, ONNX Runtime "
         f"{THREADS} intra-op threads, {results['decode_workers']} decoder processes (one thread each). Models: random "
         "weights of the published shapes (bench/realsize_models.py); exits forced after k steps (`after_k`) or "
         "never (`full`). Each figure is one run of the cell; requests per cell: max(8, 2 x concurrency) unless set."
@@ -598,6 +612,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the service's and the floors' decoder shortcut (ADAFOCUS_DECODE_SKIP_LOOP_FILTER); "
         "written as realsize_skip_loop_filter_<mode>.*",
     )
+    parser.add_argument(
+        "--trt-fp16",
+        action="store_true",
+        help="with --provider TensorrtExecutionProvider: FP16 engines in the service and the floors "
+        "(ADAFOCUS_TRT_FP16); written as realsize_tensorrt_fp16.*",
+    )
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     args = parser.parse_args(argv)
     ticks = cpu_ticks()
@@ -615,6 +635,7 @@ def main(argv: list[str] | None = None) -> int:
         "provider": args.provider,
         "decode_workers": args.decode_workers,
         "skip_loop_filter": args.skip_loop_filter,
+        "trt_fp16": args.trt_fp16,
         "concurrency": args.concurrency,
         "clips": {name: clip_facts(path) for name, path in clips.items()},
         "models": {name: realsize_models.manifest_gmacs(repo, name) for name in models},
@@ -623,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
                 name: decode_floors(path, positions, args.repeats, args.skip_loop_filter)
                 for name, path in clips.items()
             },
-            "inference": inference_floors(repo, scenarios, args.provider, args.repeats),
+            "inference": inference_floors(repo, scenarios, args.provider, args.repeats, args.trt_fp16),
         },
     }
     if eager:
@@ -634,6 +655,8 @@ def main(argv: list[str] | None = None) -> int:
     results["aims"] = aims(results)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "realsize" if args.provider == CPU else f"realsize_{args.provider.removesuffix('ExecutionProvider').lower()}"
+    if args.trt_fp16:
+        stem += "_fp16"
     if args.skip_loop_filter != "none":
         stem += f"_skip_loop_filter_{args.skip_loop_filter}"
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")

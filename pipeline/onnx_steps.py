@@ -57,7 +57,10 @@ def provider_options(
 
     TensorRT gets an explicit optimisation profile for the batch axis (1 .. ``max_batch``,
     tuned for ``opt_batch``), an engine cache and a timing cache under ``cache_dir`` (so a
-    restart loads engines instead of rebuilding them), and FP16 on request.
+    restart loads engines instead of rebuilding them), and FP16 on request. FP16 engines are
+    cached in ``cache_dir/fp16``: ONNX Runtime's engine cache does not tell precisions apart (its
+    documentation asks for the cache to be cleared when the precision changes), so turning
+    FP16 on or off must not pick up the other precision's engines.
     """
     chosen: list[str | tuple[str, dict[str, str]]] = []
     for provider in providers:
@@ -69,11 +72,12 @@ def provider_options(
                 "trt_fp16_enable": str(fp16),
             }
             if cache_dir is not None:
+                engines = Path(cache_dir) / "fp16" if fp16 else Path(cache_dir)
                 options.update(
                     trt_engine_cache_enable="True",
-                    trt_engine_cache_path=str(cache_dir),
+                    trt_engine_cache_path=str(engines),
                     trt_timing_cache_enable="True",
-                    trt_timing_cache_path=str(cache_dir),
+                    trt_timing_cache_path=str(engines),
                 )
             chosen.append((provider, options))
         else:

@@ -169,6 +169,7 @@ class ModelRegistry:
                 shared_cpu_arena=True,
                 shrink_arena=self.settings.ort_arena_shrinkage,
                 cache_dir=self.settings.trt_cache_dir,
+                fp16=self.settings.trt_fp16,
             )
         except Exception as error:
             raise SessionError(f"ONNX Runtime cannot create its sessions: {error}") from error

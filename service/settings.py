@@ -32,6 +32,13 @@ class Settings(BaseSettings):
         description="ONNX Runtime execution providers in order of preference (unavailable ones are skipped)",
     )
     trt_cache_dir: Path | None = Field(None, description="TensorRT engine and timing cache directory")
+    # Off: TensorRT FP32 answers as the CPU does to within float noise; FP16 is faster on the
+    # GPU but moves scores (the warm-up's reference check, sized for FP16, still guards it).
+    trt_fp16: bool = Field(
+        False,
+        description="let TensorRT build its engines in FP16 (mixed precision; engines cached apart under "
+        "TRT_CACHE_DIR/fp16); only the TensorRT provider reads it",
+    )
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads per session (0: its default)")
     ort_spinning: bool = Field(
         False, description="let ONNX Runtime's idle threads spin (off: they leave the cores to decoding)"

@@ -231,6 +231,18 @@ def test_tensorrt_provider_gets_profiles_and_caches(exported, tmp_path: Path):
     assert options["trt_profile_opt_shapes"] == "frames:4x3x32x32,policy_state:4x16"
     assert options["trt_profile_max_shapes"] == "frames:16x3x32x32,policy_state:16x16"
     assert options["trt_engine_cache_path"] == str(tmp_path) and options["trt_engine_cache_enable"] == "True"
+    assert options["trt_fp16_enable"] == "False"
+
+
+def test_fp16_engines_are_asked_for_and_cached_apart_from_fp32_ones(exported, tmp_path: Path):
+    """FP16 on request, its engines in cache_dir/fp16: ONNX Runtime would load an FP32 engine
+    cached under the same name instead of building the FP16 one."""
+    glance = load_pipeline(exported["repo"], "adafocus_v2").manifest.graphs["glance"]
+    ((_, fp32),) = provider_options(glance, ["TensorrtExecutionProvider"], tmp_path)
+    ((_, fp16),) = provider_options(glance, ["TensorrtExecutionProvider"], tmp_path, fp16=True)
+    assert fp16["trt_fp16_enable"] == "True"
+    assert fp16["trt_engine_cache_path"] == fp16["trt_timing_cache_path"] == str(tmp_path / "fp16")
+    assert fp32["trt_engine_cache_path"] == str(tmp_path)
 
 
 @pytest.mark.parametrize("allow_spinning", [False, True])
