@@ -70,7 +70,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per session (0: its default)")
     p.add_argument("--trt-cache-dir", help="TensorRT engine cache (on every node)")
     p.add_argument("--trt-fp16", action="store_true", help="TensorRT engines in FP16 (the service's ADAFOCUS_TRT_FP16)")
-    p.add_argument("--decode-batch", type=int, default=8, help="videos per decode task call")
+    p.add_argument(
+        "--decode-batch",
+        type=int,
+        default=32,
+        help="most videos per decode task call (fewer of large files: about 8 MB of video per call)",
+    )
     p.add_argument("--inference-batch", type=int, default=32, help="videos per actor call and rows per step batch")
     p.add_argument(
         "--extensions",

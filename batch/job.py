@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
+import statistics
 import sys
 import time
 import warnings
@@ -27,7 +29,7 @@ from pipeline.frames.decode import LoopFilterSkip
 from pipeline.manifest import Manifest
 from pipeline.repository import load_pipeline
 
-from .inputs import VIDEO_EXTENSIONS, list_inputs
+from .inputs import VIDEO_EXTENSIONS, list_inputs, size_of
 from .limits import Limits, skip_loop_filter_setting
 from .output import Format, PartWriter, done_paths
 from .videos import DecodeSpec, ModelSpec, classifier, decode_batch, unpack
@@ -57,7 +59,8 @@ class JobConfig:
     threads: int = 0  # ONNX Runtime intra-op threads per session (0: its default)
     trt_cache_dir: str | None = None
     trt_fp16: bool = False  # TensorRT engines in FP16 (cached apart, under trt_cache_dir/fp16)
-    decode_batch: int = 8  # videos per decode task call
+    decode_batch: int = 32  # most videos per decode task call (fewer of large files: decode_block_mb)
+    decode_block_mb: float = 8.0  # about this much video per decode task call
     decode_memory_mb: float = 256.0  # memory Ray reserves per decode task
     inference_batch: int = 32  # videos per actor call, and most rows in one batched step
     limits: Limits = field(default_factory=Limits.from_environment)
@@ -233,6 +236,28 @@ def _resources(config: JobConfig) -> tuple[int, int, float]:
     return max(1, int(cluster.get("CPU", 1) - 2 * actors * config.cpus_per_actor)), actors, per_actor
 
 
+MAX_BLOCKS = 10_000  # blocks of one job's input list (Ray Data's per-block cost stays small beside the work)
+SIZE_SAMPLE = 32  # inputs whose sizes decide the block size (a stat each, or a request on object storage)
+
+
+def videos_per_block(paths: list[str], most: int, block_mb: float) -> int:
+    """Videos per block of the input list, that is per decode task call: ``most``, or fewer when
+    the files are large, so that a block holds about ``block_mb`` of video (the median size of a
+    sample of ``paths``). Measured on 2 cores, 480 synthetic clips of 58 KB with the balanced
+    exit (two rounds): 22.2 and 24.5 videos/s with 8-video blocks, 26.7-30.7 with 32-video ones
+    (Ray's cost per block and stage); a few large blocks of large files would leave decode
+    tasks idle at the start and end of a job (24 copies of a 1.2 MB 720p clip: 6 per block)."""
+    sizes = []
+    for path in random.Random(0).sample(paths, min(len(paths), SIZE_SAMPLE)):
+        try:
+            sizes.append(size_of(path))
+        except OSError:
+            pass  # unreadable: its row will say so; it does not size the blocks
+    if not sizes:
+        return most
+    return max(1, min(most, int(block_mb * 2**20 / max(statistics.median(sizes), 1))))
+
+
 def _results(config: JobConfig, model: ModelSpec, manifest: Manifest, todo: list[str]) -> Iterator[dict[str, Any]]:
     """The output rows of ``todo``, as the pipeline produces them (in no particular order)."""
     import ray.data
@@ -241,13 +266,16 @@ def _results(config: JobConfig, model: ModelSpec, manifest: Manifest, todo: list
     decoders, actors, gpus = _resources(config)
     spec = DecodeSpec.of(manifest, config.limits.decode_limits(), model.exit, config.skip_loop_filter)
     staged = spec.first is not None  # a second round for the videos that did not exit on one sample
-    blocks = max(1, min(math.ceil(len(todo) / config.decode_batch), 10_000))
+    per_block = max(
+        videos_per_block(todo, config.decode_batch, config.decode_block_mb), math.ceil(len(todo) / MAX_BLOCKS)
+    )
+    blocks = math.ceil(len(todo) / per_block)
     dataset = ray.data.from_items([{"path": path} for path in todo], override_num_blocks=blocks)
     # A decode task reserves memory for its container and frames; that the actors reserve none
     # also keeps Ray from fusing the two (it fuses only alike remote arguments): decoding stays
     # in tasks that scale apart from the model's actors.
     decode = {
-        "batch_size": config.decode_batch,
+        "batch_size": per_block,  # one block per call: a larger batch_size would bundle blocks
         "compute": ray.data.TaskPoolStrategy(size=decoders),
         "num_cpus": 1,
         "memory": config.decode_memory_mb * 2**20,

@@ -91,3 +91,22 @@ def test_an_object_over_the_size_limit_is_refused_before_it_is_fetched(tree, mon
         open_video(f"file://{tree}/a.mp4", max_bytes=4)
     with pytest.raises(AssertionError, match="fetched"):  # within the limit, it is read
         open_video(f"file://{tree}/a.mp4", max_bytes=5)
+
+
+def test_blocks_hold_about_a_set_size_of_video(tmp_path):
+    """Small files: the most videos per block; large ones: about block_mb of video per block;
+    unreadable files do not size the blocks (their rows say what is wrong)."""
+    from batch.job import videos_per_block
+
+    def files(name: str, count: int, size: int) -> list[str]:
+        paths = [tmp_path / f"{name}{i}.mp4" for i in range(count)]
+        for path in paths:
+            path.write_bytes(b"\0" * size)
+        return [str(path) for path in paths]
+
+    small, large = files("small", 40, 60_000), files("large", 40, 2 * 2**20)
+    assert videos_per_block(small, 32, 8.0) == 32
+    assert videos_per_block(large, 32, 8.0) == 4
+    assert videos_per_block(large + [str(tmp_path / "missing.mp4")] * 3, 32, 8.0) == 4
+    assert videos_per_block(files("huge", 2, 64 * 2**20), 32, 8.0) == 1
+    assert videos_per_block([str(tmp_path / "missing.mp4")], 32, 8.0) == 32
