@@ -69,10 +69,16 @@ def make_clip(path: Path, width: int, height: int, gop: int, seconds: int = 10, 
     return path
 
 
-def decode_all(path: Path, threads: int = 0, skip_loop_filter: str = "none") -> int:
+def decode_all(path: Path, threads: int = 0, skip_loop_filter: str = "none", hwaccel: str | None = None) -> int:
     """Every frame decoded (frame threads, ``threads`` of them; 0: FFmpeg's choice), nothing
-    converted; ``skip_loop_filter`` as ``pipeline.frames.decode`` takes it."""
-    with av.open(str(path)) as container:
+    converted; ``skip_loop_filter`` as ``pipeline.frames.decode`` takes it, ``hwaccel`` as
+    ``ClipReader`` does (a hardware device type; one that cannot be created is an error here)."""
+    device = {}
+    if hwaccel is not None:
+        from av.codec.hwaccel import HWAccel
+
+        device = {"hwaccel": HWAccel(device_type=hwaccel, allow_software_fallback=True)}
+    with av.open(str(path), **device) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         if threads:

@@ -3,7 +3,7 @@
     python -m bench.bench_realsize                    # writes docs/benchmarks/realsize.{json,md}
     python -m bench.bench_realsize --clips 1080p_h264_gop250 --scenarios p128_full full_frame_full
     python -m bench.bench_realsize --provider CUDAExecutionProvider      # on an NVIDIA GPU
-    python -m bench.bench_realsize --provider TensorrtExecutionProvider --trt-fp16
+    python -m bench.bench_realsize --provider TensorrtExecutionProvider --trt-fp16 --hwaccel cuda
 
 Uploads: 10 s at 30 fps, camera-like content (``bench_decode.render_scene``), H.264 (libx264
 ``veryfast``, crf 23, B-frames on) at 720p and 1080p with a keyframe every second (GOP 30) and
@@ -184,6 +184,19 @@ def clip_facts(path: Path) -> dict[str, Any]:
     }
 
 
+def hwaccel_problem(device: str, clip: Path) -> str | None:
+    """Why ``device`` cannot decode ``clip`` on this machine (None: it can)."""
+    from av.codec.hwaccel import HWAccel, hwdevices_available
+
+    if device not in hwdevices_available():
+        return f"not a hardware device of this FFmpeg build (it has: {', '.join(hwdevices_available())})"
+    try:
+        with av.open(str(clip), hwaccel=HWAccel(device_type=device, allow_software_fallback=True)):
+            return None
+    except (av.error.FFmpegError, OSError, ValueError) as error:
+        return f"this machine cannot create the device ({error})"
+
+
 # -- floors -------------------------------------------------------------------------------
 def cpu_and_wall(function, repeats: int) -> tuple[float, float]:
     """Median CPU seconds (this process, every thread) and wall seconds of ``function()``."""
@@ -198,13 +211,18 @@ def cpu_and_wall(function, repeats: int) -> tuple[float, float]:
 
 
 def decode_floors(
-    path: Path, orders: dict[str, list[int]], repeats: int, skip_loop_filter: LoopFilterSkip = "none"
+    path: Path,
+    orders: dict[str, list[int]],
+    repeats: int,
+    skip_loop_filter: LoopFilterSkip = "none",
+    hwaccel: str | None = None,
 ) -> dict[str, Any]:
     """Per clip: the decode floor of each exit (``decode_only`` of the samples it needs, one
     thread as in the service's decoders), the resize cost per sample, and 16 samples against
-    every frame with 1 and 2 threads; every decode with the service's ``skip_loop_filter``."""
+    every frame with 1 and 2 threads; every decode with the service's ``skip_loop_filter`` and
+    ``hwaccel`` (its ADAFOCUS_DECODE_HWACCEL)."""
     floors: dict[str, Any] = {}
-    decode = functools.partial(decode_only, path, SAMPLES, skip_loop_filter=skip_loop_filter)
+    decode = functools.partial(decode_only, path, SAMPLES, skip_loop_filter=skip_loop_filter, hwaccel=hwaccel)
     for exit_name, positions in orders.items():
         decoded, seeks = decode(threads=1, positions=positions)
         cpu, wall = cpu_and_wall(lambda p=positions: decode(threads=1, positions=p), repeats)
@@ -222,7 +240,7 @@ def decode_floors(
     versus_all = {}
     for threads in (1, 2):
         _, samples = cpu_and_wall(lambda t=threads: decode(threads=t), repeats)
-        _, every = cpu_and_wall(lambda t=threads: decode_all(path, t, skip_loop_filter), repeats)
+        _, every = cpu_and_wall(lambda t=threads: decode_all(path, t, skip_loop_filter, hwaccel), repeats)
         versus_all[str(threads)] = {
             "samples_ms": 1000 * samples,
             "every_frame_ms": 1000 * every,
@@ -306,9 +324,11 @@ def serve(
     decode_workers: int,
     skip_loop_filter: LoopFilterSkip = "none",
     trt_fp16: bool = False,
+    hwaccel: str | None = None,
 ):
     """``python -m service`` serving ``model`` alone, every frame unless a request names an exit."""
     settings = {
+        "ADAFOCUS_DECODE_HWACCEL": hwaccel or "",
         "ADAFOCUS_TRT_FP16": str(trt_fp16).lower(),
         "ADAFOCUS_MODELS": json.dumps([model]),
         "ADAFOCUS_DEFAULT_MODEL": model,
@@ -364,7 +384,9 @@ def service_cells(
     cells: dict[str, dict[str, list[dict]]] = {name: {} for name in clips}
     order = step_order(repo, scenarios[0].model)
     for model in dict.fromkeys(s.model for s in scenarios):
-        server, port = serve(repo, model, args.provider, args.decode_workers, args.skip_loop_filter, args.trt_fp16)
+        server, port = serve(
+            repo, model, args.provider, args.decode_workers, args.skip_loop_filter, args.trt_fp16, args.hwaccel
+        )
         try:
             for clip_name, path in clips.items():
                 video = path.read_bytes()
@@ -508,7 +530,8 @@ def markdown(results: dict) -> str:
         "# Real-size benchmark: paper-size models on 720p and 1080p uploads",
         "",
         f"`{results['command']}` on {results['machine']}, {results['date']}; {results['provider']}"
-        f"{' (FP16 engines)' if results.get('trt_fp16') else ''}, ONNX Runtime "
+        f"{' (FP16 engines)' if results.get('trt_fp16') else ''}"
+        f"{f', decoding on {hw}' if (hw := results.get('hwaccel')) else ''}, ONNX Runtime "
         f"{THREADS} intra-op threads, {results['decode_workers']} decoder processes (one thread each). Models: random "
         "weights of the published shapes (bench/realsize_models.py); exits forced after k steps (`after_k`) or "
         "never (`full`). Each figure is one run of the cell; requests per cell: max(8, 2 x concurrency) unless set."
@@ -618,6 +641,11 @@ def main(argv: list[str] | None = None) -> int:
         help="with --provider TensorrtExecutionProvider: FP16 engines in the service and the floors "
         "(ADAFOCUS_TRT_FP16); written as realsize_tensorrt_fp16.*",
     )
+    parser.add_argument(
+        "--hwaccel",
+        help="decode on this FFmpeg hardware device (cuda: NVDEC) in the service and the decode floors "
+        "(ADAFOCUS_DECODE_HWACCEL); written as realsize_<provider>_hwaccel_<device>.*",
+    )
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     args = parser.parse_args(argv)
     ticks = cpu_ticks()
@@ -626,6 +654,8 @@ def main(argv: list[str] | None = None) -> int:
     eager = "p128_full" in args.scenarios and args.provider == CPU
     repo = realsize_models.export_models(args.work, models + (["adafocus_v2_p128"] if eager else []))
     clips = encode_clips(args.work, [CLIPS[name] for name in args.clips])
+    if args.hwaccel and (problem := hwaccel_problem(args.hwaccel, next(iter(clips.values())))):
+        parser.error(f"--hwaccel {args.hwaccel}: {problem}")  # the service would quietly decode in software
     positions = exit_positions(repo, scenarios)
     print("measuring the floors", file=sys.stderr)
     results: dict[str, Any] = {
@@ -636,12 +666,13 @@ def main(argv: list[str] | None = None) -> int:
         "decode_workers": args.decode_workers,
         "skip_loop_filter": args.skip_loop_filter,
         "trt_fp16": args.trt_fp16,
+        "hwaccel": args.hwaccel,
         "concurrency": args.concurrency,
         "clips": {name: clip_facts(path) for name, path in clips.items()},
         "models": {name: realsize_models.manifest_gmacs(repo, name) for name in models},
         "floors": {
             "decode": {
-                name: decode_floors(path, positions, args.repeats, args.skip_loop_filter)
+                name: decode_floors(path, positions, args.repeats, args.skip_loop_filter, args.hwaccel)
                 for name, path in clips.items()
             },
             "inference": inference_floors(repo, scenarios, args.provider, args.repeats, args.trt_fp16),
@@ -657,6 +688,8 @@ def main(argv: list[str] | None = None) -> int:
     stem = "realsize" if args.provider == CPU else f"realsize_{args.provider.removesuffix('ExecutionProvider').lower()}"
     if args.trt_fp16:
         stem += "_fp16"
+    if args.hwaccel:
+        stem += f"_hwaccel_{args.hwaccel}"
     if args.skip_loop_filter != "none":
         stem += f"_skip_loop_filter_{args.skip_loop_filter}"
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")

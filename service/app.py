@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_rss_bytes=int(settings.decoder_max_rss_mb * 2**20),
             max_open_per_worker=settings.decoder_max_open or None,
             skip_loop_filter=settings.decode_skip_loop_filter,
+            hwaccel=settings.decode_hwaccel,
             release_freed_memory=settings.release_freed_memory,
             metrics=metrics,
         )

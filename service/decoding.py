@@ -123,9 +123,15 @@ def open_reader(
     sampling: Sampling = "uniform",
     skip_loop_filter: LoopFilterSkip = "none",
     need_probability: Sequence[float] | None = None,
+    hwaccel: str | None = None,
 ) -> ClipReader:
     """What a worker runs to open a session (module-level, so a worker can unpickle it)."""
-    options = {"sampling": sampling, "skip_loop_filter": skip_loop_filter, "need_probability": need_probability}
+    options = {
+        "sampling": sampling,
+        "skip_loop_filter": skip_loop_filter,
+        "need_probability": need_probability,
+        "hwaccel": hwaccel,
+    }
     return ClipReader(io.BytesIO(data), num_samples, geometry, limits, threads=1, **options)
 
 
@@ -335,7 +341,8 @@ class DecoderPool:
     videos, or whose resident memory passes that bound, is replaced once its last session
     closes. ``max_open_per_worker`` (None: no bound): videos holding a decoder at once, per
     worker (module docstring). ``skip_loop_filter``: the readers' decoder shortcut
-    (``pipeline.frames.decode.LoopFilterSkip``). ``release_freed_memory``: the workers' allocator
+    (``pipeline.frames.decode.LoopFilterSkip``); ``hwaccel``: their hardware device
+    (``ClipReader``'s; None: software). ``release_freed_memory``: the workers' allocator
     gives freed memory back as it goes (``service.memory.release_freed_memory_eagerly``).
     ``metrics``: where restarts and the workers' memory are reported (none: not).
     """
@@ -350,11 +357,12 @@ class DecoderPool:
         max_rss_bytes: int | None = None,
         max_open_per_worker: int | None = None,
         skip_loop_filter: LoopFilterSkip = "none",
+        hwaccel: str | None = None,
         release_freed_memory: bool = False,
         metrics: Metrics | None = None,
     ) -> None:
         self.limits = limits
-        self.skip_loop_filter = skip_loop_filter
+        self.skip_loop_filter, self.hwaccel = skip_loop_filter, hwaccel
         self.max_open_per_worker = max_open_per_worker
         self._slots = asyncio.Semaphore(workers * max_open_per_worker) if max_open_per_worker else None
         # Module-level, so that the workers can unpickle it; tests swap in hostile stand-ins.
@@ -384,7 +392,7 @@ class DecoderPool:
         (:func:`need_probabilities`)."""
         worker = self._least_loaded()
         worker.sessions += 1
-        args = (num_samples, geometry, self.limits, sampling, self.skip_loop_filter, need_probability)
+        args = (num_samples, geometry, self.limits, sampling, self.skip_loop_filter, need_probability, self.hwaccel)
         opening = (self.open_function, args)
         return DecodeSession(self, worker, next(self._ids), opening, data)
 

@@ -74,6 +74,14 @@ class Settings(BaseSettings):
         description="FFmpeg's decoder shortcut: skip the deblocking filter on B-frames (bidir) or on every frame "
         "(all); faster decoding, pixels that differ slightly from the training decoder's (none: bit-exact)",
     )
+    # Off: decoding stays on the CPU, bit-exact with training. Unmeasured (no GPU was lent to
+    # this project's sessions): what NVDEC saves and how far its NV12 frames move the pixels.
+    decode_hwaccel: str | None = Field(
+        None,
+        description="FFmpeg hardware device to decode on (cuda: NVDEC; one of PyAV's hwdevices_available()), with "
+        "software decoding as the fallback; a device that cannot be created is warned about once per decoder "
+        "process and decoding goes on in software (unset: software only)",
+    )
     max_upload_mb: float = Field(200.0, gt=0, description="largest accepted upload (413 above)")
     max_duration_s: float = Field(600.0, gt=0, description="longest accepted video (422 above)")
     max_pixels: int = Field(3840 * 2160, gt=0, description="largest accepted frame (422 above)")
@@ -135,6 +143,19 @@ class Settings(BaseSettings):
         "need 'Authorization: Bearer KEY' or 'X-API-Key: KEY' (those not named in public_endpoints); "
         "empty: no key",
     )
+
+    @field_validator("decode_hwaccel")
+    @classmethod
+    def _known_device(cls, device: str | None) -> str | None:
+        """A device type this FFmpeg build knows (a typo would silently decode in software)."""
+        if device is None or device == "":
+            return None
+        from av.codec.hwaccel import hwdevices_available
+
+        known = hwdevices_available()
+        if device not in known:
+            raise ValueError(f"{device!r} is not a hardware device of this FFmpeg build (it has: {', '.join(known)})")
+        return device
 
     @field_validator("api_key")
     @classmethod

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import logging
 import math
 import os
 import threading
@@ -60,6 +61,8 @@ from .limits import DecodeLimits
 from .preview import encode_jpeg
 from .sampling import Samples, Sampling, nearest_keyframes, sample_indices
 from .transform import IMAGENET, CropBox, FrameGeometry, Normalisation, scale
+
+log = logging.getLogger(__name__)
 
 Strategy = Literal["auto", "seek", "sequential"]
 # FFmpeg's skip_loop_filter: deblock every frame (none, bit-exact), skip it on B-frames (bidir)
@@ -182,12 +185,14 @@ def decode_only(
     positions: Sequence[int] | None = None,
     sampling: Sampling = "uniform",
     skip_loop_filter: LoopFilterSkip = "none",
+    hwaccel: str | None = None,
 ) -> tuple[int, int]:
     """Decode the evaluation samples of ``source`` as :func:`read_clip` does (the same index,
     plan, seeks and skipped frames) but convert nothing: ``(frames decoded, seeks)``. The
-    decoding floor a benchmark compares the service's decoding with (bench/bench_realsize.py)."""
+    decoding floor a benchmark compares the service's decoding with (bench/bench_realsize.py);
+    ``hwaccel`` as :class:`ClipReader` takes it."""
     _, _, _, decoded, seeks = _decode_samples(
-        source, num_samples, limits, None, "auto", threads, None, positions, sampling, skip_loop_filter
+        source, num_samples, limits, None, "auto", threads, None, positions, sampling, skip_loop_filter, hwaccel
     )
     return decoded, seeks
 
@@ -203,13 +208,14 @@ def _decode_samples(
     positions: Sequence[int] | None,
     sampling: Sampling = "uniform",
     skip_loop_filter: LoopFilterSkip = "none",
+    hwaccel: str | None = None,
 ) -> tuple[dict[int, av.VideoFrame], np.ndarray, _StreamIndex, int, int]:
     """The decoded frames of the samples (by timestamp), their indices, the stream's index, and
     the work it took (frames decoded, seeks): :func:`read_clip` before any conversion."""
     limits = limits or DEFAULT_LIMITS
     deadline = None if limits.max_wall_s is None else time.monotonic() + limits.max_wall_s
     _check_size(source, limits)
-    with _open(source, limits) as container:
+    with _open(source, limits, hwaccel) as container:
         stream, index = _video_stream_and_index(container, limits, deadline)
         indices = sampled_frames(index, num_samples, rng, sampling)
         if positions is not None:
@@ -278,6 +284,11 @@ class ClipReader:
     the reader weighs the cost of coming back for them by that likelihood (given the call being
     made); without it, every sample counts as certain to be asked for. The samples are the same
     either way; only the frames decoded to reach them differ.
+
+    ``hwaccel``: decode on an FFmpeg hardware device (``cuda``: NVDEC), software decoding as the
+    fallback (:func:`_open`). Unmeasured here (no GPU): hardware decoders hand over NV12 frames,
+    whose conversion may round differently from the software decoder's YUV 4:2:0, so the
+    samples are not promised bit-identical to :func:`read_clip`'s.
     """
 
     @_typed_errors
@@ -292,8 +303,10 @@ class ClipReader:
         sampling: Sampling = "uniform",
         skip_loop_filter: LoopFilterSkip = "none",
         need_probability: Sequence[float] | None = None,
+        hwaccel: str | None = None,
     ) -> None:
         self.limits = limits or DEFAULT_LIMITS
+        self.hwaccel = hwaccel
         self.sampling = sampling
         self.skip_loop_filter = skip_loop_filter
         self.geometry = geometry
@@ -301,7 +314,7 @@ class ClipReader:
         self._spent_s = 0.0
         started = time.monotonic()
         _check_size(source, self.limits)
-        self._container = _open(source, self.limits)
+        self._container = _open(source, self.limits, hwaccel)
         try:
             stream, self.index = _video_stream_and_index(self._container, self.limits, self._deadline(started))
         except BaseException:
@@ -344,7 +357,7 @@ class ClipReader:
     def _reopen(self) -> None:
         """Open the container again for a sample asked for after the reader released it."""
         previous = self._decoder
-        self._container = _open(self._source, self.limits)
+        self._container = _open(self._source, self.limits, self.hwaccel)
         self._decoder = self._sample_decoder(self._container.streams[self._stream_number], previous.budget)
         self._decoder.decoded, self._decoder.seeks = previous.decoded, previous.seeks
         self._decoder.delivered.update(previous.delivered)
@@ -553,10 +566,36 @@ def _looks_like_allowed_container(source: VideoSource, limits: DecodeLimits) -> 
     )
 
 
-def _open(source: VideoSource, limits: DecodeLimits) -> av.container.InputContainer:
+_unusable_hwaccels: set[str] = set()  # device types this process could not create: not tried again
+
+
+def _open(source: VideoSource, limits: DecodeLimits, hwaccel: str | None = None) -> av.container.InputContainer:
+    """``source`` opened for decoding; ``hwaccel``: an FFmpeg hardware device type (``cuda``, ...)
+    to decode on, with FFmpeg's software decoder as the fallback for what it cannot decode. A
+    device this process cannot create (no GPU, no driver) is warned about once, then decoding
+    goes on in software: a misconfigured machine serves slower, not not at all."""
+    if hwaccel is not None and hwaccel not in _unusable_hwaccels:
+        try:
+            return _open_container(source, limits, hwaccel)
+        except (av.error.FFmpegError, ValueError, OSError):
+            container = _open_container(source, limits)  # the file's own errors are raised here
+            _unusable_hwaccels.add(hwaccel)
+            log.warning("hardware decoding (%s) is unavailable in this process: decoding in software", hwaccel)
+            return container
+    return _open_container(source, limits)
+
+
+def _open_container(
+    source: VideoSource, limits: DecodeLimits, hwaccel: str | None = None
+) -> av.container.InputContainer:
     options = {"format_whitelist": limits.format_whitelist, "protocol_whitelist": "file"}
     if not isinstance(source, (str, os.PathLike)):
         source.seek(0)
+    if hwaccel is not None:  # errors of the device are the caller's (_open) to tell apart
+        from av.codec.hwaccel import HWAccel
+
+        device = HWAccel(device_type=hwaccel, allow_software_fallback=True)
+        return av.open(source, mode="r", options=options, metadata_errors="ignore", hwaccel=device)
     try:
         return av.open(source, mode="r", options=options, metadata_errors="ignore")
     except (av.error.FFmpegError, ValueError, OSError) as error:

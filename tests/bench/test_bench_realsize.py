@@ -154,3 +154,20 @@ def test_the_resize_cost_is_measured_on_the_clips_own_samples_and_grows_with_the
     large = make_video(tmp_path / "large.mp4", frames=32, width=1920, height=1080)
     small_ms, large_ms = resize_ms_per_sample(small, repeats=5), resize_ms_per_sample(large, repeats=5)
     assert 0 < small_ms < large_ms
+
+
+def test_the_bench_refuses_a_device_it_could_not_measure(tmp_path):
+    """--hwaccel stops with the reason rather than measuring software decoding under a device's name."""
+    from av.codec.hwaccel import hwdevices_available
+
+    from bench.bench_realsize import hwaccel_problem
+    from tests.pipeline.test_hwaccel import _creatable
+    from tests.videos import make_video
+
+    clip = make_video(tmp_path / "clip.mp4", frames=8)
+    assert "not a hardware device" in hwaccel_problem("cudaa", clip)
+    missing = [device for device in hwdevices_available() if not _creatable(device, clip)]
+    if missing:
+        assert "cannot create the device" in hwaccel_problem(missing[0], clip)
+    for device in set(hwdevices_available()) - set(missing):
+        assert hwaccel_problem(device, clip) is None
