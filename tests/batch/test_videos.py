@@ -159,18 +159,11 @@ def test_the_services_loop_filter_shortcut_applies_to_a_job_too(tmp_path, monkey
 @pytest.mark.parametrize("fp16", [False, True])
 def test_trt_fp16_reaches_the_actors_sessions(monkeypatch, tmp_path, fp16: bool):
     """--trt-fp16 (as the service's ADAFOCUS_TRT_FP16) reaches the TensorRT options of every graph an actor loads."""
-    import pipeline.onnx_steps as onnx_steps
     from batch.cli import config_of, parser
     from batch.job import model_spec
+    from tests.provider_options import record_fp16
 
-    asked: list[bool] = []
-    real = onnx_steps.provider_options
-
-    def recording(graph, providers, **options):
-        asked.append(options["fp16"])
-        return real(graph, providers, **options)
-
-    monkeypatch.setattr(onnx_steps, "provider_options", recording)
+    asked = record_fp16(monkeypatch)
     args = [str(tmp_path), "--out", str(tmp_path / "out"), "--repo", str(SHIPPED_MODELS), "--threads", "1"]
     model, _ = model_spec(config_of(parser().parse_args(args + (["--trt-fp16"] if fp16 else []))))
     actor = classifier(model, final=True)()

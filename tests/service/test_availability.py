@@ -171,16 +171,9 @@ def test_the_arena_gives_memory_back_unless_told_not_to(shrinkage: bool):
 @pytest.mark.parametrize("fp16", [False, True])
 def test_tensorrt_fp16_follows_the_setting(monkeypatch, fp16: bool):
     """ADAFOCUS_TRT_FP16 (off by default) reaches the TensorRT options of every served graph."""
-    import pipeline.onnx_steps as onnx_steps
+    from tests.provider_options import record_fp16
 
-    asked: list[bool] = []
-    real = onnx_steps.provider_options
-
-    def recording(graph, providers, **options):
-        asked.append(options["fp16"])
-        return real(graph, providers, **options)
-
-    monkeypatch.setattr(onnx_steps, "provider_options", recording)
+    asked = record_fp16(monkeypatch)
     assert Settings().trt_fp16 is False
     registry = loaded(SHIPPED_MODELS, models=["adafocus_v2"], trt_fp16=fp16)
     assert len(asked) == len(registry.get("adafocus_v2").runner.sessions) and set(asked) == {fp16}
