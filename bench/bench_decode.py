@@ -25,7 +25,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from pipeline.frames.decode import read_clip
+from pipeline.frames.decode import hardware_device, read_clip
 from pipeline.frames.sampling import segment_indices
 from pipeline.frames.transform import FrameGeometry
 
@@ -73,11 +73,7 @@ def decode_all(path: Path, threads: int = 0, skip_loop_filter: str = "none", hwa
     """Every frame decoded (frame threads, ``threads`` of them; 0: FFmpeg's choice), nothing
     converted; ``skip_loop_filter`` as ``pipeline.frames.decode`` takes it, ``hwaccel`` as
     ``ClipReader`` does (a hardware device type; one that cannot be created is an error here)."""
-    device = {}
-    if hwaccel is not None:
-        from av.codec.hwaccel import HWAccel
-
-        device = {"hwaccel": HWAccel(device_type=hwaccel, allow_software_fallback=True)}
+    device = {} if hwaccel is None else {"hwaccel": hardware_device(hwaccel)}
     with av.open(str(path), **device) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"

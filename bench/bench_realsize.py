@@ -64,7 +64,7 @@ from bench.bench_service import (
     stolen_line,
 )
 from pipeline.early_exit import OperatingPoint
-from pipeline.frames.decode import LoopFilterSkip, crop_clip, decode_only, read_clip, resize_upright
+from pipeline.frames.decode import LoopFilterSkip, crop_clip, decode_only, hardware_device, read_clip, resize_upright
 from pipeline.frames.sampling import sample_indices
 from training.engine.machine import cpu_name, cpu_ticks, stolen_share
 
@@ -186,12 +186,12 @@ def clip_facts(path: Path) -> dict[str, Any]:
 
 def hwaccel_problem(device: str, clip: Path) -> str | None:
     """Why ``device`` cannot decode ``clip`` on this machine (None: it can)."""
-    from av.codec.hwaccel import HWAccel, hwdevices_available
+    from av.codec.hwaccel import hwdevices_available
 
     if device not in hwdevices_available():
         return f"not a hardware device of this FFmpeg build (it has: {', '.join(hwdevices_available())})"
     try:
-        with av.open(str(clip), hwaccel=HWAccel(device_type=device, allow_software_fallback=True)):
+        with av.open(str(clip), hwaccel=hardware_device(device)):
             return None
     except (av.error.FFmpegError, OSError, ValueError) as error:
         return f"this machine cannot create the device ({error})"

@@ -569,6 +569,14 @@ def _looks_like_allowed_container(source: VideoSource, limits: DecodeLimits) -> 
 _unusable_hwaccels: set[str] = set()  # device types this process could not create: not tried again
 
 
+def hardware_device(device_type: str):
+    """PyAV's ``hwaccel`` argument for ``av.open``: decode on ``device_type`` (``cuda``, ...), in
+    software what that device cannot decode. ``av.open`` raises if the device cannot be created."""
+    from av.codec.hwaccel import HWAccel
+
+    return HWAccel(device_type=device_type, allow_software_fallback=True)
+
+
 def _open(source: VideoSource, limits: DecodeLimits, hwaccel: str | None = None) -> av.container.InputContainer:
     """``source`` opened for decoding; ``hwaccel``: an FFmpeg hardware device type (``cuda``, ...)
     to decode on, with FFmpeg's software decoder as the fallback for what it cannot decode. A
@@ -592,10 +600,7 @@ def _open_container(
     if not isinstance(source, (str, os.PathLike)):
         source.seek(0)
     if hwaccel is not None:  # errors of the device are the caller's (_open) to tell apart
-        from av.codec.hwaccel import HWAccel
-
-        device = HWAccel(device_type=hwaccel, allow_software_fallback=True)
-        return av.open(source, mode="r", options=options, metadata_errors="ignore", hwaccel=device)
+        return av.open(source, mode="r", options=options, metadata_errors="ignore", hwaccel=hardware_device(hwaccel))
     try:
         return av.open(source, mode="r", options=options, metadata_errors="ignore")
     except (av.error.FFmpegError, ValueError, OSError) as error:

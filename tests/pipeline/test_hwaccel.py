@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from av.codec.hwaccel import HWAccel, hwdevices_available
+from av.codec.hwaccel import hwdevices_available
 
 from pipeline.frames import decode
 from pipeline.frames.decode import ClipReader, decode_only
@@ -23,7 +23,7 @@ GEOMETRY = FrameGeometry(resize=32, crop=32)
 
 def _creatable(device: str, path: Path) -> bool:
     try:
-        with av.open(str(path), hwaccel=HWAccel(device_type=device, allow_software_fallback=True)):
+        with av.open(str(path), hwaccel=decode.hardware_device(device)):
             return True
     except (av.error.FFmpegError, OSError, ValueError):
         return False
